@@ -1,0 +1,350 @@
+//! A dataset in memory: images as one contiguous row-major `f32` matrix
+//! `[n, rows*cols]` scaled to `[0, 1]`, labels as `u8`.
+//!
+//! [`load_dir`] reads the four standard IDX files (train/test images/labels,
+//! raw or gzip) of MNIST or any dataset laid out the same way (Fashion-MNIST,
+//! KMNIST, EMNIST), and can carve a seeded validation split from the training
+//! set.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use thiserror::Error;
+
+use super::idx::{self, IdxError};
+
+/// Environment variable that names the data directory.
+pub const DATA_DIR_ENV: &str = "MNIST_DIR";
+/// Directory used when neither `--data-dir` nor `MNIST_DIR` is given.
+pub const DEFAULT_DATA_DIR: &str = "data/mnist";
+
+/// Errors of dataset assembly (each names the file or directory concerned).
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Idx(#[from] IdxError),
+    #[error("{}: data directory not found{hint}", dir.display())]
+    NoDir { dir: PathBuf, hint: &'static str },
+    #[error("{}: is not a directory", dir.display())]
+    NotADir { dir: PathBuf },
+    #[error("{}: no {what} file (looked for names containing `{pattern}`){hint}", dir.display())]
+    Missing {
+        dir: PathBuf,
+        what: &'static str,
+        pattern: String,
+        hint: &'static str,
+    },
+    #[error("{}: several files could be the {what} file: {}", dir.display(), names.join(", "))]
+    Ambiguous {
+        dir: PathBuf,
+        what: &'static str,
+        names: Vec<String>,
+    },
+    #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
+    CountMismatch {
+        images: String,
+        n_images: usize,
+        labels: String,
+        n_labels: usize,
+    },
+    #[error("{train} has {train_shape:?} images but {test} has {test_shape:?}: train and test images must have the same size")]
+    ShapeMismatch {
+        train: String,
+        train_shape: (usize, usize),
+        test: String,
+        test_shape: (usize, usize),
+    },
+    #[error("validation split of {requested} samples leaves no training data ({available} training samples)")]
+    BadValidation { requested: usize, available: usize },
+}
+
+const FETCH_HINT: &str =
+    " (run `mnist-mlp fetch` to download MNIST, or point --data-dir / MNIST_DIR at a directory holding the IDX files)";
+
+/// One split (train, validation or test).
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// `[n, rows*cols]`, row-major, one sample per row, values in `[0, 1]`.
+    pub images: Array2<f32>,
+    /// `[n]` class indices.
+    pub labels: Vec<u8>,
+    /// Image height and width (28 x 28 for the MNIST family).
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// Features per sample (`rows * cols`).
+    pub fn features(&self) -> usize {
+        self.images.ncols()
+    }
+    /// Per-class sample counts, for `classes` classes.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut c = vec![0; classes.max(self.max_label().map_or(0, |m| m as usize + 1))];
+        for &l in &self.labels {
+            c[l as usize] += 1;
+        }
+        c
+    }
+    pub fn max_label(&self) -> Option<u8> {
+        self.labels.iter().copied().max()
+    }
+
+    /// Builds a dataset from raw IDX contents (`images` `[n, rows, cols]`).
+    pub fn from_u8(n: usize, rows: usize, cols: usize, pixels: &[u8], labels: Vec<u8>) -> Self {
+        assert_eq!(pixels.len(), n * rows * cols);
+        assert_eq!(labels.len(), n);
+        let mut images = Array2::<f32>::zeros((n, rows * cols));
+        let dst = images.as_slice_mut().expect("fresh array is contiguous");
+        dst.par_chunks_mut(1 << 16)
+            .zip(pixels.par_chunks(1 << 16))
+            .for_each(|(d, s)| {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d = s as f32 / 255.0;
+                }
+            });
+        Self {
+            images,
+            labels,
+            rows,
+            cols,
+        }
+    }
+
+    /// The samples at `idx`, in that order (a copy).
+    pub fn select(&self, idx: &[usize]) -> Dataset {
+        let images = self.images.select(ndarray::Axis(0), idx);
+        Dataset {
+            images,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
+/// Train and test splits, and a validation split when one was requested.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    pub train: Dataset,
+    pub validation: Option<Dataset>,
+    pub test: Dataset,
+    /// Number of classes: `max label + 1` over all splits unless given.
+    pub classes: usize,
+    /// The files each split was read from (images, labels).
+    pub files: SplitFiles,
+}
+
+/// Paths of the four IDX files.
+#[derive(Debug, Clone)]
+pub struct SplitFiles {
+    pub train_images: PathBuf,
+    pub train_labels: PathBuf,
+    pub test_images: PathBuf,
+    pub test_labels: PathBuf,
+}
+
+/// Where to look for data: the flag, else `$MNIST_DIR`, else `data/mnist`.
+pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_DATA_DIR),
+    }
+}
+
+/// Finds the one file in `dir` whose name contains `stem` and `kind`
+/// (`train-images` and `idx3`, say), compressed or not. Accepts the usual
+/// spellings: `train-images-idx3-ubyte(.gz)`, `train-images.idx3-ubyte`,
+/// `emnist-letters-train-images-idx3-ubyte.gz`.
+pub fn find_split_file(dir: &Path, stem: &str, kind: &str, what: &'static str) -> Result<PathBuf, DataError> {
+    let rd = std::fs::read_dir(dir).map_err(|_| DataError::NoDir {
+        dir: dir.to_path_buf(),
+        hint: FETCH_HINT,
+    })?;
+    let mut found: Vec<(String, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let lower = name.to_ascii_lowercase();
+            let ok = lower.contains(stem)
+                && lower.contains(kind)
+                && !lower.starts_with('.')
+                && !lower.ends_with(".tmp")
+                && !lower.contains(".part");
+            ok.then(|| (name, e.path()))
+        })
+        .collect();
+    found.sort();
+    // A raw file and its gzip twin are the same data: prefer the raw one.
+    if found.len() == 2 && format!("{}.gz", found[0].0) == found[1].0 {
+        found.truncate(1);
+    }
+    match found.len() {
+        0 => Err(DataError::Missing {
+            dir: dir.to_path_buf(),
+            what,
+            pattern: format!("{stem}*{kind}"),
+            hint: FETCH_HINT,
+        }),
+        1 => Ok(found.remove(0).1),
+        _ => Err(DataError::Ambiguous {
+            dir: dir.to_path_buf(),
+            what,
+            names: found.into_iter().map(|f| f.0).collect(),
+        }),
+    }
+}
+
+/// Locates the four standard files in `dir`.
+pub fn locate(dir: &Path) -> Result<SplitFiles, DataError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(DataError::NotADir {
+            dir: dir.to_path_buf(),
+        });
+    }
+    if !dir.exists() {
+        return Err(DataError::NoDir {
+            dir: dir.to_path_buf(),
+            hint: FETCH_HINT,
+        });
+    }
+    Ok(SplitFiles {
+        train_images: find_split_file(dir, "train-images", "idx3", "training images")?,
+        train_labels: find_split_file(dir, "train-labels", "idx1", "training labels")?,
+        test_images: find_split_file(dir, "t10k-images", "idx3", "test images")
+            .or_else(|_| find_split_file(dir, "test-images", "idx3", "test images"))?,
+        test_labels: find_split_file(dir, "t10k-labels", "idx1", "test labels")
+            .or_else(|_| find_split_file(dir, "test-labels", "idx1", "test labels"))?,
+    })
+}
+
+/// Reads one split (an image file and its label file), checking that they agree.
+pub fn load_split(images: &Path, labels: &Path, classes: Option<usize>) -> Result<Dataset, DataError> {
+    let (img, lab) = rayon::join(|| idx::read_images(images), || idx::read_labels(labels, classes));
+    let (img, lab) = (img?, lab?);
+    let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
+    if lab.dims[0] != n {
+        return Err(DataError::CountMismatch {
+            images: images.display().to_string(),
+            n_images: n,
+            labels: labels.display().to_string(),
+            n_labels: lab.dims[0],
+        });
+    }
+    Ok(Dataset::from_u8(n, rows, cols, &img.data, lab.data))
+}
+
+/// Options for [`load_dir`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Number of classes labels must be below; `None`: `max label + 1`.
+    pub classes: Option<usize>,
+    /// Samples to move from the training set into a validation set.
+    pub validation: usize,
+    /// Seed of the validation split.
+    pub seed: u64,
+}
+
+/// Loads train and test (and optionally validation) from a directory.
+pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
+    let files = locate(dir)?;
+    let (train, test) = rayon::join(
+        || load_split(&files.train_images, &files.train_labels, opts.classes),
+        || load_split(&files.test_images, &files.test_labels, opts.classes),
+    );
+    let (train, test) = (train?, test?);
+    if (train.rows, train.cols) != (test.rows, test.cols) {
+        return Err(DataError::ShapeMismatch {
+            train: files.train_images.display().to_string(),
+            train_shape: (train.rows, train.cols),
+            test: files.test_images.display().to_string(),
+            test_shape: (test.rows, test.cols),
+        });
+    }
+    let classes = opts.classes.unwrap_or_else(|| {
+        train.max_label().max(test.max_label()).map_or(0, |m| m as usize + 1)
+    });
+    let (train, validation) = split_validation(train, opts.validation, opts.seed)?;
+    Ok(Splits {
+        train,
+        validation,
+        test,
+        classes,
+        files,
+    })
+}
+
+/// Moves `n` randomly chosen samples (seeded) out of `data` into a validation set.
+pub fn split_validation(data: Dataset, n: usize, seed: u64) -> Result<(Dataset, Option<Dataset>), DataError> {
+    if n == 0 {
+        return Ok((data, None));
+    }
+    if n >= data.len() {
+        return Err(DataError::BadValidation {
+            requested: n,
+            available: data.len(),
+        });
+    }
+    let mut idx: Vec<usize> = (0..data.len()).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7a11d));
+    let (val, train) = idx.split_at(n);
+    let (mut train, mut val) = (train.to_vec(), val.to_vec());
+    train.sort_unstable();
+    val.sort_unstable();
+    Ok((data.select(&train), Some(data.select(&val))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(n: usize) -> Dataset {
+        let px: Vec<u8> = (0..n * 4).map(|i| (i % 256) as u8).collect();
+        Dataset::from_u8(n, 2, 2, &px, (0..n).map(|i| (i % 3) as u8).collect())
+    }
+
+    #[test]
+    fn pixels_scaled_to_unit_interval() {
+        let d = Dataset::from_u8(1, 1, 3, &[0, 51, 255], vec![0]);
+        assert_eq!(d.images.row(0).to_vec(), vec![0.0, 0.2, 1.0]);
+    }
+
+    #[test]
+    fn validation_split_is_seeded_disjoint_and_complete() {
+        let d = tiny(100);
+        let (t1, v1) = split_validation(d.clone(), 10, 7).unwrap();
+        let (t2, v2) = split_validation(d.clone(), 10, 7).unwrap();
+        let (_, v3) = split_validation(d.clone(), 10, 8).unwrap();
+        let (v1, v2, v3) = (v1.unwrap(), v2.unwrap(), v3.unwrap());
+        assert_eq!((t1.len(), v1.len()), (90, 10));
+        assert_eq!(v1.images, v2.images);
+        assert_eq!(t1.images, t2.images);
+        assert_ne!(v1.images, v3.images);
+        let mut firsts: Vec<u32> = t1
+            .images
+            .rows()
+            .into_iter()
+            .chain(v1.images.rows())
+            .map(|r| (r[0] * 255.0).round() as u32)
+            .collect();
+        firsts.sort();
+        let mut all: Vec<u32> = d.images.rows().into_iter().map(|r| (r[0] * 255.0).round() as u32).collect();
+        all.sort();
+        assert_eq!(firsts, all);
+        assert!(split_validation(d, 100, 0).is_err());
+    }
+}

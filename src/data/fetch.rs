@@ -1,0 +1,247 @@
+//! Downloading MNIST from the standard public mirrors.
+//!
+//! Each file is streamed into a temporary file in the target directory, its
+//! *decompressed* content is checked against the SHA-256 below (mirrors
+//! recompress the gzip streams, so only the content is stable), and only then
+//! is it renamed into place. A failed or corrupted download leaves nothing
+//! behind; a dead mirror is skipped for the next one.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flate2::read::MultiGzDecoder;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// One file of the dataset: its name on the mirrors and the SHA-256 of its
+/// decompressed content.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteFile {
+    pub name: &'static str,
+    pub sha256: &'static str,
+    /// Decompressed size in bytes.
+    pub size: u64,
+}
+
+/// The four MNIST files.
+pub const MNIST_FILES: [RemoteFile; 4] = [
+    RemoteFile {
+        name: "train-images-idx3-ubyte.gz",
+        sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        size: 47_040_016,
+    },
+    RemoteFile {
+        name: "train-labels-idx1-ubyte.gz",
+        sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        size: 60_008,
+    },
+    RemoteFile {
+        name: "t10k-images-idx3-ubyte.gz",
+        sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        size: 7_840_016,
+    },
+    RemoteFile {
+        name: "t10k-labels-idx1-ubyte.gz",
+        sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        size: 10_008,
+    },
+];
+
+/// Public MNIST mirrors, tried in order.
+pub const DEFAULT_MIRRORS: &[&str] = &[
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+];
+
+/// Environment variable with a comma-separated list of mirrors that replaces
+/// the defaults.
+pub const MIRRORS_ENV: &str = "MNIST_MIRRORS";
+
+/// Largest download accepted per file (the biggest MNIST file is ~10 MB gzip).
+const MAX_DOWNLOAD: u64 = 256 << 20;
+
+#[derive(Debug, Error)]
+pub enum FetchError {
+    #[error("{}: cannot create the data directory: {source}", dir.display())]
+    CreateDir { dir: PathBuf, source: io::Error },
+    #[error("{name}: every mirror failed:\n{}", failures.join("\n"))]
+    AllMirrorsFailed { name: String, failures: Vec<String> },
+    #[error("{}: cannot write: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Already present with the right content.
+    Present(PathBuf),
+    /// Downloaded from this mirror.
+    Downloaded { path: PathBuf, mirror: String },
+}
+
+/// The mirrors to use: `$MNIST_MIRRORS` (comma-separated) or the defaults.
+pub fn mirrors_from_env() -> Vec<String> {
+    match std::env::var(MIRRORS_ENV) {
+        Ok(v) if !v.trim().is_empty() => v.split(',').map(|s| s.trim().to_string()).collect(),
+        _ => DEFAULT_MIRRORS.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// SHA-256 (hex) and length of a file's content, decompressed if it is gzip.
+pub fn content_sha256(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    drop(f);
+    let f = BufReader::new(File::open(path)?);
+    let mut r: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    // Bounded: a gzip bomb cannot make this run for long.
+    let mut r = r.by_ref().take(crate::data::idx::MAX_DATA_BYTES);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        total += k as u64;
+        h.update(&buf[..k]);
+    }
+    Ok((format!("{:x}", h.finalize()), total))
+}
+
+/// Does `path` hold the expected content?
+pub fn verify(path: &Path, file: &RemoteFile) -> Result<(), String> {
+    match content_sha256(path) {
+        Ok((sum, len)) if sum == file.sha256 => {
+            debug_assert_eq!(len, file.size);
+            Ok(())
+        }
+        Ok((sum, len)) => Err(format!(
+            "content SHA-256 {sum} ({len} bytes) does not match the expected {} ({} bytes)",
+            file.sha256, file.size
+        )),
+        Err(e) => Err(format!("cannot read the content: {e}")),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into()
+}
+
+/// Downloads one URL into a temporary file in `dir` and verifies it.
+fn download_one(
+    agent: &ureq::Agent,
+    url: &str,
+    dir: &Path,
+    file: &RemoteFile,
+    progress: bool,
+) -> Result<tempfile::NamedTempFile, String> {
+    let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let len = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file.name))
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    let pb = if progress {
+        let pb = ProgressBar::new(len.unwrap_or(0));
+        pb.set_style(
+            ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_message(file.name.to_string());
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut body = resp.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let k = body.read(&mut buf).map_err(|e| format!("download interrupted: {e}"))?;
+        if k == 0 {
+            break;
+        }
+        tmp.write_all(&buf[..k])
+            .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
+        pb.inc(k as u64);
+    }
+    pb.finish_and_clear();
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
+    verify(tmp.path(), file)?;
+    Ok(tmp)
+}
+
+/// Makes sure `dir` holds `files`, downloading what is missing or wrong from
+/// `mirrors` (each a URL prefix; the file name is appended).
+pub fn fetch(
+    dir: &Path,
+    files: &[RemoteFile],
+    mirrors: &[String],
+    progress: bool,
+) -> Result<Vec<FetchOutcome>, FetchError> {
+    std::fs::create_dir_all(dir).map_err(|source| FetchError::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let agent = agent();
+    let mut out = Vec::new();
+    for file in files {
+        let dest = dir.join(file.name);
+        if dest.is_file() && verify(&dest, file).is_ok() {
+            out.push(FetchOutcome::Present(dest));
+            continue;
+        }
+        let mut failures = Vec::new();
+        let mut done = None;
+        for m in mirrors {
+            let url = format!("{}/{}", m.trim_end_matches('/'), file.name);
+            match download_one(&agent, &url, dir, file, progress) {
+                Ok(tmp) => {
+                    tmp.persist(&dest).map_err(|e| FetchError::Write {
+                        path: dest.clone(),
+                        source: e.error,
+                    })?;
+                    done = Some(m.clone());
+                    break;
+                }
+                Err(e) => {
+                    if progress {
+                        eprintln!("  {url}: {e}");
+                    }
+                    failures.push(format!("  {url}: {e}"));
+                }
+            }
+        }
+        match done {
+            Some(mirror) => out.push(FetchOutcome::Downloaded { path: dest, mirror }),
+            None => {
+                return Err(FetchError::AllMirrorsFailed {
+                    name: file.name.to_string(),
+                    failures,
+                })
+            }
+        }
+    }
+    Ok(out)
+}

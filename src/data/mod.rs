@@ -1,0 +1,7 @@
+//! The data path: IDX files -> [`Dataset`] -> mini-batches.
+
+pub mod dataset;
+pub mod fetch;
+pub mod idx;
+
+pub use dataset::{load_dir, resolve_data_dir, DataError, Dataset, LoadOptions, Splits};

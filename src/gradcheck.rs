@@ -1,0 +1,145 @@
+//! Gradient checks: back-propagation against central finite differences, in
+//! f64, through the very layer code that trains (the network is generic over
+//! the element type), with the batch split into blocks as in training.
+//!
+//! Error per entry: `|a - n| / max(|a|, |n|, 1e-4)`, where `a` is the
+//! analytic and `n` the numeric gradient of the mean batch loss (the floor
+//! keeps entries that are zero up to rounding from dividing noise by noise).
+
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
+
+/// Result for one parameter tensor.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TensorCheck {
+    pub name: String,
+    pub entries: usize,
+    pub max_rel_err: f64,
+    pub max_abs_err: f64,
+}
+
+/// Result for one network.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GradCheck {
+    pub spec: String,
+    pub loss: &'static str,
+    pub tensors: Vec<TensorCheck>,
+}
+
+impl GradCheck {
+    pub fn max_rel_err(&self) -> f64 {
+        self.tensors.iter().map(|t| t.max_rel_err).fold(0.0, f64::max)
+    }
+}
+
+/// Finite-difference step.
+pub const STEP: f64 = 1e-5;
+
+/// Checks every parameter of `spec` with `loss` on a random batch of
+/// `batch` samples (inputs uniform in `[0, 1)`), split into `blocks`.
+pub fn check(spec: &NetSpec, loss: Loss, batch: usize, blocks: usize, seed: u64) -> Result<GradCheck, String> {
+    let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
+    // Non-zero biases, so that their gradients are exercised off the origin.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
+    for l in &mut net.layers {
+        l.b.mapv_inplace(|_| rng.random_range(-0.1..0.1));
+    }
+    let x = Array2::from_shape_simple_fn((batch, spec.input()), || rng.random::<f32>());
+    let labels: Vec<u8> = (0..batch).map(|_| rng.random_range(0..spec.output_width()) as u8).collect();
+    let b = Batch { data: x.view(), labels: &labels, rows: Rows::Range(0, batch) };
+    let mut ws = Workspace::<f64>::new(spec, batch, blocks);
+    net.train_step(&mut ws, &b, Update::GradOnly);
+    let mut loss_at = |net: &mut Mlp<f64>| net.forward(&mut ws, &b).mean_loss();
+
+    let mut tensors = Vec::new();
+    for i in 0..net.layers.len() {
+        for which in ["weight", "bias"] {
+            let analytic: Vec<f64> = if which == "weight" {
+                net.layers[i].gw.iter().copied().collect()
+            } else {
+                net.layers[i].gb.iter().copied().collect()
+            };
+            let mut t = TensorCheck { name: format!("layers.{i}.{which}"), entries: analytic.len(), max_rel_err: 0.0, max_abs_err: 0.0 };
+            for (k, &a) in analytic.iter().enumerate() {
+                let mut at = |net: &mut Mlp<f64>, v: f64| {
+                    let p = if which == "weight" {
+                        net.layers[i].w.as_slice_mut().expect("contiguous")
+                    } else {
+                        net.layers[i].b.as_slice_mut().expect("contiguous")
+                    };
+                    let old = p[k];
+                    p[k] = old + v;
+                    let l = loss_at(net);
+                    let p = if which == "weight" {
+                        net.layers[i].w.as_slice_mut().expect("contiguous")
+                    } else {
+                        net.layers[i].b.as_slice_mut().expect("contiguous")
+                    };
+                    p[k] = old;
+                    l
+                };
+                let n = (at(&mut net, STEP) - at(&mut net, -STEP)) / (2.0 * STEP);
+                let abs = (a - n).abs();
+                let rel = abs / a.abs().max(n.abs()).max(1e-4);
+                t.max_abs_err = t.max_abs_err.max(abs);
+                t.max_rel_err = t.max_rel_err.max(rel);
+            }
+            tensors.push(t);
+        }
+    }
+    Ok(GradCheck { spec: spec.to_string(), loss: loss.name(), tensors })
+}
+
+/// The standard matrix: every hidden activation with cross-entropy, and
+/// squared error with each output activation.
+pub fn standard_specs() -> Vec<(NetSpec, Loss)> {
+    let mut v = Vec::new();
+    for act in crate::nn::Activation::ALL {
+        let a = act.name();
+        v.push((NetSpec::parse(&format!("12,{a},9,{a},7,softmax,5")).expect("valid"), Loss::CrossEntropy));
+    }
+    for out in ["softmax", "sigmoid", "identity"] {
+        v.push((NetSpec::parse(&format!("12,tanh,9,sigmoid,7,{out},5")).expect("valid"), Loss::SquaredError));
+    }
+    v.push((NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").expect("valid"), Loss::CrossEntropy));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_activation_and_loss_passes_in_f64() {
+        for (spec, loss) in standard_specs() {
+            for blocks in [1, 2, 3] {
+                let r = check(&spec, loss, 7, blocks, 42).unwrap();
+                assert!(r.max_rel_err() < 1e-6, "{} {:?} blocks={blocks}: {:#?}", spec, loss, r.tensors);
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_gradient_is_caught() {
+        // Sanity of the checker itself: corrupt the analytic gradient.
+        let spec = NetSpec::parse("6,tanh,5,softmax,3").unwrap();
+        let mut net = Mlp::<f64>::new(spec.clone(), Loss::CrossEntropy, Init::Auto, 1).unwrap();
+        let x = Array2::from_shape_fn((4, 6), |(i, j)| ((i * 7 + j) % 5) as f32 / 5.0);
+        let labels = [0u8, 1, 2, 1];
+        let b = Batch { data: x.view(), labels: &labels, rows: Rows::Range(0, 4) };
+        let mut ws = Workspace::<f64>::new(&spec, 4, 1);
+        net.train_step(&mut ws, &b, Update::GradOnly);
+        let a = net.layers[0].gw[[2, 3]];
+        let h = STEP;
+        net.layers[0].w[[2, 3]] += h;
+        let lp = net.forward(&mut ws, &b).mean_loss();
+        net.layers[0].w[[2, 3]] -= 2.0 * h;
+        let lm = net.forward(&mut ws, &b).mean_loss();
+        let n = (lp - lm) / (2.0 * h);
+        assert!((a - n).abs() / a.abs().max(n.abs()).max(1e-4) < 1e-6);
+        assert!(((a * 1.001) - n).abs() / a.abs().max(n.abs()).max(1e-4) > 1e-6);
+    }
+}

@@ -1,0 +1,16 @@
+//! mnist-mlp: a BLAS-accelerated, high-throughput trainer for multilayer
+//! perceptrons on MNIST and every dataset in IDX format.
+//!
+//! The modules follow the data's path: [`data`] (IDX files, datasets,
+//! download) -> [`nn`] (layers, losses, networks) -> [`optim`] ->
+//! [`train`] (the training loop) -> the CLI in `main.rs` and the benches.
+
+// Links the system OpenBLAS (cblas_sgemm and friends) into every binary.
+extern crate blas_src;
+
+pub mod data;
+pub mod nn;
+pub mod optim;
+pub mod parallel;
+pub mod real;
+pub mod gradcheck;

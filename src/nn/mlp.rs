@@ -1,0 +1,506 @@
+//! The multilayer perceptron and its training step.
+//!
+//! Layer `i` maps `[B, n_i]` to `[B, n_{i+1}]`; `A_0` is the input batch,
+//! `A_{i+1} = f_i(A_i W_i + b_i)`, and `D_{i+1} = dL/dZ_{i+1}`.
+//!
+//! A step is a short sequence of *parallel regions*, each split into one
+//! block per thread (see [`crate::parallel`]); inside a block the work is one
+//! single-threaded GEMM on a slice followed by its fused elementwise pass, on
+//! buffers of the [`Workspace`] allocated once:
+//!
+//! 1. forward (row blocks of the batch): gather the rows, then for each layer
+//!    `A_{i+1}[rows] = f(A_i[rows] W_i + b)`, and at the output the fused
+//!    loss, accuracy and `D_L = (p - onehot) / B` in place of the logits;
+//! 2. for `i = L-1 .. 0`, one region that
+//!    - back-propagates through layer `i` on row blocks,
+//!      `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])` (skipped for
+//!      `i = 0`: the input needs no gradient), and
+//!    - updates layer `i+1` (and, in the last region, layer 0) on column
+//!      blocks: `dW[:, c] = A^T D[:, c]`, `db[c] = sum_rows D[:, c]`, then
+//!      the optimizer on that block while it is hot in cache. Plain SGD folds
+//!      the update into the GEMM: `W[:, c] = (1 - lr l2) W[:, c] - lr A^T D[:, c]`.
+//!
+//!    A layer's weights are updated one region after they were last read for
+//!    back-propagation, so no thread reads a block another one writes.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::nn::activation::Activation;
+use crate::nn::dense::Dense;
+use crate::nn::init::Init;
+use crate::nn::loss::{loss_row, Loss};
+use crate::nn::spec::{NetSpec, MAX_LAYERS};
+use crate::optim::Optimizer;
+use crate::parallel::{block, par_for, RawMat};
+use crate::real::Real;
+
+/// Column blocks are aligned to this many elements (a cache line of f32).
+const COL_ALIGN: usize = 16;
+
+/// A multilayer perceptron.
+#[derive(Debug, Clone)]
+pub struct Mlp<T: Real> {
+    pub spec: NetSpec,
+    pub loss: Loss,
+    pub layers: Vec<Dense<T>>,
+}
+
+/// Which rows of a dataset form the batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// The rows at these indices (gathered into the workspace).
+    Indices(&'a [u32]),
+    /// A contiguous range (used in place when the element type is f32).
+    Range(usize, usize),
+}
+
+impl Rows<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Indices(i) => i.len(),
+            Rows::Range(a, b) => b - a,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    #[inline]
+    fn get(&self, r: usize) -> usize {
+        match self {
+            Rows::Indices(i) => i[r] as usize,
+            Rows::Range(a, _) => a + r,
+        }
+    }
+}
+
+/// A batch: rows of a `[n, features]` f32 matrix and their labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub data: ArrayView2<'a, f32>,
+    pub labels: &'a [u8],
+    pub rows: Rows<'a>,
+}
+
+/// Loss sum and correct predictions over a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub samples: usize,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: Stats) {
+        self.loss_sum += o.loss_sum;
+        self.correct += o.correct;
+        self.samples += o.samples;
+    }
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.samples.max(1) as f64
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
+}
+
+/// Buffers for batches of up to `cap` rows, allocated once.
+#[derive(Debug)]
+pub struct Workspace<T: Real> {
+    cap: usize,
+    blocks: usize,
+    /// Gathered input rows `[cap, n_0]` (allocated on first use).
+    x: Array2<T>,
+    /// `A_{i+1}`: outputs of layer `i`, `[cap, n_{i+1}]`; the last holds the
+    /// logits, then `D_L`.
+    acts: Vec<Array2<T>>,
+    /// `D_{i+1}` for hidden layers `i < L-1`, `[cap, n_{i+1}]`.
+    deltas: Vec<Array2<T>>,
+    stats: Vec<Mutex<Stats>>,
+}
+
+impl<T: Real> Workspace<T> {
+    /// Buffers for `spec` and batches of up to `cap` rows, split into
+    /// `blocks` per parallel region.
+    pub fn new(spec: &NetSpec, cap: usize, blocks: usize) -> Self {
+        let l = spec.layers();
+        Self {
+            cap,
+            blocks: blocks.max(1),
+            x: Array2::zeros((0, spec.input())),
+            acts: (0..l).map(|i| Array2::zeros((cap, spec.widths[i + 1]))).collect(),
+            deltas: (0..l - 1).map(|i| Array2::zeros((cap, spec.widths[i + 1]))).collect(),
+            stats: (0..blocks.max(1)).map(|_| Mutex::new(Stats::default())).collect(),
+        }
+    }
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        let n = self.x.len() + self.acts.iter().map(|a| a.len()).sum::<usize>() + self.deltas.iter().map(|a| a.len()).sum::<usize>();
+        n * std::mem::size_of::<T>()
+    }
+    /// The output rows of the last forward pass (probabilities after
+    /// [`Mlp::predict_into`]).
+    pub fn output(&self, rows: usize) -> ArrayView2<'_, T> {
+        self.acts.last().expect("at least one layer").slice(ndarray::s![..rows, ..])
+    }
+}
+
+/// Views `data` as `T` when `T` is f32 (no copy needed).
+fn as_t<'a, T: Real>(data: ArrayView2<'a, f32>) -> Option<ArrayView2<'a, T>> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32 (checked above); same layout and lifetime.
+        let (s0, s1) = (data.strides()[0], data.strides()[1]);
+        if s0 < 0 || s1 < 0 {
+            return None;
+        }
+        let shape = data.dim().strides((s0 as usize, s1 as usize));
+        Some(unsafe { ArrayView2::from_shape_ptr(shape, data.as_ptr() as *const T) })
+    } else {
+        None
+    }
+}
+
+/// Raw handles of one layer's tensors.
+#[derive(Clone, Copy)]
+struct LayerPtrs<T> {
+    w: RawMat<T>,
+    b: RawMat<T>,
+    gw: RawMat<T>,
+    gb: RawMat<T>,
+}
+
+/// How parameters change after the gradient is known.
+#[derive(Clone, Copy)]
+pub enum Update<'a, T: Real> {
+    /// Only compute `gw`, `gb` (gradient checks).
+    GradOnly,
+    /// Apply an optimizer ([`Optimizer::begin_step`] already called).
+    Apply(&'a Optimizer<T>),
+}
+
+/// `C = alpha * A * B + beta * C` on raw blocks.
+///
+/// # Safety
+/// The blocks must be valid, `c` written by no one else, `a`, `b` by no one.
+#[inline]
+unsafe fn gemm<T: Real>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: RawMat<T>) {
+    if c.rows == 0 || c.cols == 0 {
+        return;
+    }
+    let mut cv = c.view_mut();
+    if a.ncols() == 0 {
+        cv.map_inplace(|v| *v = *v * beta);
+        return;
+    }
+    general_mat_mul(alpha, &a, &b, beta, &mut cv);
+}
+
+impl<T: Real> Mlp<T> {
+    /// A fresh network: weights drawn by `init` from a ChaCha8 stream seeded
+    /// with `seed`, biases zero.
+    pub fn new(spec: NetSpec, loss: Loss, init: Init, seed: u64) -> Result<Self, String> {
+        spec.check_loss(loss)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let l = spec.layers();
+        let layers = (0..l)
+            .map(|i| {
+                let act = if i + 1 < l { Some(spec.hidden[i]) } else { spec.hidden.last().copied() };
+                Dense::new(init.weights(spec.widths[i], spec.widths[i + 1], act, &mut rng))
+            })
+            .collect();
+        Ok(Self { spec, loss, layers })
+    }
+
+    /// Shapes of the parameter tensors, in optimizer order (W, b per layer).
+    pub fn param_shapes(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().flat_map(|l| [l.w.dim(), (1, l.fan_out())]).collect()
+    }
+
+    /// Converts to another element type.
+    pub fn cast<U: Real>(&self) -> Mlp<U> {
+        Mlp {
+            spec: self.spec.clone(),
+            loss: self.loss,
+            layers: self.layers.iter().map(|l| l.cast()).collect(),
+        }
+    }
+
+    /// Are all parameters finite?
+    pub fn is_finite(&self) -> bool {
+        self.layers.iter().all(|l| l.w.iter().chain(l.b.iter()).all(|v| v.is_finite()))
+    }
+
+    fn ptrs(&mut self) -> [LayerPtrs<T>; MAX_LAYERS] {
+        let mut p = [LayerPtrs {
+            w: RawMat::empty(),
+            b: RawMat::empty(),
+            gw: RawMat::empty(),
+            gb: RawMat::empty(),
+        }; MAX_LAYERS];
+        for (p, l) in p.iter_mut().zip(self.layers.iter_mut()) {
+            *p = LayerPtrs {
+                w: RawMat::of(&mut l.w),
+                b: RawMat::of_slice(l.b.as_slice_mut().expect("contiguous")),
+                gw: RawMat::of(&mut l.gw),
+                gb: RawMat::of_slice(l.gb.as_slice_mut().expect("contiguous")),
+            };
+        }
+        p
+    }
+
+    fn check_batch(&self, ws: &mut Workspace<T>, batch: &Batch) -> usize {
+        let n = batch.rows.len();
+        assert!(n <= ws.cap, "batch of {n} rows exceeds the workspace capacity {}", ws.cap);
+        assert_eq!(batch.data.ncols(), self.spec.input(), "input width");
+        assert!(ws.blocks <= ws.stats.len());
+        let in_place = matches!(batch.rows, Rows::Range(..)) && as_t::<T>(batch.data).is_some() && batch.data.strides()[1] == 1;
+        if !in_place && ws.x.nrows() < ws.cap {
+            ws.x = Array2::zeros((ws.cap, self.spec.input()));
+        }
+        n
+    }
+
+    /// The input matrix of the batch: the data itself (f32, contiguous
+    /// range) or the gather buffer.
+    fn input_ptr(ws: &mut Workspace<T>, batch: &Batch) -> (RawMat<T>, bool) {
+        if let (Rows::Range(a, b), Some(v)) = (batch.rows, as_t::<T>(batch.data)) {
+            if v.strides()[1] == 1 {
+                return (RawMat::of_view(&v.slice(ndarray::s![a..b, ..])), false);
+            }
+        }
+        (RawMat::of(&mut ws.x).top(batch.rows.len()), true)
+    }
+
+    /// Forward pass over the row block `rows` of the batch. With `scale`,
+    /// the output rows become `scale * dL/dZ` (training); otherwise they hold
+    /// the output activation.
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn forward_block(&self, p: &[LayerPtrs<T>], x: RawMat<T>, gather: bool, acts: &[RawMat<T>], batch: &Batch, rows: Range<usize>, scale: Option<T>) -> Stats {
+        let mut st = Stats { samples: rows.len(), ..Stats::default() };
+        if rows.is_empty() {
+            return st;
+        }
+        if gather {
+            let d = batch.data;
+            for r in rows.clone() {
+                let dst = x.row_mut(r);
+                let src = d.row(batch.rows.get(r));
+                for (d, &s) in dst.iter_mut().zip(src.iter()) {
+                    *d = T::of(s as f64);
+                }
+            }
+        }
+        let l = self.spec.layers();
+        for i in 0..l {
+            let input = if i == 0 { x } else { acts[i - 1] };
+            let out = acts[i].row_block(rows.clone());
+            gemm(T::one(), input.row_block(rows.clone()).view(), p[i].w.view(), T::zero(), out);
+            let bias = p[i].b.row(0);
+            if i + 1 < l {
+                let act = self.spec.hidden[i];
+                for r in 0..out.rows {
+                    act.forward_row(out.row_mut(r), bias);
+                }
+            } else {
+                for r in 0..out.rows {
+                    let z = out.row_mut(r);
+                    for (z, &b) in z.iter_mut().zip(bias) {
+                        *z += b;
+                    }
+                    let label = batch.labels[batch.rows.get(rows.start + r)] as usize;
+                    let (loss, ok) = loss_row(self.spec.output, self.loss, z, label, scale);
+                    st.loss_sum += loss;
+                    st.correct += ok as usize;
+                }
+            }
+        }
+        st
+    }
+
+    /// One training step (or, with [`Update::GradOnly`], one gradient
+    /// evaluation) on a batch; returns the batch's loss and accuracy.
+    /// Must run inside [`crate::parallel::Threads::install`] to use its pool.
+    pub fn train_step(&mut self, ws: &mut Workspace<T>, batch: &Batch, update: Update<T>) -> Stats {
+        let n = self.check_batch(ws, batch);
+        if n == 0 {
+            return Stats::default();
+        }
+        let p = self.ptrs();
+        let p = &p[..self.spec.layers()];
+        let (x, gather) = Self::input_ptr(ws, batch);
+        let mut acts = [RawMat::empty(); MAX_LAYERS];
+        let mut deltas = [RawMat::empty(); MAX_LAYERS];
+        for (a, b) in acts.iter_mut().zip(ws.acts.iter_mut()) {
+            *a = RawMat::of(b).top(n);
+        }
+        for (a, b) in deltas.iter_mut().zip(ws.deltas.iter_mut()) {
+            *a = RawMat::of(b).top(n);
+        }
+        let l = self.spec.layers();
+        deltas[l - 1] = acts[l - 1];
+        let (acts, deltas) = (&acts[..l], &deltas[..l]);
+        let nb = ws.blocks;
+        let scale = T::one() / T::of(n as f64);
+        let stats = &ws.stats;
+        let this = &*self;
+
+        // 1. Forward, loss and output delta, on row blocks.
+        par_for(nb, &|t| {
+            let rows = block(t, nb, n, 1);
+            // SAFETY: row blocks are disjoint.
+            let s = unsafe { this.forward_block(p, x, gather, acts, batch, rows, Some(scale)) };
+            *stats[t].lock().expect("no panics while held") = s;
+        });
+
+        // 2. Backward regions.
+        for i in (0..l).rev() {
+            par_for(nb, &|t| {
+                // SAFETY: row blocks of D_i and column blocks of layer i+1
+                // (or 0) are disjoint between threads; W_i is only read here
+                // and written one region later.
+                unsafe {
+                    if i + 1 < l {
+                        this.update_block(i + 1, p, x, acts, deltas, t, nb, update);
+                    }
+                    if i >= 1 {
+                        let rows = block(t, nb, n, 1);
+                        let d_in = deltas[i - 1].row_block(rows.clone());
+                        gemm(T::one(), deltas[i].row_block(rows.clone()).view(), p[i].w.view().t(), T::zero(), d_in);
+                        let act = this.spec.hidden[i - 1];
+                        let a = acts[i - 1].row_block(rows);
+                        for r in 0..d_in.rows {
+                            act.backward_row(d_in.row_mut(r), a.row(r));
+                        }
+                    } else {
+                        this.update_block(0, p, x, acts, deltas, t, nb, update);
+                    }
+                }
+            });
+        }
+
+        let mut total = Stats::default();
+        for s in &ws.stats[..nb] {
+            total.add(*s.lock().expect("no panics while held"));
+        }
+        total
+    }
+
+    /// Gradient and update of layer `i` on column block `t` of `nb`.
+    ///
+    /// # Safety
+    /// Column blocks of concurrent calls are disjoint; nobody reads W_i now.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn update_block(&self, i: usize, p: &[LayerPtrs<T>], x: RawMat<T>, acts: &[RawMat<T>], deltas: &[RawMat<T>], t: usize, nb: usize, update: Update<T>) {
+        let n_out = self.spec.widths[i + 1];
+        let cols = block(t, nb, n_out, COL_ALIGN);
+        if cols.is_empty() {
+            return;
+        }
+        let a_in = if i == 0 { x } else { acts[i - 1] };
+        let d = deltas[i].col_block(cols.clone());
+        // db[c] = column sums of D[:, c].
+        let gb = p[i].gb.col_block(cols.clone()).row_mut(0);
+        gb.iter_mut().for_each(|v| *v = T::zero());
+        for r in 0..d.rows {
+            for (g, &v) in gb.iter_mut().zip(d.row(r)) {
+                *g += v;
+            }
+        }
+        let w = p[i].w.col_block(cols.clone());
+        let b = p[i].b.col_block(cols.clone());
+        match update {
+            Update::Apply(opt) => {
+                if let Some((lr, l2)) = opt.folded_sgd() {
+                    gemm(-lr, a_in.view().t(), d.view(), T::one() - lr * l2, w);
+                    for (b, &g) in b.row_mut(0).iter_mut().zip(gb.iter()) {
+                        *b -= lr * g;
+                    }
+                } else {
+                    let gw = p[i].gw.col_block(cols.clone());
+                    gemm(T::one(), a_in.view().t(), d.view(), T::zero(), gw);
+                    opt.update_block(2 * i, true, cols.clone(), w, gw);
+                    opt.update_block(2 * i + 1, false, cols, b, p[i].gb.col_block(block(t, nb, n_out, COL_ALIGN)));
+                }
+            }
+            Update::GradOnly => {
+                gemm(T::one(), a_in.view().t(), d.view(), T::zero(), p[i].gw.col_block(cols));
+            }
+        }
+    }
+
+    /// Loss and accuracy over a batch, without changing anything; the
+    /// workspace's output rows hold the output activation afterwards.
+    pub fn forward(&mut self, ws: &mut Workspace<T>, batch: &Batch) -> Stats {
+        let n = self.check_batch(ws, batch);
+        if n == 0 {
+            return Stats::default();
+        }
+        let p = self.ptrs();
+        let p = &p[..self.spec.layers()];
+        let (x, gather) = Self::input_ptr(ws, batch);
+        let mut acts = [RawMat::empty(); MAX_LAYERS];
+        for (a, b) in acts.iter_mut().zip(ws.acts.iter_mut()) {
+            *a = RawMat::of(b).top(n);
+        }
+        let acts = &acts[..self.spec.layers()];
+        let nb = ws.blocks;
+        let stats = &ws.stats;
+        let this = &*self;
+        par_for(nb, &|t| {
+            // SAFETY: row blocks are disjoint.
+            let s = unsafe { this.forward_block(p, x, gather, acts, batch, block(t, nb, n, 1), None) };
+            *stats[t].lock().expect("no panics while held") = s;
+        });
+        let mut total = Stats::default();
+        for s in &ws.stats[..nb] {
+            total.add(*s.lock().expect("no panics while held"));
+        }
+        total
+    }
+
+    /// Loss and accuracy over all of `data`, in chunks of the workspace's capacity.
+    pub fn evaluate(&mut self, ws: &mut Workspace<T>, data: ArrayView2<f32>, labels: &[u8]) -> Stats {
+        let mut total = Stats::default();
+        let n = data.nrows();
+        let mut s = 0;
+        while s < n {
+            let e = (s + ws.cap).min(n);
+            total.add(self.forward(ws, &Batch { data, labels, rows: Rows::Range(s, e) }));
+            s = e;
+        }
+        total
+    }
+
+    /// Output activations (class probabilities for softmax) for `data`.
+    pub fn predict_into(&mut self, ws: &mut Workspace<T>, data: ArrayView2<f32>, out: &mut Array2<T>) {
+        let n = data.nrows();
+        let labels = vec![0u8; ws.cap];
+        let mut s = 0;
+        while s < n {
+            let e = (s + ws.cap).min(n);
+            let chunk = data.slice(ndarray::s![s..e, ..]);
+            self.forward(ws, &Batch { data: chunk, labels: &labels[..e - s], rows: Rows::Range(0, e - s) });
+            out.slice_mut(ndarray::s![s..e, ..]).assign(&ws.output(e - s));
+            s = e;
+        }
+    }
+
+    /// Hidden activations used by the layers, for display.
+    pub fn activations(&self) -> &[Activation] {
+        &self.spec.hidden
+    }
+}

@@ -1,0 +1,211 @@
+//! Network descriptions: the layer-list syntax of the original notebooks,
+//! `784,relu,200,sigmoid,80,softmax,10` — the input width, then pairs of
+//! (activation, width); the activation before the last width is the output
+//! activation (`softmax`, `sigmoid` or `identity`; omitted means `softmax`).
+
+use crate::nn::activation::Activation;
+use crate::nn::loss::{Loss, OutputAct};
+
+/// The most layers a network may have.
+pub const MAX_LAYERS: usize = 64;
+/// The widest layer accepted.
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most parameters a network may have (2^31, i.e. 8 GiB of f32 weights).
+pub const MAX_PARAMS: u128 = 1 << 31;
+
+/// The shape of a multilayer perceptron.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetSpec {
+    /// Layer widths, input first: `[784, 200, 80, 10]`.
+    pub widths: Vec<usize>,
+    /// Activation after each hidden layer (`widths.len() - 2` of them).
+    pub hidden: Vec<Activation>,
+    /// Activation of the output layer.
+    pub output: OutputAct,
+}
+
+impl NetSpec {
+    /// Parses the layer-list syntax.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let toks: Vec<&str> = s.split(',').map(str::trim).collect();
+        if toks.iter().any(|t| t.is_empty()) {
+            return Err(format!("layer list `{s}` has an empty entry (expected e.g. `784,relu,200,softmax,10`)"));
+        }
+        let width = |t: &str| -> Result<usize, String> {
+            let w: u128 = t
+                .parse()
+                .map_err(|_| format!("layer list `{s}`: `{t}` is neither a width nor a known activation (relu, leaky_relu, sigmoid, tanh, identity; softmax for the output)"))?;
+            if w == 0 {
+                return Err(format!("layer list `{s}`: a layer width must be at least 1, got 0"));
+            }
+            if w > MAX_WIDTH as u128 {
+                return Err(format!("layer list `{s}`: width {t} is too large (at most {MAX_WIDTH})"));
+            }
+            Ok(w as usize)
+        };
+        let mut it = toks.iter().peekable();
+        let mut widths = vec![width(it.next().expect("split yields one item"))?];
+        let mut acts: Vec<String> = Vec::new();
+        while let Some(t) = it.next() {
+            if t.parse::<u128>().is_ok() || t.starts_with('-') {
+                acts.push(String::new());
+                widths.push(width(t)?);
+            } else {
+                let next = it.next().ok_or_else(|| {
+                    format!("layer list `{s}` ends with the activation `{t}`: it must end with the output width")
+                })?;
+                acts.push(t.to_string());
+                widths.push(width(next)?);
+            }
+        }
+        if widths.len() < 2 {
+            return Err(format!("layer list `{s}` needs at least an input and an output width, e.g. `784,softmax,10`"));
+        }
+        let n = acts.len();
+        let mut hidden = Vec::with_capacity(n - 1);
+        for (i, a) in acts[..n - 1].iter().enumerate() {
+            if a.is_empty() {
+                return Err(format!(
+                    "layer list `{s}`: no activation between widths {} and {} (e.g. `{},relu,{}`)",
+                    widths[i], widths[i + 1], widths[i], widths[i + 1]
+                ));
+            }
+            if a == "softmax" {
+                return Err(format!("layer list `{s}`: softmax is only allowed before the output width"));
+            }
+            hidden.push(Activation::parse(a).ok_or_else(|| {
+                format!("layer list `{s}`: unknown activation `{a}` (expected relu, leaky_relu, sigmoid, tanh or identity)")
+            })?);
+        }
+        let output = match acts[n - 1].to_ascii_lowercase().as_str() {
+            "" | "softmax" => OutputAct::Softmax,
+            "sigmoid" | "logistic" => OutputAct::Sigmoid,
+            "identity" | "linear" | "none" => OutputAct::Identity,
+            a => {
+                return Err(format!(
+                    "layer list `{s}`: unknown output activation `{a}` (expected softmax, sigmoid or identity)"
+                ))
+            }
+        };
+        let spec = NetSpec { widths, hidden, output };
+        spec.check_size()?;
+        Ok(spec)
+    }
+
+    /// Builds a spec from hidden widths and one activation for all of them.
+    pub fn from_hidden(input: usize, hidden: &[usize], act: Activation, output: usize) -> Result<Self, String> {
+        let mut widths = vec![input];
+        widths.extend_from_slice(hidden);
+        widths.push(output);
+        if let Some(w) = widths.iter().find(|&&w| w == 0 || w > MAX_WIDTH) {
+            return Err(format!("layer width {w} is out of range (1..={MAX_WIDTH})"));
+        }
+        let spec = NetSpec {
+            widths,
+            hidden: vec![act; hidden.len()],
+            output: OutputAct::Softmax,
+        };
+        spec.check_size()?;
+        Ok(spec)
+    }
+
+    fn check_size(&self) -> Result<(), String> {
+        if self.layers() > MAX_LAYERS {
+            return Err(format!("{} layers is too many (at most {MAX_LAYERS})", self.layers()));
+        }
+        let p: u128 = self.widths.windows(2).map(|w| (w[0] as u128 + 1) * w[1] as u128).sum();
+        if p > MAX_PARAMS {
+            return Err(format!("network `{self}` would have {p} parameters, more than the limit of {MAX_PARAMS}"));
+        }
+        Ok(())
+    }
+
+    /// Number of dense layers.
+    pub fn layers(&self) -> usize {
+        self.widths.len() - 1
+    }
+    pub fn input(&self) -> usize {
+        self.widths[0]
+    }
+    pub fn output_width(&self) -> usize {
+        *self.widths.last().expect("at least two widths")
+    }
+    /// Number of trainable parameters.
+    pub fn params(&self) -> usize {
+        self.widths.windows(2).map(|w| (w[0] + 1) * w[1]).sum()
+    }
+    /// Training FLOPs per sample, `6 * sum(fan_in * fan_out)`.
+    pub fn train_flops_per_sample(&self) -> u64 {
+        6 * self.widths.windows(2).map(|w| (w[0] * w[1]) as u64).sum::<u64>()
+    }
+    /// Checks that the loss can be used with the output activation.
+    pub fn check_loss(&self, loss: Loss) -> Result<(), String> {
+        if loss == Loss::CrossEntropy && self.output != OutputAct::Softmax {
+            return Err(format!(
+                "cross-entropy needs a softmax output, but `{self}` ends with {}: use `softmax` before the output width or --loss mse",
+                self.output.name()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for NetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.widths[0])?;
+        for (i, w) in self.widths[1..].iter().enumerate() {
+            let a = if i < self.hidden.len() {
+                self.hidden[i].name()
+            } else {
+                self.output.name()
+            };
+            write!(f, ",{a},{w}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_notebook_syntax() {
+        let s = NetSpec::parse("784,relu,200,sigmoid,80,softmax,10").unwrap();
+        assert_eq!(s.widths, vec![784, 200, 80, 10]);
+        assert_eq!(s.hidden, vec![Activation::Relu, Activation::Sigmoid]);
+        assert_eq!(s.output, OutputAct::Softmax);
+        assert_eq!(s.to_string(), "784,relu,200,sigmoid,80,softmax,10");
+        let s = NetSpec::parse("784, tanh, 300, sigmoid, 10").unwrap();
+        assert_eq!(s.output, OutputAct::Sigmoid);
+        let s = NetSpec::parse("784,relu,50,10").unwrap();
+        assert_eq!(s.output, OutputAct::Softmax);
+        assert_eq!(NetSpec::parse("784,10").unwrap().layers(), 1);
+    }
+
+    #[test]
+    fn rejects_bad_lists_with_clear_messages() {
+        for (bad, needle) in [
+            ("784,relu,0,softmax,10", "at least 1"),
+            ("784,relu,1000000000000,softmax,10", "too large"),
+            ("784,swish,100,softmax,10", "unknown activation `swish`"),
+            ("784,relu,100,softmax", "ends with the activation"),
+            ("784,100,10", "no activation between widths 784 and 100"),
+            ("784", "at least an input and an output"),
+            ("784,,10", "empty entry"),
+            ("784,softmax,100,softmax,10", "only allowed before the output"),
+            ("784,relu,-5,10", "neither a width"),
+            ("784,relu,1048576,relu,1048576,10", "parameters"),
+        ] {
+            let e = NetSpec::parse(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn counts() {
+        let s = NetSpec::parse("784,relu,512,relu,512,relu,256,relu,128,softmax,10").unwrap();
+        assert_eq!(s.train_flops_per_sample(), 4_972_032);
+        assert_eq!(s.params(), 784 * 512 + 512 + 512 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 1290);
+    }
+}

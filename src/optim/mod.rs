@@ -1,0 +1,323 @@
+//! Optimizers. Each update rule is one elementwise function in its own file;
+//! [`Optimizer`] owns the state (moments) and applies a rule to one block of
+//! one parameter tensor at a time, so the network can run updates in
+//! parallel over disjoint column blocks right after computing their gradient.
+//!
+//! Tensors are numbered `2*layer` (weights `[fan_in, fan_out]`) and
+//! `2*layer + 1` (bias, seen as `[1, fan_out]`). L2 (`--l2`, added to the
+//! gradient) and AdamW's decoupled weight decay act on weights, not biases.
+
+pub mod adam;
+pub mod momentum;
+pub mod rmsprop;
+pub mod sgd;
+
+use std::ops::Range;
+
+use ndarray::Array2;
+
+use crate::parallel::RawMat;
+use crate::real::Real;
+
+/// The update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptKind {
+    Sgd,
+    Momentum,
+    Nesterov,
+    RmsProp,
+    Adam,
+    AdamW,
+}
+
+impl OptKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "sgd" => OptKind::Sgd,
+            "momentum" => OptKind::Momentum,
+            "nesterov" => OptKind::Nesterov,
+            "rmsprop" => OptKind::RmsProp,
+            "adam" => OptKind::Adam,
+            "adamw" => OptKind::AdamW,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            OptKind::Sgd => "sgd",
+            OptKind::Momentum => "momentum",
+            OptKind::Nesterov => "nesterov",
+            OptKind::RmsProp => "rmsprop",
+            OptKind::Adam => "adam",
+            OptKind::AdamW => "adamw",
+        }
+    }
+    /// State arrays per parameter tensor.
+    fn slots(self) -> usize {
+        match self {
+            OptKind::Sgd => 0,
+            OptKind::Momentum | OptKind::Nesterov | OptKind::RmsProp => 1,
+            OptKind::Adam | OptKind::AdamW => 2,
+        }
+    }
+}
+
+/// Hyperparameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptConfig {
+    pub kind: OptKind,
+    pub lr: f64,
+    /// Momentum coefficient (momentum, nesterov).
+    pub momentum: f64,
+    /// Adam's beta1, beta2 and epsilon (also RMSprop's epsilon).
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// RMSprop's decay.
+    pub rho: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// L2 coefficient added to the weight gradient (`g + l2 * w`).
+    pub l2: f64,
+}
+
+impl OptConfig {
+    pub fn new(kind: OptKind, lr: f64) -> Self {
+        Self {
+            kind,
+            lr,
+            momentum: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            rho: 0.9,
+            weight_decay: if kind == OptKind::AdamW { 0.01 } else { 0.0 },
+            l2: 0.0,
+        }
+    }
+
+    /// Checks every hyperparameter, naming the flag that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = |v: f64, flag: &str| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{flag} must be a positive finite number, got {v}"))
+            }
+        };
+        let nonneg = |v: f64, flag: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{flag} must be a finite number >= 0, got {v}"))
+            }
+        };
+        let unit = |v: f64, flag: &str| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{flag} must be in [0, 1), got {v}"))
+            }
+        };
+        pos(self.lr, "--lr")?;
+        nonneg(self.l2, "--l2")?;
+        nonneg(self.weight_decay, "--weight-decay")?;
+        unit(self.momentum, "--momentum")?;
+        unit(self.beta1, "--beta1")?;
+        unit(self.beta2, "--beta2")?;
+        unit(self.rho, "--rho")?;
+        pos(self.eps, "--eps")
+    }
+}
+
+/// Optimizer state for a network's parameter tensors.
+#[derive(Debug)]
+pub struct Optimizer<T: Real> {
+    pub cfg: OptConfig,
+    /// Steps taken.
+    pub t: u64,
+    state: Vec<Vec<Array2<T>>>,
+    raw: Vec<[RawMat<T>; 2]>,
+    adam: adam::AdamStep<T>,
+}
+
+impl<T: Real> Clone for Optimizer<T> {
+    fn clone(&self) -> Self {
+        let mut o = Self {
+            cfg: self.cfg.clone(),
+            t: self.t,
+            state: self.state.clone(),
+            raw: self.raw.clone(),
+            adam: self.adam,
+        };
+        o.refresh_raw();
+        o
+    }
+}
+
+impl<T: Real> Optimizer<T> {
+    /// State for tensors of the given `[rows, cols]` shapes.
+    pub fn new(cfg: OptConfig, shapes: &[(usize, usize)]) -> Self {
+        let slots = cfg.kind.slots();
+        let state = shapes
+            .iter()
+            .map(|&s| (0..slots).map(|_| Array2::zeros(s)).collect())
+            .collect();
+        let mut o = Self {
+            adam: adam::AdamStep::new(1, cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, 0.0, 0.0),
+            cfg,
+            t: 0,
+            state,
+            raw: vec![[RawMat::empty(); 2]; shapes.len()],
+        };
+        o.refresh_raw();
+        o
+    }
+
+    fn refresh_raw(&mut self) {
+        for (r, s) in self.raw.iter_mut().zip(self.state.iter_mut()) {
+            for (k, a) in s.iter_mut().enumerate() {
+                r[k] = RawMat::of(a);
+            }
+        }
+    }
+
+    /// The state arrays of one tensor (moments), e.g. for checkpoints.
+    pub fn state(&self, tensor: usize) -> &[Array2<T>] {
+        &self.state[tensor]
+    }
+    pub fn state_mut(&mut self, tensor: usize) -> &mut [Array2<T>] {
+        &mut self.state[tensor]
+    }
+
+    /// Starts a step: counts it and computes the per-step constants.
+    pub fn begin_step(&mut self) {
+        self.t += 1;
+        let c = &self.cfg;
+        let wd = if c.kind == OptKind::AdamW { c.weight_decay } else { 0.0 };
+        self.adam = adam::AdamStep::new(self.t, c.lr, c.beta1, c.beta2, c.eps, wd, c.l2);
+    }
+
+    /// For plain SGD, `(lr, l2)`: the caller folds the weight update into
+    /// the weight-gradient GEMM (`alpha = -lr`, `beta = 1 - lr * l2`).
+    pub fn folded_sgd(&self) -> Option<(T, T)> {
+        (self.cfg.kind == OptKind::Sgd).then(|| (T::of(self.cfg.lr), T::of(self.cfg.l2)))
+    }
+
+    /// Updates columns `cols` of tensor `tensor`: `p` and `g` are those
+    /// blocks of the parameter and its gradient. `decay`: weights (L2 and
+    /// weight decay apply), not biases.
+    ///
+    /// # Safety
+    /// Between [`Optimizer::begin_step`] calls, blocks updated concurrently
+    /// must be disjoint, and `p`, `g` must be valid blocks of that shape.
+    pub unsafe fn update_block(&self, tensor: usize, decay: bool, cols: Range<usize>, p: RawMat<T>, g: RawMat<T>) {
+        let c = &self.cfg;
+        let lr = T::of(c.lr);
+        let l2 = if decay { T::of(c.l2) } else { T::zero() };
+        let s0 = self.raw[tensor][0];
+        let s1 = self.raw[tensor][1];
+        let mut k = self.adam;
+        if !decay {
+            k.decay = T::zero();
+            k.l2 = T::zero();
+        }
+        for r in 0..p.rows {
+            let pr = p.row_mut(r);
+            let gr = g.row(r);
+            match c.kind {
+                OptKind::Sgd => {
+                    for (p, &g) in pr.iter_mut().zip(gr) {
+                        sgd::update(p, g, lr, l2);
+                    }
+                }
+                OptKind::Momentum | OptKind::Nesterov => {
+                    let (mu, nest) = (T::of(c.momentum), c.kind == OptKind::Nesterov);
+                    let v = s0.col_block(cols.clone()).row_mut(r);
+                    for ((p, &g), v) in pr.iter_mut().zip(gr).zip(v) {
+                        momentum::update(p, v, g, lr, mu, l2, nest);
+                    }
+                }
+                OptKind::RmsProp => {
+                    let (rho, eps) = (T::of(c.rho), T::of(c.eps));
+                    let s = s0.col_block(cols.clone()).row_mut(r);
+                    for ((p, &g), s) in pr.iter_mut().zip(gr).zip(s) {
+                        rmsprop::update(p, s, g, lr, rho, eps, l2);
+                    }
+                }
+                OptKind::Adam | OptKind::AdamW => {
+                    let m = s0.col_block(cols.clone()).row_mut(r);
+                    let v = s1.col_block(cols.clone()).row_mut(r);
+                    for (((p, &g), m), v) in pr.iter_mut().zip(gr).zip(m).zip(v) {
+                        adam::update(p, m, v, g, &k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_updates_equal_the_elementwise_rule() {
+        for kind in [
+            OptKind::Sgd,
+            OptKind::Momentum,
+            OptKind::Nesterov,
+            OptKind::RmsProp,
+            OptKind::Adam,
+            OptKind::AdamW,
+        ] {
+            let mut cfg = OptConfig::new(kind, 0.05);
+            cfg.l2 = 0.01;
+            let mut opt = Optimizer::<f64>::new(cfg.clone(), &[(2, 3)]);
+            let mut p = ndarray::arr2(&[[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]]);
+            let g = ndarray::arr2(&[[0.1, 0.2, -0.3], [0.0, -0.5, 0.7]]);
+            let mut want = p.clone();
+            let mut s = [[0.0f64; 6]; 2];
+            for step in 1..=3u64 {
+                opt.begin_step();
+                let mut gg = g.clone();
+                // Two column blocks, as two threads would do them.
+                unsafe {
+                    let (pr, gr) = (RawMat::of(&mut p), RawMat::of(&mut gg));
+                    opt.update_block(0, true, 0..1, pr.col_block(0..1), gr.col_block(0..1));
+                    opt.update_block(0, true, 1..3, pr.col_block(1..3), gr.col_block(1..3));
+                }
+                for (i, (w, &g)) in want.iter_mut().zip(g.iter()).enumerate() {
+                    let (lr, l2) = (0.05, 0.01);
+                    match kind {
+                        OptKind::Sgd => sgd::update(w, g, lr, l2),
+                        OptKind::Momentum => momentum::update(w, &mut s[0][i], g, lr, 0.9, l2, false),
+                        OptKind::Nesterov => momentum::update(w, &mut s[0][i], g, lr, 0.9, l2, true),
+                        OptKind::RmsProp => rmsprop::update(w, &mut s[0][i], g, lr, 0.9, 1e-8, l2),
+                        OptKind::Adam | OptKind::AdamW => {
+                            let wd = if kind == OptKind::AdamW { 0.01 } else { 0.0 };
+                            let k = adam::AdamStep::new(step, lr, 0.9, 0.999, 1e-8, wd, l2);
+                            let (m, v) = s.split_at_mut(1);
+                            adam::update(w, &mut m[0][i], &mut v[0][i], g, &k)
+                        }
+                    }
+                }
+            }
+            assert_eq!(p, want, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let mut c = OptConfig::new(OptKind::Adam, f64::NAN);
+        assert!(c.validate().unwrap_err().contains("--lr"));
+        c.lr = -1.0;
+        assert!(c.validate().unwrap_err().contains("--lr"));
+        c.lr = 0.1;
+        c.l2 = -0.5;
+        assert!(c.validate().unwrap_err().contains("--l2"));
+        c.l2 = 0.0;
+        c.validate().unwrap();
+    }
+}

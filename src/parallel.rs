@@ -1,0 +1,274 @@
+//! Threads: one rayon pool for everything, OpenBLAS kept from oversubscribing.
+//!
+//! Two policies (see `BENCHMARKS.md` for the measurements behind the default):
+//! - [`GemmThreading::Split`]: OpenBLAS runs single-threaded and every
+//!   parallel region splits its work (rows of the batch, columns of a weight
+//!   matrix) into one block per rayon thread, each block one single-threaded
+//!   GEMM followed by its fused elementwise work. Deterministic: the blocks
+//!   depend only on the thread count.
+//! - [`GemmThreading::Blas`]: one GEMM call per product, threaded inside
+//!   OpenBLAS; the elementwise work runs on the calling thread.
+//!
+//! OpenBLAS is never called from several threads at once unless it is
+//! single-threaded, which is the only concurrent use it supports.
+
+use std::ops::Range;
+
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+extern "C" {
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+    fn openblas_get_num_threads() -> std::os::raw::c_int;
+}
+
+/// Sets the number of threads OpenBLAS uses for one call.
+pub fn set_blas_threads(n: usize) {
+    // SAFETY: plain setter of the OpenBLAS library; no memory is passed.
+    unsafe { openblas_set_num_threads(n.max(1) as std::os::raw::c_int) }
+}
+
+/// The number of threads OpenBLAS uses for one call.
+pub fn blas_threads() -> usize {
+    // SAFETY: plain getter.
+    unsafe { openblas_get_num_threads() as usize }
+}
+
+/// How products are parallelized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmThreading {
+    /// Rayon splits each product into per-thread blocks; OpenBLAS single-threaded.
+    Split,
+    /// OpenBLAS threads each product; rayon idle during products.
+    Blas,
+}
+
+impl std::str::FromStr for GemmThreading {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "split" => Ok(Self::Split),
+            "blas" => Ok(Self::Blas),
+            _ => Err(format!("unknown threading policy `{s}` (expected `split` or `blas`)")),
+        }
+    }
+}
+
+/// A thread pool and the policy that goes with it.
+pub struct Threads {
+    pool: rayon::ThreadPool,
+    n: usize,
+    policy: GemmThreading,
+}
+
+impl Threads {
+    /// `n` threads (0: all cores) under `policy`.
+    pub fn new(n: usize, policy: GemmThreading) -> Result<Self, String> {
+        let n = if n == 0 { num_cores() } else { n };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("mlp-worker-{i}"))
+            .build()
+            .map_err(|e| format!("cannot start {n} threads: {e}"))?;
+        Ok(Self { pool, n, policy })
+    }
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    pub fn policy(&self) -> GemmThreading {
+        self.policy
+    }
+    /// Number of blocks a parallel region is split into.
+    pub fn blocks(&self) -> usize {
+        match self.policy {
+            GemmThreading::Split => self.n,
+            GemmThreading::Blas => 1,
+        }
+    }
+    /// Runs `f` in the pool with OpenBLAS set for this policy.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        set_blas_threads(match self.policy {
+            GemmThreading::Split => 1,
+            GemmThreading::Blas => self.n,
+        });
+        self.pool.install(f)
+    }
+}
+
+/// Available cores.
+pub fn num_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `f(0..n)` in parallel through nested `rayon::join` (no allocation).
+pub fn par_for<F: Fn(usize) + Sync>(n: usize, f: &F) {
+    fn go<F: Fn(usize) + Sync>(lo: usize, hi: usize, f: &F) {
+        if hi - lo == 1 {
+            f(lo);
+        } else {
+            let mid = lo + (hi - lo) / 2;
+            rayon::join(|| go(lo, mid, f), || go(mid, hi, f));
+        }
+    }
+    if n > 0 {
+        go(0, n, f);
+    }
+}
+
+/// Block `t` of `n` of `0..len`, boundaries rounded to multiples of `align`
+/// when every block stays non-empty that way.
+pub fn block(t: usize, n: usize, len: usize, align: usize) -> Range<usize> {
+    let cut = |i: usize| -> usize {
+        let raw = len * i / n;
+        if align > 1 && len >= n * align && i != n {
+            (raw + align / 2) / align * align
+        } else {
+            raw
+        }
+    };
+    cut(t)..cut(t + 1)
+}
+
+/// A row-major matrix (or a block of one) addressed by raw pointer, so that
+/// parallel regions can hand disjoint blocks of one buffer to their threads.
+#[derive(Debug)]
+pub struct RawMat<T> {
+    ptr: *mut T,
+    pub rows: usize,
+    pub cols: usize,
+    pub stride: usize,
+}
+
+impl<T> Clone for RawMat<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for RawMat<T> {}
+// SAFETY: a RawMat is only an address; the code that dereferences it makes
+// sure that concurrent blocks are disjoint or read-only.
+unsafe impl<T: Send> Send for RawMat<T> {}
+unsafe impl<T: Sync> Sync for RawMat<T> {}
+
+impl<T> RawMat<T> {
+    /// A 0 x 0 matrix (a placeholder).
+    pub fn empty() -> Self {
+        Self {
+            ptr: std::ptr::NonNull::dangling().as_ptr(),
+            rows: 0,
+            cols: 0,
+            stride: 0,
+        }
+    }
+    pub fn of(a: &mut ndarray::Array2<T>) -> Self {
+        let (rows, cols) = a.dim();
+        assert!(a.is_standard_layout());
+        Self {
+            ptr: a.as_mut_ptr(),
+            rows,
+            cols,
+            stride: cols,
+        }
+    }
+    /// A read-only matrix (never written through).
+    pub fn of_view(a: &ArrayView2<T>) -> Self {
+        let (rows, cols) = a.dim();
+        assert!(a.strides()[1] == 1 || cols <= 1);
+        Self {
+            ptr: a.as_ptr() as *mut T,
+            rows,
+            cols,
+            stride: (a.strides()[0].max(cols as isize)) as usize,
+        }
+    }
+    pub fn of_slice(s: &mut [T]) -> Self {
+        Self {
+            ptr: s.as_mut_ptr(),
+            rows: 1,
+            cols: s.len(),
+            stride: s.len(),
+        }
+    }
+    /// The first `rows` rows.
+    pub fn top(self, rows: usize) -> Self {
+        assert!(rows <= self.rows);
+        Self { rows, ..self }
+    }
+    pub fn row_block(self, r: Range<usize>) -> Self {
+        assert!(r.end <= self.rows && r.start <= r.end);
+        Self {
+            // SAFETY: in bounds (checked above).
+            ptr: unsafe { self.ptr.add(r.start * self.stride) },
+            rows: r.len(),
+            ..self
+        }
+    }
+    pub fn col_block(self, c: Range<usize>) -> Self {
+        assert!(c.end <= self.cols && c.start <= c.end);
+        Self {
+            // SAFETY: in bounds (checked above).
+            ptr: unsafe { self.ptr.add(c.start) },
+            cols: c.len(),
+            ..self
+        }
+    }
+    /// # Safety
+    /// No one may write the block while the view lives.
+    pub unsafe fn view<'a>(self) -> ArrayView2<'a, T> {
+        ArrayView2::from_shape_ptr((self.rows, self.cols).strides((self.stride, 1)), self.ptr)
+    }
+    /// # Safety
+    /// No one else may touch the block while the view lives.
+    pub unsafe fn view_mut<'a>(self) -> ArrayViewMut2<'a, T> {
+        ArrayViewMut2::from_shape_ptr((self.rows, self.cols).strides((self.stride, 1)), self.ptr)
+    }
+    /// Row `r` as a slice.
+    /// # Safety
+    /// As [`RawMat::view`].
+    pub unsafe fn row<'a>(self, r: usize) -> &'a [T] {
+        debug_assert!(r < self.rows);
+        std::slice::from_raw_parts(self.ptr.add(r * self.stride), self.cols)
+    }
+    /// Row `r` as a mutable slice.
+    /// # Safety
+    /// As [`RawMat::view_mut`].
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn row_mut<'a>(self, r: usize) -> &'a mut [T] {
+        debug_assert!(r < self.rows);
+        std::slice::from_raw_parts_mut(self.ptr.add(r * self.stride), self.cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_partition_the_range() {
+        for len in [0, 1, 5, 8, 10, 128, 200, 784, 1000] {
+            for n in 1..=5 {
+                for align in [1, 16] {
+                    let mut next = 0;
+                    for t in 0..n {
+                        let b = block(t, n, len, align);
+                        assert_eq!(b.start, next);
+                        next = b.end;
+                    }
+                    assert_eq!(next, len);
+                }
+            }
+        }
+        assert_eq!(block(0, 2, 200, 16), 0..96);
+        assert_eq!(block(0, 2, 10, 16), 0..5);
+    }
+
+    #[test]
+    fn par_for_visits_each_index_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits: Vec<AtomicUsize> = (0..7).map(|_| AtomicUsize::new(0)).collect();
+        par_for(7, &|i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+}

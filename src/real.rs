@@ -1,0 +1,55 @@
+//! The element type: `f32` for training, `f64` for gradient checks. Both run
+//! the same layer code; BLAS dispatch (`sgemm`/`dgemm`) is done by ndarray.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// A floating-point element type with a BLAS GEMM (`f32` or `f64`).
+pub trait Real:
+    ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + num_traits::Float
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + Send
+    + Sync
+    + Debug
+    + Display
+    + Default
+    + 'static
+{
+    /// Converts from `f64` (rounding for `f32`).
+    fn of(x: f64) -> Self;
+    /// Widens to `f64`.
+    fn f64(self) -> f64;
+    /// `"f32"` or `"f64"`.
+    const NAME: &'static str;
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    const NAME: &'static str = "f32";
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+    const NAME: &'static str = "f64";
+}
