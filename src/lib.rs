@@ -14,3 +14,6 @@ pub mod optim;
 pub mod parallel;
 pub mod real;
 pub mod gradcheck;
+pub mod train;
+pub mod workloads;
+pub mod schedule;

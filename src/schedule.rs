@@ -1,0 +1,99 @@
+//! Learning-rate schedules, evaluated per step from the step index and the
+//! run's total steps (so a resumed run continues on the same curve).
+
+/// A learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step { every: usize, gamma: f64 },
+    /// Linear warm-up over `warmup` epochs, then cosine decay to zero.
+    Cosine { warmup: f64 },
+    /// One-cycle: linear rise from lr/25 to lr over the first 30% of the
+    /// steps, cosine fall to lr/10^4 over the rest.
+    OneCycle,
+}
+
+impl Schedule {
+    /// `constant`, `step:EVERY:GAMMA`, `cosine`, `cosine:WARMUP_EPOCHS`, `onecycle`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let num = |t: &str, what: &str| -> Result<f64, String> {
+            let v: f64 = t.parse().map_err(|_| format!("--schedule {s}: `{t}` is not a number ({what})"))?;
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(format!("--schedule {s}: {what} must be finite and >= 0"))
+            }
+        };
+        Ok(match parts.as_slice() {
+            ["constant"] => Schedule::Constant,
+            ["cosine"] => Schedule::Cosine { warmup: 0.0 },
+            ["cosine", w] => Schedule::Cosine { warmup: num(w, "warm-up epochs")? },
+            ["onecycle" | "one-cycle" | "one_cycle"] => Schedule::OneCycle,
+            ["step", e, g] => {
+                let every = num(e, "epochs per step")? as usize;
+                if every == 0 {
+                    return Err(format!("--schedule {s}: the step interval must be at least 1 epoch"));
+                }
+                Schedule::Step { every, gamma: num(g, "gamma")? }
+            }
+            _ => return Err(format!("unknown --schedule `{s}` (expected constant, step:EPOCHS:GAMMA, cosine, cosine:WARMUP_EPOCHS or onecycle)")),
+        })
+    }
+
+    /// Learning rate for 0-based `step` of `total` steps, `per_epoch` steps an epoch.
+    pub fn lr(&self, base: f64, step: u64, total: u64, per_epoch: u64) -> f64 {
+        let total = total.max(1) as f64;
+        let s = step as f64;
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { every, gamma } => base * gamma.powi((step / (every as u64 * per_epoch.max(1))) as i32),
+            Schedule::Cosine { warmup } => {
+                let w = warmup * per_epoch as f64;
+                if s < w {
+                    base * (s + 1.0) / w
+                } else {
+                    let p = ((s - w) / (total - w).max(1.0)).min(1.0);
+                    base * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+                }
+            }
+            Schedule::OneCycle => {
+                let peak = 0.3 * total;
+                let (lo, end) = (base / 25.0, base / 1e4);
+                if s < peak {
+                    lo + (base - lo) * s / peak
+                } else {
+                    let p = ((s - peak) / (total - peak).max(1.0)).min(1.0);
+                    end + (base - end) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let c = Schedule::parse("cosine").unwrap();
+        assert_eq!(c.lr(1.0, 0, 100, 10), 1.0);
+        assert!((c.lr(1.0, 50, 100, 10) - 0.5).abs() < 1e-12);
+        assert!(c.lr(1.0, 99, 100, 10) < 0.001);
+        let w = Schedule::parse("cosine:1").unwrap();
+        assert!((w.lr(1.0, 4, 100, 10) - 0.5).abs() < 1e-12);
+        let s = Schedule::parse("step:2:0.1").unwrap();
+        assert_eq!(s.lr(1.0, 19, 100, 10), 1.0);
+        assert!((s.lr(1.0, 20, 100, 10) - 0.1).abs() < 1e-12);
+        let o = Schedule::OneCycle;
+        assert!((o.lr(1.0, 0, 100, 10) - 0.04).abs() < 1e-12);
+        assert!((o.lr(1.0, 30, 100, 10) - 1.0).abs() < 1e-12);
+        assert!(o.lr(1.0, 100, 100, 10) < 1e-3);
+        assert!(Schedule::parse("step:0:0.5").is_err());
+        assert!(Schedule::parse("linear").is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! The training loop: epochs of shuffled mini-batches (or full batch), with
+//! per-epoch train/test loss, accuracy, time and samples/s.
+//!
+//! Everything the loop needs is allocated before the first step (workspaces,
+//! permutation, optimizer state); a step allocates nothing.
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use thiserror::Error;
+
+use crate::data::Dataset;
+use crate::nn::{Batch, Mlp, Rows, Stats, Update, Workspace};
+use crate::optim::{OptConfig, Optimizer};
+use crate::parallel::Threads;
+use crate::schedule::Schedule;
+
+/// Mini-batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSize {
+    /// Mini-batches of this many samples (the last one may be smaller).
+    N(usize),
+    /// The whole training set in every step.
+    Full,
+}
+
+impl BatchSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("full") {
+            return Ok(BatchSize::Full);
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("--batch-size must be at least 1 (or `full`)".into()),
+            Ok(n) => Ok(BatchSize::N(n)),
+            Err(_) => Err(format!("--batch-size: `{s}` is neither a positive integer nor `full`")),
+        }
+    }
+    /// Rows per step for a training set of `n` samples.
+    pub fn rows(self, n: usize) -> usize {
+        match self {
+            BatchSize::N(b) => b.min(n),
+            BatchSize::Full => n,
+        }
+    }
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchSize::N(n) => write!(f, "{n}"),
+            BatchSize::Full => write!(f, "full"),
+        }
+    }
+}
+
+/// Why training stopped early.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(
+        "training diverged: the loss became {loss} at epoch {epoch}, step {step} (optimizer {opt}, learning rate {lr}). \
+         The learning rate is most likely too high for this optimizer and initialization: try --lr {suggest} \
+         (or a smaller --init scale)"
+    )]
+    NonFinite {
+        epoch: usize,
+        step: u64,
+        loss: f64,
+        opt: &'static str,
+        lr: f64,
+        suggest: f64,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    /// Mean loss and accuracy over the epoch's mini-batches (as they trained).
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    /// Training time of the epoch (shuffle and steps, not evaluation).
+    pub seconds: f64,
+    pub eval_seconds: f64,
+    pub samples_per_s: f64,
+    pub lr: f64,
+}
+
+/// Owns everything a run needs besides the model: optimizer state, buffers,
+/// the shuffling RNG and the thread pool.
+pub struct Trainer<'t> {
+    pub opt: Optimizer<f32>,
+    pub batch: BatchSize,
+    pub threads: &'t Threads,
+    /// Learning-rate schedule over `total_epochs`.
+    pub schedule: Schedule,
+    pub total_epochs: usize,
+    base_lr: f64,
+    ws: Workspace<f32>,
+    eval_ws: Workspace<f32>,
+    perm: Vec<u32>,
+    rng: ChaCha8Rng,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps taken.
+    pub step: u64,
+}
+
+/// Rows per evaluation chunk.
+pub const EVAL_CHUNK: usize = 2000;
+
+impl<'t> Trainer<'t> {
+    /// Sets up training of `model` on `n_train` samples.
+    pub fn new(model: &Mlp<f32>, n_train: usize, batch: BatchSize, opt: OptConfig, seed: u64, threads: &'t Threads) -> Result<Self, TrainError> {
+        opt.validate().map_err(TrainError::Config)?;
+        if n_train == 0 {
+            return Err(TrainError::Config("the training set is empty".into()));
+        }
+        let rows = batch.rows(n_train);
+        let blocks = threads.blocks();
+        Ok(Self {
+            base_lr: opt.lr,
+            opt: Optimizer::new(opt, &model.param_shapes()),
+            batch,
+            threads,
+            schedule: Schedule::Constant,
+            total_epochs: 1,
+            ws: Workspace::new(&model.spec, rows, blocks),
+            eval_ws: Workspace::new(&model.spec, EVAL_CHUNK, blocks),
+            perm: (0..n_train as u32).collect(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            epoch: 0,
+            step: 0,
+        })
+    }
+
+    /// Steps per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        let n = self.perm.len();
+        n.div_ceil(self.batch.rows(n))
+    }
+
+    /// One pass over `train`: shuffle, then every mini-batch. `on_step` is
+    /// called after each step with the number of steps done in this epoch.
+    pub fn train_epoch(&mut self, model: &mut Mlp<f32>, train: &Dataset, on_step: &(dyn Fn(usize) + Sync)) -> Result<Stats, TrainError> {
+        assert_eq!(train.len(), self.perm.len(), "training set changed size");
+        let epoch = self.epoch + 1;
+        let n = train.len();
+        let rows = self.batch.rows(n);
+        let data = train.images.view();
+        let labels = &train.labels[..];
+        let per_epoch = n.div_ceil(rows) as u64;
+        let total_steps = per_epoch * self.total_epochs.max(epoch) as u64;
+        let (schedule, base) = (self.schedule, self.base_lr);
+        let Self { opt, threads, ws, perm, rng, step, .. } = self;
+        let full = rows == n;
+        let result = threads.install(|| {
+            if !full {
+                // A fresh permutation each epoch (from the identity, so that
+                // the RNG state alone determines it).
+                for (i, p) in perm.iter_mut().enumerate() {
+                    *p = i as u32;
+                }
+                perm.shuffle(rng);
+            }
+            let mut total = Stats::default();
+            for (k, s) in (0..n).step_by(rows).enumerate() {
+                let e = (s + rows).min(n);
+                let sel = if full { Rows::Range(s, e) } else { Rows::Indices(&perm[s..e]) };
+                opt.cfg.lr = schedule.lr(base, *step, total_steps, per_epoch);
+                opt.begin_step();
+                let st = model.train_step(ws, &Batch { data, labels, rows: sel }, Update::Apply(opt));
+                *step += 1;
+                if !st.loss_sum.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        epoch,
+                        step: *step,
+                        loss: st.loss_sum,
+                        opt: opt.cfg.kind.name(),
+                        lr: opt.cfg.lr,
+                        suggest: opt.cfg.lr / 10.0,
+                    });
+                }
+                total.add(st);
+                on_step(k + 1);
+            }
+            Ok(total)
+        });
+        if result.is_ok() {
+            self.epoch = epoch;
+        }
+        result
+    }
+
+    /// Loss and accuracy of `model` on `data`.
+    pub fn evaluate(&mut self, model: &mut Mlp<f32>, data: &Dataset) -> Stats {
+        let ws = &mut self.eval_ws;
+        self.threads.install(|| model.evaluate(ws, data.images.view(), &data.labels))
+    }
+
+    /// One epoch with evaluation: the figures of [`EpochReport`].
+    pub fn epoch_report(
+        &mut self,
+        model: &mut Mlp<f32>,
+        train: &Dataset,
+        test: &Dataset,
+        val: Option<&Dataset>,
+        on_step: &(dyn Fn(usize) + Sync),
+    ) -> Result<EpochReport, TrainError> {
+        let t0 = Instant::now();
+        let tr = self.train_epoch(model, train, on_step)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let te = self.evaluate(model, test);
+        let va = val.map(|v| self.evaluate(model, v));
+        Ok(EpochReport {
+            epoch: self.epoch,
+            train_loss: tr.mean_loss(),
+            train_accuracy: tr.accuracy(),
+            test_loss: te.mean_loss(),
+            test_accuracy: te.accuracy(),
+            val_loss: va.map(|s| s.mean_loss()),
+            val_accuracy: va.map(|s| s.accuracy()),
+            seconds,
+            eval_seconds: t1.elapsed().as_secs_f64(),
+            samples_per_s: train.len() as f64 / seconds,
+            lr: self.opt.cfg.lr,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! The standard throughput workloads T1..T5 (same definitions as the NumPy
+//! reference in `shared/reference/common.py`) and the epoch timer used by
+//! `mnist-mlp bench` and the criterion benches.
+//!
+//! One workload = one full pass over the 60,000 training images (forward,
+//! backward, update), the shuffle included, data already in memory;
+//! samples/s = 60000 / median seconds per epoch after a warm-up epoch.
+
+use std::time::Instant;
+
+use crate::data::Dataset;
+use crate::nn::{Init, Loss, Mlp, NetSpec};
+use crate::optim::{OptConfig, OptKind};
+use crate::parallel::Threads;
+use crate::train::{BatchSize, TrainError, Trainer};
+
+/// A standard workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub id: &'static str,
+    pub layers: &'static str,
+    pub batch: BatchSize,
+    pub opt: OptKind,
+    pub lr: f64,
+}
+
+/// T1..T5.
+pub const WORKLOADS: [Workload; 5] = [
+    Workload { id: "T1", layers: "784,relu,512,relu,512,relu,256,relu,128,softmax,10", batch: BatchSize::N(128), opt: OptKind::Sgd, lr: 0.01 },
+    Workload { id: "T2", layers: "784,relu,50,softmax,10", batch: BatchSize::N(100), opt: OptKind::Sgd, lr: 0.1 },
+    Workload { id: "T3", layers: "784,relu,512,relu,512,relu,256,relu,128,softmax,10", batch: BatchSize::N(8), opt: OptKind::Sgd, lr: 0.01 },
+    Workload { id: "T4", layers: "784,relu,200,sigmoid,80,softmax,10", batch: BatchSize::Full, opt: OptKind::Sgd, lr: 0.1 },
+    Workload { id: "T5", layers: "784,relu,1024,relu,1024,softmax,10", batch: BatchSize::N(256), opt: OptKind::Adam, lr: 1e-3 },
+];
+
+impl Workload {
+    pub fn find(id: &str) -> Option<&'static Workload> {
+        WORKLOADS.iter().find(|w| w.id.eq_ignore_ascii_case(id))
+    }
+    pub fn spec(&self) -> NetSpec {
+        NetSpec::parse(self.layers).expect("workload specs are valid")
+    }
+    /// He-normal weights, zero biases, softmax cross-entropy.
+    pub fn model(&self, seed: u64) -> Mlp<f32> {
+        Mlp::new(self.spec(), Loss::CrossEntropy, Init::He, seed).expect("valid")
+    }
+}
+
+/// Synthetic data shaped like MNIST's training set (for machines without it).
+pub fn synthetic(n: usize, seed: u64) -> Dataset {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let px: Vec<u8> = (0..n * 784).map(|_| if rng.random_bool(0.2) { rng.random() } else { 0 }).collect();
+    let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
+    Dataset::from_u8(n, 28, 28, &px, labels)
+}
+
+/// Result of timing a workload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResult {
+    pub workload: String,
+    pub threads: usize,
+    pub threading: crate::parallel::GemmThreading,
+    pub samples_per_s: f64,
+    pub sec_per_epoch: f64,
+    pub epoch_secs: Vec<f64>,
+    pub final_batch_loss: f64,
+    pub flops_per_sample: u64,
+    pub gflop_per_s_effective: f64,
+}
+
+/// Times `epochs` epochs after one warm-up epoch; the median gives samples/s.
+pub fn run(w: &Workload, train: &Dataset, threads: &Threads, epochs: usize, seed: u64) -> Result<BenchResult, TrainError> {
+    let mut model = w.model(seed);
+    let mut tr = Trainer::new(&model, train.len(), w.batch, OptConfig::new(w.opt, w.lr), seed, threads)?;
+    let noop = |_: usize| {};
+    tr.train_epoch(&mut model, train, &noop)?;
+    let mut secs = Vec::with_capacity(epochs);
+    let mut last = 0.0;
+    for _ in 0..epochs.max(1) {
+        let t = Instant::now();
+        let st = tr.train_epoch(&mut model, train, &noop)?;
+        secs.push(t.elapsed().as_secs_f64());
+        last = st.mean_loss();
+    }
+    let mut sorted = secs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let med = sorted[sorted.len() / 2];
+    let fps = w.spec().train_flops_per_sample();
+    Ok(BenchResult {
+        workload: w.id.to_string(),
+        threads: threads.n(),
+        threading: threads.policy(),
+        samples_per_s: train.len() as f64 / med,
+        sec_per_epoch: med,
+        epoch_secs: secs,
+        final_batch_loss: last,
+        flops_per_sample: fps,
+        gflop_per_s_effective: train.len() as f64 * fps as f64 / med / 1e9,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flops_match_the_reference_table() {
+        let f: Vec<u64> = WORKLOADS.iter().map(|w| w.spec().train_flops_per_sample()).collect();
+        assert_eq!(f, vec![4_972_032, 238_200, 4_972_032, 1_041_600, 11_169_792]);
+    }
+}
