@@ -31,7 +31,10 @@ pub struct GradCheck {
 
 impl GradCheck {
     pub fn max_rel_err(&self) -> f64 {
-        self.tensors.iter().map(|t| t.max_rel_err).fold(0.0, f64::max)
+        self.tensors
+            .iter()
+            .map(|t| t.max_rel_err)
+            .fold(0.0, f64::max)
     }
 }
 
@@ -40,7 +43,13 @@ pub const STEP: f64 = 1e-5;
 
 /// Checks every parameter of `spec` with `loss` on a random batch of
 /// `batch` samples (inputs uniform in `[0, 1)`), split into `blocks`.
-pub fn check(spec: &NetSpec, loss: Loss, batch: usize, blocks: usize, seed: u64) -> Result<GradCheck, String> {
+pub fn check(
+    spec: &NetSpec,
+    loss: Loss,
+    batch: usize,
+    blocks: usize,
+    seed: u64,
+) -> Result<GradCheck, String> {
     let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
     // Non-zero biases, so that their gradients are exercised off the origin.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
@@ -48,8 +57,14 @@ pub fn check(spec: &NetSpec, loss: Loss, batch: usize, blocks: usize, seed: u64)
         l.b.mapv_inplace(|_| rng.random_range(-0.1..0.1));
     }
     let x = Array2::from_shape_simple_fn((batch, spec.input()), || rng.random::<f32>());
-    let labels: Vec<u8> = (0..batch).map(|_| rng.random_range(0..spec.output_width()) as u8).collect();
-    let b = Batch { data: x.view(), labels: &labels, rows: Rows::Range(0, batch) };
+    let labels: Vec<u8> = (0..batch)
+        .map(|_| rng.random_range(0..spec.output_width()) as u8)
+        .collect();
+    let b = Batch {
+        data: x.view(),
+        labels: &labels,
+        rows: Rows::Range(0, batch),
+    };
     let mut ws = Workspace::<f64>::new(spec, batch, blocks);
     net.train_step(&mut ws, &b, Update::GradOnly);
     let mut loss_at = |net: &mut Mlp<f64>| net.forward(&mut ws, &b).mean_loss();
@@ -62,7 +77,12 @@ pub fn check(spec: &NetSpec, loss: Loss, batch: usize, blocks: usize, seed: u64)
             } else {
                 net.layers[i].gb.iter().copied().collect()
             };
-            let mut t = TensorCheck { name: format!("layers.{i}.{which}"), entries: analytic.len(), max_rel_err: 0.0, max_abs_err: 0.0 };
+            let mut t = TensorCheck {
+                name: format!("layers.{i}.{which}"),
+                entries: analytic.len(),
+                max_rel_err: 0.0,
+                max_abs_err: 0.0,
+            };
             for (k, &a) in analytic.iter().enumerate() {
                 let mut at = |net: &mut Mlp<f64>, v: f64| {
                     let p = if which == "weight" {
@@ -90,7 +110,11 @@ pub fn check(spec: &NetSpec, loss: Loss, batch: usize, blocks: usize, seed: u64)
             tensors.push(t);
         }
     }
-    Ok(GradCheck { spec: spec.to_string(), loss: loss.name(), tensors })
+    Ok(GradCheck {
+        spec: spec.to_string(),
+        loss: loss.name(),
+        tensors,
+    })
 }
 
 /// The standard matrix: every hidden activation with cross-entropy, and
@@ -99,12 +123,21 @@ pub fn standard_specs() -> Vec<(NetSpec, Loss)> {
     let mut v = Vec::new();
     for act in crate::nn::Activation::ALL {
         let a = act.name();
-        v.push((NetSpec::parse(&format!("12,{a},9,{a},7,softmax,5")).expect("valid"), Loss::CrossEntropy));
+        v.push((
+            NetSpec::parse(&format!("12,{a},9,{a},7,softmax,5")).expect("valid"),
+            Loss::CrossEntropy,
+        ));
     }
     for out in ["softmax", "sigmoid", "identity"] {
-        v.push((NetSpec::parse(&format!("12,tanh,9,sigmoid,7,{out},5")).expect("valid"), Loss::SquaredError));
+        v.push((
+            NetSpec::parse(&format!("12,tanh,9,sigmoid,7,{out},5")).expect("valid"),
+            Loss::SquaredError,
+        ));
     }
-    v.push((NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").expect("valid"), Loss::CrossEntropy));
+    v.push((
+        NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").expect("valid"),
+        Loss::CrossEntropy,
+    ));
     v
 }
 
@@ -117,7 +150,13 @@ mod tests {
         for (spec, loss) in standard_specs() {
             for blocks in [1, 2, 3] {
                 let r = check(&spec, loss, 7, blocks, 42).unwrap();
-                assert!(r.max_rel_err() < 1e-6, "{} {:?} blocks={blocks}: {:#?}", spec, loss, r.tensors);
+                assert!(
+                    r.max_rel_err() < 1e-6,
+                    "{} {:?} blocks={blocks}: {:#?}",
+                    spec,
+                    loss,
+                    r.tensors
+                );
             }
         }
     }
@@ -129,7 +168,11 @@ mod tests {
         let mut net = Mlp::<f64>::new(spec.clone(), Loss::CrossEntropy, Init::Auto, 1).unwrap();
         let x = Array2::from_shape_fn((4, 6), |(i, j)| ((i * 7 + j) % 5) as f32 / 5.0);
         let labels = [0u8, 1, 2, 1];
-        let b = Batch { data: x.view(), labels: &labels, rows: Rows::Range(0, 4) };
+        let b = Batch {
+            data: x.view(),
+            labels: &labels,
+            rows: Rows::Range(0, 4),
+        };
         let mut ws = Workspace::<f64>::new(&spec, 4, 1);
         net.train_step(&mut ws, &b, Update::GradOnly);
         let a = net.layers[0].gw[[2, 3]];

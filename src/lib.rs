@@ -9,11 +9,11 @@
 extern crate blas_src;
 
 pub mod data;
+pub mod gradcheck;
 pub mod nn;
 pub mod optim;
 pub mod parallel;
 pub mod real;
-pub mod gradcheck;
+pub mod schedule;
 pub mod train;
 pub mod workloads;
-pub mod schedule;

@@ -66,14 +66,20 @@ struct ThreadArgs {
 impl ThreadArgs {
     fn pool(&self) -> Result<Threads> {
         if self.threads > 4096 {
-            bail!("--threads {} is out of range (0 for all cores, or 1..=4096)", self.threads);
+            bail!(
+                "--threads {} is out of range (0 for all cores, or 1..=4096)",
+                self.threads
+            );
         }
         Threads::new(self.threads, self.threading).map_err(anyhow::Error::msg)
     }
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  mnist-mlp train                                  # 784-512-256-10 ReLU, Adam, 6 epochs\n  mnist-mlp train --hidden 128 --epochs 2 --json\n  mnist-mlp train --layers 784,relu,200,sigmoid,80,softmax,10 --batch-size full --optimizer sgd --lr 0.5\n  mnist-mlp train --layers 784,sigmoid,300,sigmoid,10 --loss mse --optimizer sgd --lr 0.5")]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Examples:\n  mnist-mlp train                                  # 784-512-256-10 ReLU, Adam, 6 epochs\n  mnist-mlp train --hidden 128 --epochs 2 --json\n  mnist-mlp train --layers 784,relu,200,sigmoid,80,softmax,10 --batch-size full --optimizer sgd --lr 0.5\n  mnist-mlp train --layers 784,sigmoid,300,sigmoid,10 --loss mse --optimizer sgd --lr 0.5"
+)]
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
@@ -222,9 +228,14 @@ fn parse_list(s: &str, flag: &str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|t| {
             let t = t.trim();
-            let w: u128 = t.parse().with_context(|| format!("{flag}: `{t}` is not a width"))?;
+            let w: u128 = t
+                .parse()
+                .with_context(|| format!("{flag}: `{t}` is not a width"))?;
             if w == 0 || w > mnist_mlp::nn::spec::MAX_WIDTH as u128 {
-                bail!("{flag}: width {t} is out of range (1..={})", mnist_mlp::nn::spec::MAX_WIDTH);
+                bail!(
+                    "{flag}: width {t} is out of range (1..={})",
+                    mnist_mlp::nn::spec::MAX_WIDTH
+                );
             }
             Ok(w as usize)
         })
@@ -232,12 +243,22 @@ fn parse_list(s: &str, flag: &str) -> Result<Vec<usize>> {
 }
 
 /// Loads the splits, downloading MNIST into the default directory on first use.
-fn load_data(dir_flag: Option<&Path>, opts: &LoadOptions, allow_download: bool, progress: bool) -> Result<data::Splits> {
+fn load_data(
+    dir_flag: Option<&Path>,
+    opts: &LoadOptions,
+    allow_download: bool,
+    progress: bool,
+) -> Result<data::Splits> {
     let dir = data::resolve_data_dir(dir_flag);
     let default = dir_flag.is_none() && std::env::var_os(data::dataset::DATA_DIR_ENV).is_none();
     if default && allow_download && data::dataset::locate(&dir).is_err() {
         eprintln!("MNIST not found in {}: downloading it (use --data-dir or MNIST_DIR for an existing copy)", dir.display());
-        fetch::fetch(&dir, &fetch::MNIST_FILES, &fetch::mirrors_from_env(), progress)?;
+        fetch::fetch(
+            &dir,
+            &fetch::MNIST_FILES,
+            &fetch::mirrors_from_env(),
+            progress,
+        )?;
     }
     Ok(data::load_dir(&dir, opts)?)
 }
@@ -251,7 +272,8 @@ fn default_lr(kind: OptKind) -> f64 {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let loss = Loss::parse(&a.loss).with_context(|| format!("--loss: unknown loss `{}` (expected ce or mse)", a.loss))?;
+    let loss = Loss::parse(&a.loss)
+        .with_context(|| format!("--loss: unknown loss `{}` (expected ce or mse)", a.loss))?;
     let kind = OptKind::parse(&a.optimizer)
         .with_context(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", a.optimizer))?;
     let mut opt = OptConfig::new(kind, a.lr.unwrap_or_else(|| default_lr(kind)));
@@ -284,7 +306,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let classes = spec.as_ref().map(|s| s.output_width());
     let splits = load_data(
         a.data.data_dir.as_deref(),
-        &LoadOptions { classes, validation: a.validation, seed: a.seed },
+        &LoadOptions {
+            classes,
+            validation: a.validation,
+            seed: a.seed,
+        },
         !a.no_download,
         tty,
     )?;
@@ -299,14 +325,29 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             }
             s
         }
-        None => NetSpec::from_hidden(features, &hidden, act, splits.classes).map_err(anyhow::Error::msg)?,
+        None => NetSpec::from_hidden(features, &hidden, act, splits.classes)
+            .map_err(anyhow::Error::msg)?,
     };
-    let mut model = Mlp::<f32>::new(spec.clone(), loss, init, a.seed).map_err(anyhow::Error::msg)?;
-    let mut trainer = Trainer::new(&model, splits.train.len(), batch, opt.clone(), a.seed, &threads)?;
+    let mut model =
+        Mlp::<f32>::new(spec.clone(), loss, init, a.seed).map_err(anyhow::Error::msg)?;
+    let mut trainer = Trainer::new(
+        &model,
+        splits.train.len(),
+        batch,
+        opt.clone(),
+        a.seed,
+        &threads,
+    )?;
     trainer.schedule = schedule;
     trainer.total_epochs = a.epochs;
 
-    let say = |s: String| if a.json { eprintln!("{s}") } else { println!("{s}") };
+    let say = |s: String| {
+        if a.json {
+            eprintln!("{s}")
+        } else {
+            println!("{s}")
+        }
+    };
     say(format!(
         "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {batch}, {} epochs, {} threads ({:?})",
         spec.params(), loss.name(), kind.name(), opt.lr, a.schedule, a.epochs, threads.n(), threads.policy()
@@ -317,7 +358,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         splits.train.len(),
         features,
         splits.test.len(),
-        splits.validation.as_ref().map_or(String::new(), |v| format!(", validation {}", v.len()))
+        splits
+            .validation
+            .as_ref()
+            .map_or(String::new(), |v| format!(", validation {}", v.len()))
     ));
 
     let steps = trainer.steps_per_epoch();
@@ -327,9 +371,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         let pb = if tty {
             let pb = ProgressBar::new(steps as u64);
             pb.set_style(
-                ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             pb.set_message(format!("{e}/{}", a.epochs));
             pb
@@ -342,7 +388,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                 pb.set_position(k as u64);
             }
         };
-        let r = trainer.epoch_report(&mut model, &splits.train, &splits.test, splits.validation.as_ref(), &on_step);
+        let r = trainer.epoch_report(
+            &mut model,
+            &splits.train,
+            &splits.test,
+            splits.validation.as_ref(),
+            &on_step,
+        );
         pb.finish_and_clear();
         let r = r?;
         train_seconds += r.seconds;
@@ -403,7 +455,8 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
             if spec.params() > 200_000 {
                 bail!("--layers: {} parameters is too many for a finite-difference check (at most 200000)", spec.params());
             }
-            let loss = Loss::parse(&a.loss).with_context(|| format!("--loss: unknown loss `{}`", a.loss))?;
+            let loss = Loss::parse(&a.loss)
+                .with_context(|| format!("--loss: unknown loss `{}`", a.loss))?;
             vec![(spec, loss)]
         }
         None => gradcheck::standard_specs(),
@@ -411,23 +464,47 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
     let mut worst: f64 = 0.0;
     let mut results = Vec::new();
     for (spec, loss) in cases {
-        let r = gradcheck::check(&spec, loss, a.batch, a.blocks, a.seed).map_err(anyhow::Error::msg)?;
+        let r =
+            gradcheck::check(&spec, loss, a.batch, a.blocks, a.seed).map_err(anyhow::Error::msg)?;
         worst = worst.max(r.max_rel_err());
         if !a.json {
-            println!("{:<44} {:<14} max rel err {:.2e}  {}", r.spec, r.loss, r.max_rel_err(), if r.max_rel_err() < a.tolerance { "ok" } else { "FAIL" });
+            println!(
+                "{:<44} {:<14} max rel err {:.2e}  {}",
+                r.spec,
+                r.loss,
+                r.max_rel_err(),
+                if r.max_rel_err() < a.tolerance {
+                    "ok"
+                } else {
+                    "FAIL"
+                }
+            );
             for t in &r.tensors {
-                println!("    {:<18} {:>6} entries  rel {:.2e}  abs {:.2e}", t.name, t.entries, t.max_rel_err, t.max_abs_err);
+                println!(
+                    "    {:<18} {:>6} entries  rel {:.2e}  abs {:.2e}",
+                    t.name, t.entries, t.max_rel_err, t.max_abs_err
+                );
             }
         }
         results.push(r);
     }
     if a.json {
-        println!("{}", serde_json::json!({ "max_rel_err": worst, "tolerance": a.tolerance, "passed": worst < a.tolerance, "checks": results }));
+        println!(
+            "{}",
+            serde_json::json!({ "max_rel_err": worst, "tolerance": a.tolerance, "passed": worst < a.tolerance, "checks": results })
+        );
     } else {
-        println!("worst relative error {worst:.2e} (tolerance {:.0e}, f64, step {:.0e})", a.tolerance, gradcheck::STEP);
+        println!(
+            "worst relative error {worst:.2e} (tolerance {:.0e}, f64, step {:.0e})",
+            a.tolerance,
+            gradcheck::STEP
+        );
     }
     if worst >= a.tolerance {
-        bail!("gradient check failed: relative error {worst:.2e} >= {:.0e}", a.tolerance);
+        bail!(
+            "gradient check failed: relative error {worst:.2e} >= {:.0e}",
+            a.tolerance
+        );
     }
     Ok(())
 }
@@ -438,13 +515,32 @@ fn cmd_info(a: DataArgs) -> Result<()> {
     println!("data directory {}", dir.display());
     println!("classes {}", s.classes);
     for (name, d, img, lab) in [
-        ("train", &s.train, &s.files.train_images, &s.files.train_labels),
+        (
+            "train",
+            &s.train,
+            &s.files.train_images,
+            &s.files.train_labels,
+        ),
         ("test", &s.test, &s.files.test_images, &s.files.test_labels),
     ] {
-        println!("{name}: {} images of {}x{} ({} features), {} labels", d.len(), d.rows, d.cols, d.features(), d.labels.len());
+        println!(
+            "{name}: {} images of {}x{} ({} features), {} labels",
+            d.len(),
+            d.rows,
+            d.cols,
+            d.features(),
+            d.labels.len()
+        );
         println!("  files: {}, {}", img.display(), lab.display());
         let counts = d.class_counts(s.classes);
-        println!("  per class: {}", counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "));
+        println!(
+            "  per class: {}",
+            counts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let mean = d.images.mean().unwrap_or(0.0);
         println!("  pixel mean {mean:.4}");
     }
@@ -453,20 +549,35 @@ fn cmd_info(a: DataArgs) -> Result<()> {
 
 fn cmd_fetch(a: FetchArgs) -> Result<()> {
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
-    let mirrors = if a.mirror.is_empty() { fetch::mirrors_from_env() } else { a.mirror.clone() };
-    let out = fetch::fetch(&dir, &fetch::MNIST_FILES, &mirrors, std::io::stderr().is_terminal())?;
+    let mirrors = if a.mirror.is_empty() {
+        fetch::mirrors_from_env()
+    } else {
+        a.mirror.clone()
+    };
+    let out = fetch::fetch(
+        &dir,
+        &fetch::MNIST_FILES,
+        &mirrors,
+        std::io::stderr().is_terminal(),
+    )?;
     for o in out {
         match o {
             fetch::FetchOutcome::Present(p) => println!("{}: present, verified", p.display()),
-            fetch::FetchOutcome::Downloaded { path, mirror } => println!("{}: downloaded from {mirror}, verified", path.display()),
+            fetch::FetchOutcome::Downloaded { path, mirror } => {
+                println!("{}: downloaded from {mirror}, verified", path.display())
+            }
         }
     }
     Ok(())
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    let w = Workload::find(&a.workload)
-        .with_context(|| format!("--workload: unknown workload `{}` (expected T1, T2, T3, T4 or T5)", a.workload))?;
+    let w = Workload::find(&a.workload).with_context(|| {
+        format!(
+            "--workload: unknown workload `{}` (expected T1, T2, T3, T4 or T5)",
+            a.workload
+        )
+    })?;
     let threads = a.threads.pool()?;
     let train = if a.synthetic {
         workloads::synthetic(60_000, a.seed)

@@ -49,7 +49,9 @@ impl std::str::FromStr for GemmThreading {
         match s {
             "split" => Ok(Self::Split),
             "blas" => Ok(Self::Blas),
-            _ => Err(format!("unknown threading policy `{s}` (expected `split` or `blas`)")),
+            _ => Err(format!(
+                "unknown threading policy `{s}` (expected `split` or `blas`)"
+            )),
         }
     }
 }

@@ -21,7 +21,9 @@ impl Schedule {
     pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let num = |t: &str, what: &str| -> Result<f64, String> {
-            let v: f64 = t.parse().map_err(|_| format!("--schedule {s}: `{t}` is not a number ({what})"))?;
+            let v: f64 = t
+                .parse()
+                .map_err(|_| format!("--schedule {s}: `{t}` is not a number ({what})"))?;
             if v.is_finite() && v >= 0.0 {
                 Ok(v)
             } else {
@@ -50,7 +52,9 @@ impl Schedule {
         let s = step as f64;
         match *self {
             Schedule::Constant => base,
-            Schedule::Step { every, gamma } => base * gamma.powi((step / (every as u64 * per_epoch.max(1))) as i32),
+            Schedule::Step { every, gamma } => {
+                base * gamma.powi((step / (every as u64 * per_epoch.max(1))) as i32)
+            }
             Schedule::Cosine { warmup } => {
                 let w = warmup * per_epoch as f64;
                 if s < w {

@@ -35,7 +35,9 @@ impl BatchSize {
         match s.parse::<usize>() {
             Ok(0) => Err("--batch-size must be at least 1 (or `full`)".into()),
             Ok(n) => Ok(BatchSize::N(n)),
-            Err(_) => Err(format!("--batch-size: `{s}` is neither a positive integer nor `full`")),
+            Err(_) => Err(format!(
+                "--batch-size: `{s}` is neither a positive integer nor `full`"
+            )),
         }
     }
     /// Rows per step for a training set of `n` samples.
@@ -121,7 +123,14 @@ pub const EVAL_CHUNK: usize = 2000;
 
 impl<'t> Trainer<'t> {
     /// Sets up training of `model` on `n_train` samples.
-    pub fn new(model: &Mlp<f32>, n_train: usize, batch: BatchSize, opt: OptConfig, seed: u64, threads: &'t Threads) -> Result<Self, TrainError> {
+    pub fn new(
+        model: &Mlp<f32>,
+        n_train: usize,
+        batch: BatchSize,
+        opt: OptConfig,
+        seed: u64,
+        threads: &'t Threads,
+    ) -> Result<Self, TrainError> {
         opt.validate().map_err(TrainError::Config)?;
         if n_train == 0 {
             return Err(TrainError::Config("the training set is empty".into()));
@@ -152,7 +161,12 @@ impl<'t> Trainer<'t> {
 
     /// One pass over `train`: shuffle, then every mini-batch. `on_step` is
     /// called after each step with the number of steps done in this epoch.
-    pub fn train_epoch(&mut self, model: &mut Mlp<f32>, train: &Dataset, on_step: &(dyn Fn(usize) + Sync)) -> Result<Stats, TrainError> {
+    pub fn train_epoch(
+        &mut self,
+        model: &mut Mlp<f32>,
+        train: &Dataset,
+        on_step: &(dyn Fn(usize) + Sync),
+    ) -> Result<Stats, TrainError> {
         assert_eq!(train.len(), self.perm.len(), "training set changed size");
         let epoch = self.epoch + 1;
         let n = train.len();
@@ -162,7 +176,15 @@ impl<'t> Trainer<'t> {
         let per_epoch = n.div_ceil(rows) as u64;
         let total_steps = per_epoch * self.total_epochs.max(epoch) as u64;
         let (schedule, base) = (self.schedule, self.base_lr);
-        let Self { opt, threads, ws, perm, rng, step, .. } = self;
+        let Self {
+            opt,
+            threads,
+            ws,
+            perm,
+            rng,
+            step,
+            ..
+        } = self;
         let full = rows == n;
         let result = threads.install(|| {
             if !full {
@@ -176,10 +198,22 @@ impl<'t> Trainer<'t> {
             let mut total = Stats::default();
             for (k, s) in (0..n).step_by(rows).enumerate() {
                 let e = (s + rows).min(n);
-                let sel = if full { Rows::Range(s, e) } else { Rows::Indices(&perm[s..e]) };
+                let sel = if full {
+                    Rows::Range(s, e)
+                } else {
+                    Rows::Indices(&perm[s..e])
+                };
                 opt.cfg.lr = schedule.lr(base, *step, total_steps, per_epoch);
                 opt.begin_step();
-                let st = model.train_step(ws, &Batch { data, labels, rows: sel }, Update::Apply(opt));
+                let st = model.train_step(
+                    ws,
+                    &Batch {
+                        data,
+                        labels,
+                        rows: sel,
+                    },
+                    Update::Apply(opt),
+                );
                 *step += 1;
                 if !st.loss_sum.is_finite() {
                     return Err(TrainError::NonFinite {
@@ -205,7 +239,8 @@ impl<'t> Trainer<'t> {
     /// Loss and accuracy of `model` on `data`.
     pub fn evaluate(&mut self, model: &mut Mlp<f32>, data: &Dataset) -> Stats {
         let ws = &mut self.eval_ws;
-        self.threads.install(|| model.evaluate(ws, data.images.view(), &data.labels))
+        self.threads
+            .install(|| model.evaluate(ws, data.images.view(), &data.labels))
     }
 
     /// One epoch with evaluation: the figures of [`EpochReport`].

@@ -26,11 +26,41 @@ pub struct Workload {
 
 /// T1..T5.
 pub const WORKLOADS: [Workload; 5] = [
-    Workload { id: "T1", layers: "784,relu,512,relu,512,relu,256,relu,128,softmax,10", batch: BatchSize::N(128), opt: OptKind::Sgd, lr: 0.01 },
-    Workload { id: "T2", layers: "784,relu,50,softmax,10", batch: BatchSize::N(100), opt: OptKind::Sgd, lr: 0.1 },
-    Workload { id: "T3", layers: "784,relu,512,relu,512,relu,256,relu,128,softmax,10", batch: BatchSize::N(8), opt: OptKind::Sgd, lr: 0.01 },
-    Workload { id: "T4", layers: "784,relu,200,sigmoid,80,softmax,10", batch: BatchSize::Full, opt: OptKind::Sgd, lr: 0.1 },
-    Workload { id: "T5", layers: "784,relu,1024,relu,1024,softmax,10", batch: BatchSize::N(256), opt: OptKind::Adam, lr: 1e-3 },
+    Workload {
+        id: "T1",
+        layers: "784,relu,512,relu,512,relu,256,relu,128,softmax,10",
+        batch: BatchSize::N(128),
+        opt: OptKind::Sgd,
+        lr: 0.01,
+    },
+    Workload {
+        id: "T2",
+        layers: "784,relu,50,softmax,10",
+        batch: BatchSize::N(100),
+        opt: OptKind::Sgd,
+        lr: 0.1,
+    },
+    Workload {
+        id: "T3",
+        layers: "784,relu,512,relu,512,relu,256,relu,128,softmax,10",
+        batch: BatchSize::N(8),
+        opt: OptKind::Sgd,
+        lr: 0.01,
+    },
+    Workload {
+        id: "T4",
+        layers: "784,relu,200,sigmoid,80,softmax,10",
+        batch: BatchSize::Full,
+        opt: OptKind::Sgd,
+        lr: 0.1,
+    },
+    Workload {
+        id: "T5",
+        layers: "784,relu,1024,relu,1024,softmax,10",
+        batch: BatchSize::N(256),
+        opt: OptKind::Adam,
+        lr: 1e-3,
+    },
 ];
 
 impl Workload {
@@ -50,7 +80,15 @@ impl Workload {
 pub fn synthetic(n: usize, seed: u64) -> Dataset {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let px: Vec<u8> = (0..n * 784).map(|_| if rng.random_bool(0.2) { rng.random() } else { 0 }).collect();
+    let px: Vec<u8> = (0..n * 784)
+        .map(|_| {
+            if rng.random_bool(0.2) {
+                rng.random()
+            } else {
+                0
+            }
+        })
+        .collect();
     let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
     Dataset::from_u8(n, 28, 28, &px, labels)
 }
@@ -70,9 +108,22 @@ pub struct BenchResult {
 }
 
 /// Times `epochs` epochs after one warm-up epoch; the median gives samples/s.
-pub fn run(w: &Workload, train: &Dataset, threads: &Threads, epochs: usize, seed: u64) -> Result<BenchResult, TrainError> {
+pub fn run(
+    w: &Workload,
+    train: &Dataset,
+    threads: &Threads,
+    epochs: usize,
+    seed: u64,
+) -> Result<BenchResult, TrainError> {
     let mut model = w.model(seed);
-    let mut tr = Trainer::new(&model, train.len(), w.batch, OptConfig::new(w.opt, w.lr), seed, threads)?;
+    let mut tr = Trainer::new(
+        &model,
+        train.len(),
+        w.batch,
+        OptConfig::new(w.opt, w.lr),
+        seed,
+        threads,
+    )?;
     let noop = |_: usize| {};
     tr.train_epoch(&mut model, train, &noop)?;
     let mut secs = Vec::with_capacity(epochs);
@@ -106,7 +157,13 @@ mod tests {
 
     #[test]
     fn flops_match_the_reference_table() {
-        let f: Vec<u64> = WORKLOADS.iter().map(|w| w.spec().train_flops_per_sample()).collect();
-        assert_eq!(f, vec![4_972_032, 238_200, 4_972_032, 1_041_600, 11_169_792]);
+        let f: Vec<u64> = WORKLOADS
+            .iter()
+            .map(|w| w.spec().train_flops_per_sample())
+            .collect();
+        assert_eq!(
+            f,
+            vec![4_972_032, 238_200, 4_972_032, 1_041_600, 11_169_792]
+        );
     }
 }

@@ -170,7 +170,12 @@ pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
 /// (`train-images` and `idx3`, say), compressed or not. Accepts the usual
 /// spellings: `train-images-idx3-ubyte(.gz)`, `train-images.idx3-ubyte`,
 /// `emnist-letters-train-images-idx3-ubyte.gz`.
-pub fn find_split_file(dir: &Path, stem: &str, kind: &str, what: &'static str) -> Result<PathBuf, DataError> {
+pub fn find_split_file(
+    dir: &Path,
+    stems: &[&str],
+    kind: &str,
+    what: &'static str,
+) -> Result<PathBuf, DataError> {
     let rd = std::fs::read_dir(dir).map_err(|_| DataError::NoDir {
         dir: dir.to_path_buf(),
         hint: FETCH_HINT,
@@ -180,7 +185,7 @@ pub fn find_split_file(dir: &Path, stem: &str, kind: &str, what: &'static str) -
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let lower = name.to_ascii_lowercase();
-            let ok = lower.contains(stem)
+            let ok = stems.iter().any(|s| lower.contains(s))
                 && lower.contains(kind)
                 && !lower.starts_with('.')
                 && !lower.ends_with(".tmp")
@@ -197,7 +202,11 @@ pub fn find_split_file(dir: &Path, stem: &str, kind: &str, what: &'static str) -
         0 => Err(DataError::Missing {
             dir: dir.to_path_buf(),
             what,
-            pattern: format!("{stem}*{kind}"),
+            pattern: stems
+                .iter()
+                .map(|s| format!("{s}*{kind}"))
+                .collect::<Vec<_>>()
+                .join("` or `"),
             hint: FETCH_HINT,
         }),
         1 => Ok(found.remove(0).1),
@@ -223,18 +232,23 @@ pub fn locate(dir: &Path) -> Result<SplitFiles, DataError> {
         });
     }
     Ok(SplitFiles {
-        train_images: find_split_file(dir, "train-images", "idx3", "training images")?,
-        train_labels: find_split_file(dir, "train-labels", "idx1", "training labels")?,
-        test_images: find_split_file(dir, "t10k-images", "idx3", "test images")
-            .or_else(|_| find_split_file(dir, "test-images", "idx3", "test images"))?,
-        test_labels: find_split_file(dir, "t10k-labels", "idx1", "test labels")
-            .or_else(|_| find_split_file(dir, "test-labels", "idx1", "test labels"))?,
+        train_images: find_split_file(dir, &["train-images"], "idx3", "training images")?,
+        train_labels: find_split_file(dir, &["train-labels"], "idx1", "training labels")?,
+        test_images: find_split_file(dir, &["t10k-images", "test-images"], "idx3", "test images")?,
+        test_labels: find_split_file(dir, &["t10k-labels", "test-labels"], "idx1", "test labels")?,
     })
 }
 
 /// Reads one split (an image file and its label file), checking that they agree.
-pub fn load_split(images: &Path, labels: &Path, classes: Option<usize>) -> Result<Dataset, DataError> {
-    let (img, lab) = rayon::join(|| idx::read_images(images), || idx::read_labels(labels, classes));
+pub fn load_split(
+    images: &Path,
+    labels: &Path,
+    classes: Option<usize>,
+) -> Result<Dataset, DataError> {
+    let (img, lab) = rayon::join(
+        || idx::read_images(images),
+        || idx::read_labels(labels, classes),
+    );
     let (img, lab) = (img?, lab?);
     let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
     if lab.dims[0] != n {
@@ -276,7 +290,10 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
         });
     }
     let classes = opts.classes.unwrap_or_else(|| {
-        train.max_label().max(test.max_label()).map_or(0, |m| m as usize + 1)
+        train
+            .max_label()
+            .max(test.max_label())
+            .map_or(0, |m| m as usize + 1)
     });
     let (train, validation) = split_validation(train, opts.validation, opts.seed)?;
     Ok(Splits {
@@ -289,7 +306,11 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
 }
 
 /// Moves `n` randomly chosen samples (seeded) out of `data` into a validation set.
-pub fn split_validation(data: Dataset, n: usize, seed: u64) -> Result<(Dataset, Option<Dataset>), DataError> {
+pub fn split_validation(
+    data: Dataset,
+    n: usize,
+    seed: u64,
+) -> Result<(Dataset, Option<Dataset>), DataError> {
     if n == 0 {
         return Ok((data, None));
     }
@@ -300,7 +321,7 @@ pub fn split_validation(data: Dataset, n: usize, seed: u64) -> Result<(Dataset, 
         });
     }
     let mut idx: Vec<usize> = (0..data.len()).collect();
-    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7a11d));
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0f7_a11d));
     let (val, train) = idx.split_at(n);
     let (mut train, mut val) = (train.to_vec(), val.to_vec());
     train.sort_unstable();
@@ -342,7 +363,12 @@ mod tests {
             .map(|r| (r[0] * 255.0).round() as u32)
             .collect();
         firsts.sort();
-        let mut all: Vec<u32> = d.images.rows().into_iter().map(|r| (r[0] * 255.0).round() as u32).collect();
+        let mut all: Vec<u32> = d
+            .images
+            .rows()
+            .into_iter()
+            .map(|r| (r[0] * 255.0).round() as u32)
+            .collect();
         all.sort();
         assert_eq!(firsts, all);
         assert!(split_validation(d, 100, 0).is_err());

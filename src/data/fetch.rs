@@ -164,9 +164,11 @@ fn download_one(
     let pb = if progress {
         let pb = ProgressBar::new(len.unwrap_or(0));
         pb.set_style(
-            ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         pb.set_message(file.name.to_string());
         pb
@@ -176,7 +178,9 @@ fn download_one(
     let mut body = resp.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let k = body.read(&mut buf).map_err(|e| format!("download interrupted: {e}"))?;
+        let k = body
+            .read(&mut buf)
+            .map_err(|e| format!("download interrupted: {e}"))?;
         if k == 0 {
             break;
         }

@@ -360,12 +360,7 @@ mod tests {
 
     fn parse_gz(bytes: &[u8]) -> Result<IdxArray, IdxErrorKind> {
         let gz = gzip(bytes);
-        parse_idx(
-            MultiGzDecoder::new(&gz[..]),
-            gz.len() as u64,
-            true,
-            None,
-        )
+        parse_idx(MultiGzDecoder::new(&gz[..]), gz.len() as u64, true, None)
     }
 
     #[test]
@@ -424,10 +419,16 @@ mod tests {
         // 2^32-1 items of 28x28: far beyond any limit; must fail at once.
         let bytes = encode_idx(&[u32::MAX, 28, 28], &[0; 16]);
         assert!(matches!(parse(&bytes), Err(IdxErrorKind::TooLarge { .. })));
-        assert!(matches!(parse_gz(&bytes), Err(IdxErrorKind::TooLarge { .. })));
+        assert!(matches!(
+            parse_gz(&bytes),
+            Err(IdxErrorKind::TooLarge { .. })
+        ));
         // Within the absolute limit but impossible for a tiny gzip file.
         let bytes = encode_idx(&[1 << 20, 28, 28], &[0; 16]);
-        assert!(matches!(parse_gz(&bytes), Err(IdxErrorKind::TooLarge { .. })));
+        assert!(matches!(
+            parse_gz(&bytes),
+            Err(IdxErrorKind::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -136,8 +136,18 @@ mod tests {
         let cases: [(Activation, [f64; 3]); 5] = [
             (Activation::Relu, [0.0, 0.5, 2.5]),
             (Activation::LeakyRelu, [-0.015, 0.5, 2.5]),
-            (Activation::Sigmoid, [sigmoid(-1.5), 0.5f64.exp() / (1.0 + 0.5f64.exp()), sigmoid(2.5)]),
-            (Activation::Tanh, [(-1.5f64).tanh(), 0.5f64.tanh(), 2.5f64.tanh()]),
+            (
+                Activation::Sigmoid,
+                [
+                    sigmoid(-1.5),
+                    0.5f64.exp() / (1.0 + 0.5f64.exp()),
+                    sigmoid(2.5),
+                ],
+            ),
+            (
+                Activation::Tanh,
+                [(-1.5f64).tanh(), 0.5f64.tanh(), 2.5f64.tanh()],
+            ),
             (Activation::Identity, [-1.5, 0.5, 2.5]),
         ];
         for (act, want) in cases {
@@ -162,7 +172,11 @@ mod tests {
                 let numeric = (f(z0 + h) - f(z0 - h)) / (2.0 * h);
                 let mut d = [1.0];
                 act.backward_row(&mut d, &[f(z0)]);
-                assert!((d[0] - numeric).abs() < 1e-8, "{act:?} at {z0}: {} vs {numeric}", d[0]);
+                assert!(
+                    (d[0] - numeric).abs() < 1e-8,
+                    "{act:?} at {z0}: {} vs {numeric}",
+                    d[0]
+                );
             }
         }
     }

@@ -34,10 +34,16 @@ impl Init {
                 let std = s
                     .strip_prefix("normal:")
                     .or_else(|| s.strip_prefix("normal="))
-                    .ok_or_else(|| format!("unknown init `{s}` (expected auto, he, xavier or normal:STD)"))?;
-                let std: f64 = std.parse().map_err(|_| format!("init `{s}`: `{std}` is not a number"))?;
+                    .ok_or_else(|| {
+                        format!("unknown init `{s}` (expected auto, he, xavier or normal:STD)")
+                    })?;
+                let std: f64 = std
+                    .parse()
+                    .map_err(|_| format!("init `{s}`: `{std}` is not a number"))?;
                 if !(std.is_finite() && std > 0.0) {
-                    return Err(format!("init `{s}`: the standard deviation must be positive and finite"));
+                    return Err(format!(
+                        "init `{s}`: the standard deviation must be positive and finite"
+                    ));
                 }
                 Init::Normal(std)
             }
@@ -61,7 +67,13 @@ impl Init {
     }
 
     /// A `[fan_in, fan_out]` weight matrix.
-    pub fn weights<T: Real>(self, fan_in: usize, fan_out: usize, act: Option<Activation>, rng: &mut ChaCha8Rng) -> Array2<T> {
+    pub fn weights<T: Real>(
+        self,
+        fan_in: usize,
+        fan_out: usize,
+        act: Option<Activation>,
+        rng: &mut ChaCha8Rng,
+    ) -> Array2<T> {
         let std = self.std(fan_in, fan_out, act);
         Array2::from_shape_simple_fn((fan_in, fan_out), || {
             let z: f64 = rng.sample(StandardNormal);
@@ -85,6 +97,9 @@ mod tests {
         assert_eq!(Init::parse("normal:0.01").unwrap(), Init::Normal(0.01));
         assert!(Init::parse("normal:-1").is_err());
         assert!(Init::parse("uniform").is_err());
-        assert_eq!(Init::Auto.std(10, 10, Some(Activation::Sigmoid)), Init::Xavier.std(10, 10, None));
+        assert_eq!(
+            Init::Auto.std(10, 10, Some(Activation::Sigmoid)),
+            Init::Xavier.std(10, 10, None)
+        );
     }
 }

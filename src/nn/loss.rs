@@ -68,7 +68,13 @@ pub fn argmax<T: Real>(z: &[T]) -> usize {
 /// the row is overwritten with `s * dL/dz` (`s = 1/batch`); with `None` it is
 /// overwritten with the output activation (probabilities for softmax).
 #[inline]
-pub fn loss_row<T: Real>(out: OutputAct, loss: Loss, z: &mut [T], label: usize, scale: Option<T>) -> (f64, bool) {
+pub fn loss_row<T: Real>(
+    out: OutputAct,
+    loss: Loss,
+    z: &mut [T],
+    label: usize,
+    scale: Option<T>,
+) -> (f64, bool) {
     let correct = argmax(z) == label;
     match (out, loss) {
         (OutputAct::Softmax, Loss::CrossEntropy) => {
@@ -135,7 +141,9 @@ pub fn loss_row<T: Real>(out: OutputAct, loss: Loss, z: &mut [T], label: usize, 
             }
             (l.f64(), correct)
         }
-        (_, Loss::CrossEntropy) => unreachable!("cross-entropy needs a softmax output (checked by the spec)"),
+        (_, Loss::CrossEntropy) => {
+            unreachable!("cross-entropy needs a softmax output (checked by the spec)")
+        }
     }
 }
 
@@ -170,7 +178,8 @@ mod tests {
                 let mut m = z.to_vec();
                 p[k] += h;
                 m[k] -= h;
-                (loss_row(out, loss, &mut p, y, None).0 - loss_row(out, loss, &mut m, y, None).0) / (2.0 * h)
+                (loss_row(out, loss, &mut p, y, None).0 - loss_row(out, loss, &mut m, y, None).0)
+                    / (2.0 * h)
             })
             .collect()
     }
@@ -190,7 +199,10 @@ mod tests {
                 let mut d = z.to_vec();
                 loss_row(out, loss, &mut d, y, Some(0.5));
                 for (g, w) in d.iter().zip(&want) {
-                    assert!((g - 0.5 * w).abs() < 1e-8, "{out:?}/{loss:?} y={y}: {d:?} vs {want:?}");
+                    assert!(
+                        (g - 0.5 * w).abs() < 1e-8,
+                        "{out:?}/{loss:?} y={y}: {d:?} vs {want:?}"
+                    );
                 }
             }
         }
@@ -212,7 +224,13 @@ mod tests {
         let mut z = [1.0f64, 2.0, 3.0];
         let e: Vec<f64> = z.iter().map(|v| v.exp()).collect();
         let s: f64 = e.iter().sum();
-        loss_row(OutputAct::Softmax, Loss::CrossEntropy, &mut z, 1, Some(0.25));
+        loss_row(
+            OutputAct::Softmax,
+            Loss::CrossEntropy,
+            &mut z,
+            1,
+            Some(0.25),
+        );
         for j in 0..3 {
             let want = (e[j] / s - if j == 1 { 1.0 } else { 0.0 }) / 4.0;
             assert!((z[j] - want).abs() < 1e-15);

@@ -133,9 +133,15 @@ impl<T: Real> Workspace<T> {
             cap,
             blocks: blocks.max(1),
             x: Array2::zeros((0, spec.input())),
-            acts: (0..l).map(|i| Array2::zeros((cap, spec.widths[i + 1]))).collect(),
-            deltas: (0..l - 1).map(|i| Array2::zeros((cap, spec.widths[i + 1]))).collect(),
-            stats: (0..blocks.max(1)).map(|_| Mutex::new(Stats::default())).collect(),
+            acts: (0..l)
+                .map(|i| Array2::zeros((cap, spec.widths[i + 1])))
+                .collect(),
+            deltas: (0..l - 1)
+                .map(|i| Array2::zeros((cap, spec.widths[i + 1])))
+                .collect(),
+            stats: (0..blocks.max(1))
+                .map(|_| Mutex::new(Stats::default()))
+                .collect(),
         }
     }
     pub fn capacity(&self) -> usize {
@@ -146,13 +152,18 @@ impl<T: Real> Workspace<T> {
     }
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        let n = self.x.len() + self.acts.iter().map(|a| a.len()).sum::<usize>() + self.deltas.iter().map(|a| a.len()).sum::<usize>();
+        let n = self.x.len()
+            + self.acts.iter().map(|a| a.len()).sum::<usize>()
+            + self.deltas.iter().map(|a| a.len()).sum::<usize>();
         n * std::mem::size_of::<T>()
     }
     /// The output rows of the last forward pass (probabilities after
     /// [`Mlp::predict_into`]).
     pub fn output(&self, rows: usize) -> ArrayView2<'_, T> {
-        self.acts.last().expect("at least one layer").slice(ndarray::s![..rows, ..])
+        self.acts
+            .last()
+            .expect("at least one layer")
+            .slice(ndarray::s![..rows, ..])
     }
 }
 
@@ -200,7 +211,7 @@ unsafe fn gemm<T: Real>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c
     }
     let mut cv = c.view_mut();
     if a.ncols() == 0 {
-        cv.map_inplace(|v| *v = *v * beta);
+        cv.map_inplace(|v| *v *= beta);
         return;
     }
     general_mat_mul(alpha, &a, &b, beta, &mut cv);
@@ -215,7 +226,11 @@ impl<T: Real> Mlp<T> {
         let l = spec.layers();
         let layers = (0..l)
             .map(|i| {
-                let act = if i + 1 < l { Some(spec.hidden[i]) } else { spec.hidden.last().copied() };
+                let act = if i + 1 < l {
+                    Some(spec.hidden[i])
+                } else {
+                    spec.hidden.last().copied()
+                };
                 Dense::new(init.weights(spec.widths[i], spec.widths[i + 1], act, &mut rng))
             })
             .collect();
@@ -224,7 +239,10 @@ impl<T: Real> Mlp<T> {
 
     /// Shapes of the parameter tensors, in optimizer order (W, b per layer).
     pub fn param_shapes(&self) -> Vec<(usize, usize)> {
-        self.layers.iter().flat_map(|l| [l.w.dim(), (1, l.fan_out())]).collect()
+        self.layers
+            .iter()
+            .flat_map(|l| [l.w.dim(), (1, l.fan_out())])
+            .collect()
     }
 
     /// Converts to another element type.
@@ -238,7 +256,9 @@ impl<T: Real> Mlp<T> {
 
     /// Are all parameters finite?
     pub fn is_finite(&self) -> bool {
-        self.layers.iter().all(|l| l.w.iter().chain(l.b.iter()).all(|v| v.is_finite()))
+        self.layers
+            .iter()
+            .all(|l| l.w.iter().chain(l.b.iter()).all(|v| v.is_finite()))
     }
 
     fn ptrs(&mut self) -> [LayerPtrs<T>; MAX_LAYERS] {
@@ -261,10 +281,16 @@ impl<T: Real> Mlp<T> {
 
     fn check_batch(&self, ws: &mut Workspace<T>, batch: &Batch) -> usize {
         let n = batch.rows.len();
-        assert!(n <= ws.cap, "batch of {n} rows exceeds the workspace capacity {}", ws.cap);
+        assert!(
+            n <= ws.cap,
+            "batch of {n} rows exceeds the workspace capacity {}",
+            ws.cap
+        );
         assert_eq!(batch.data.ncols(), self.spec.input(), "input width");
         assert!(ws.blocks <= ws.stats.len());
-        let in_place = matches!(batch.rows, Rows::Range(..)) && as_t::<T>(batch.data).is_some() && batch.data.strides()[1] == 1;
+        let in_place = matches!(batch.rows, Rows::Range(..))
+            && as_t::<T>(batch.data).is_some()
+            && batch.data.strides()[1] == 1;
         if !in_place && ws.x.nrows() < ws.cap {
             ws.x = Array2::zeros((ws.cap, self.spec.input()));
         }
@@ -289,8 +315,20 @@ impl<T: Real> Mlp<T> {
     /// # Safety
     /// Row blocks of concurrent calls must be disjoint.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn forward_block(&self, p: &[LayerPtrs<T>], x: RawMat<T>, gather: bool, acts: &[RawMat<T>], batch: &Batch, rows: Range<usize>, scale: Option<T>) -> Stats {
-        let mut st = Stats { samples: rows.len(), ..Stats::default() };
+    unsafe fn forward_block(
+        &self,
+        p: &[LayerPtrs<T>],
+        x: RawMat<T>,
+        gather: bool,
+        acts: &[RawMat<T>],
+        batch: &Batch,
+        rows: Range<usize>,
+        scale: Option<T>,
+    ) -> Stats {
+        let mut st = Stats {
+            samples: rows.len(),
+            ..Stats::default()
+        };
         if rows.is_empty() {
             return st;
         }
@@ -308,7 +346,13 @@ impl<T: Real> Mlp<T> {
         for i in 0..l {
             let input = if i == 0 { x } else { acts[i - 1] };
             let out = acts[i].row_block(rows.clone());
-            gemm(T::one(), input.row_block(rows.clone()).view(), p[i].w.view(), T::zero(), out);
+            gemm(
+                T::one(),
+                input.row_block(rows.clone()).view(),
+                p[i].w.view(),
+                T::zero(),
+                out,
+            );
             let bias = p[i].b.row(0);
             if i + 1 < l {
                 let act = self.spec.hidden[i];
@@ -379,7 +423,13 @@ impl<T: Real> Mlp<T> {
                     if i >= 1 {
                         let rows = block(t, nb, n, 1);
                         let d_in = deltas[i - 1].row_block(rows.clone());
-                        gemm(T::one(), deltas[i].row_block(rows.clone()).view(), p[i].w.view().t(), T::zero(), d_in);
+                        gemm(
+                            T::one(),
+                            deltas[i].row_block(rows.clone()).view(),
+                            p[i].w.view().t(),
+                            T::zero(),
+                            d_in,
+                        );
                         let act = this.spec.hidden[i - 1];
                         let a = acts[i - 1].row_block(rows);
                         for r in 0..d_in.rows {
@@ -404,7 +454,17 @@ impl<T: Real> Mlp<T> {
     /// # Safety
     /// Column blocks of concurrent calls are disjoint; nobody reads W_i now.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn update_block(&self, i: usize, p: &[LayerPtrs<T>], x: RawMat<T>, acts: &[RawMat<T>], deltas: &[RawMat<T>], t: usize, nb: usize, update: Update<T>) {
+    unsafe fn update_block(
+        &self,
+        i: usize,
+        p: &[LayerPtrs<T>],
+        x: RawMat<T>,
+        acts: &[RawMat<T>],
+        deltas: &[RawMat<T>],
+        t: usize,
+        nb: usize,
+        update: Update<T>,
+    ) {
         let n_out = self.spec.widths[i + 1];
         let cols = block(t, nb, n_out, COL_ALIGN);
         if cols.is_empty() {
@@ -433,11 +493,23 @@ impl<T: Real> Mlp<T> {
                     let gw = p[i].gw.col_block(cols.clone());
                     gemm(T::one(), a_in.view().t(), d.view(), T::zero(), gw);
                     opt.update_block(2 * i, true, cols.clone(), w, gw);
-                    opt.update_block(2 * i + 1, false, cols, b, p[i].gb.col_block(block(t, nb, n_out, COL_ALIGN)));
+                    opt.update_block(
+                        2 * i + 1,
+                        false,
+                        cols,
+                        b,
+                        p[i].gb.col_block(block(t, nb, n_out, COL_ALIGN)),
+                    );
                 }
             }
             Update::GradOnly => {
-                gemm(T::one(), a_in.view().t(), d.view(), T::zero(), p[i].gw.col_block(cols));
+                gemm(
+                    T::one(),
+                    a_in.view().t(),
+                    d.view(),
+                    T::zero(),
+                    p[i].gw.col_block(cols),
+                );
             }
         }
     }
@@ -462,7 +534,8 @@ impl<T: Real> Mlp<T> {
         let this = &*self;
         par_for(nb, &|t| {
             // SAFETY: row blocks are disjoint.
-            let s = unsafe { this.forward_block(p, x, gather, acts, batch, block(t, nb, n, 1), None) };
+            let s =
+                unsafe { this.forward_block(p, x, gather, acts, batch, block(t, nb, n, 1), None) };
             *stats[t].lock().expect("no panics while held") = s;
         });
         let mut total = Stats::default();
@@ -473,28 +546,53 @@ impl<T: Real> Mlp<T> {
     }
 
     /// Loss and accuracy over all of `data`, in chunks of the workspace's capacity.
-    pub fn evaluate(&mut self, ws: &mut Workspace<T>, data: ArrayView2<f32>, labels: &[u8]) -> Stats {
+    pub fn evaluate(
+        &mut self,
+        ws: &mut Workspace<T>,
+        data: ArrayView2<f32>,
+        labels: &[u8],
+    ) -> Stats {
         let mut total = Stats::default();
         let n = data.nrows();
         let mut s = 0;
         while s < n {
             let e = (s + ws.cap).min(n);
-            total.add(self.forward(ws, &Batch { data, labels, rows: Rows::Range(s, e) }));
+            total.add(self.forward(
+                ws,
+                &Batch {
+                    data,
+                    labels,
+                    rows: Rows::Range(s, e),
+                },
+            ));
             s = e;
         }
         total
     }
 
     /// Output activations (class probabilities for softmax) for `data`.
-    pub fn predict_into(&mut self, ws: &mut Workspace<T>, data: ArrayView2<f32>, out: &mut Array2<T>) {
+    pub fn predict_into(
+        &mut self,
+        ws: &mut Workspace<T>,
+        data: ArrayView2<f32>,
+        out: &mut Array2<T>,
+    ) {
         let n = data.nrows();
         let labels = vec![0u8; ws.cap];
         let mut s = 0;
         while s < n {
             let e = (s + ws.cap).min(n);
             let chunk = data.slice(ndarray::s![s..e, ..]);
-            self.forward(ws, &Batch { data: chunk, labels: &labels[..e - s], rows: Rows::Range(0, e - s) });
-            out.slice_mut(ndarray::s![s..e, ..]).assign(&ws.output(e - s));
+            self.forward(
+                ws,
+                &Batch {
+                    data: chunk,
+                    labels: &labels[..e - s],
+                    rows: Rows::Range(0, e - s),
+                },
+            );
+            out.slice_mut(ndarray::s![s..e, ..])
+                .assign(&ws.output(e - s));
             s = e;
         }
     }

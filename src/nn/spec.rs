@@ -29,17 +29,23 @@ impl NetSpec {
     pub fn parse(s: &str) -> Result<Self, String> {
         let toks: Vec<&str> = s.split(',').map(str::trim).collect();
         if toks.iter().any(|t| t.is_empty()) {
-            return Err(format!("layer list `{s}` has an empty entry (expected e.g. `784,relu,200,softmax,10`)"));
+            return Err(format!(
+                "layer list `{s}` has an empty entry (expected e.g. `784,relu,200,softmax,10`)"
+            ));
         }
         let width = |t: &str| -> Result<usize, String> {
             let w: u128 = t
                 .parse()
                 .map_err(|_| format!("layer list `{s}`: `{t}` is neither a width nor a known activation (relu, leaky_relu, sigmoid, tanh, identity; softmax for the output)"))?;
             if w == 0 {
-                return Err(format!("layer list `{s}`: a layer width must be at least 1, got 0"));
+                return Err(format!(
+                    "layer list `{s}`: a layer width must be at least 1, got 0"
+                ));
             }
             if w > MAX_WIDTH as u128 {
-                return Err(format!("layer list `{s}`: width {t} is too large (at most {MAX_WIDTH})"));
+                return Err(format!(
+                    "layer list `{s}`: width {t} is too large (at most {MAX_WIDTH})"
+                ));
             }
             Ok(w as usize)
         };
@@ -67,11 +73,16 @@ impl NetSpec {
             if a.is_empty() {
                 return Err(format!(
                     "layer list `{s}`: no activation between widths {} and {} (e.g. `{},relu,{}`)",
-                    widths[i], widths[i + 1], widths[i], widths[i + 1]
+                    widths[i],
+                    widths[i + 1],
+                    widths[i],
+                    widths[i + 1]
                 ));
             }
             if a == "softmax" {
-                return Err(format!("layer list `{s}`: softmax is only allowed before the output width"));
+                return Err(format!(
+                    "layer list `{s}`: softmax is only allowed before the output width"
+                ));
             }
             hidden.push(Activation::parse(a).ok_or_else(|| {
                 format!("layer list `{s}`: unknown activation `{a}` (expected relu, leaky_relu, sigmoid, tanh or identity)")
@@ -87,13 +98,22 @@ impl NetSpec {
                 ))
             }
         };
-        let spec = NetSpec { widths, hidden, output };
+        let spec = NetSpec {
+            widths,
+            hidden,
+            output,
+        };
         spec.check_size()?;
         Ok(spec)
     }
 
     /// Builds a spec from hidden widths and one activation for all of them.
-    pub fn from_hidden(input: usize, hidden: &[usize], act: Activation, output: usize) -> Result<Self, String> {
+    pub fn from_hidden(
+        input: usize,
+        hidden: &[usize],
+        act: Activation,
+        output: usize,
+    ) -> Result<Self, String> {
         let mut widths = vec![input];
         widths.extend_from_slice(hidden);
         widths.push(output);
@@ -111,11 +131,20 @@ impl NetSpec {
 
     fn check_size(&self) -> Result<(), String> {
         if self.layers() > MAX_LAYERS {
-            return Err(format!("{} layers is too many (at most {MAX_LAYERS})", self.layers()));
+            return Err(format!(
+                "{} layers is too many (at most {MAX_LAYERS})",
+                self.layers()
+            ));
         }
-        let p: u128 = self.widths.windows(2).map(|w| (w[0] as u128 + 1) * w[1] as u128).sum();
+        let p: u128 = self
+            .widths
+            .windows(2)
+            .map(|w| (w[0] as u128 + 1) * w[1] as u128)
+            .sum();
         if p > MAX_PARAMS {
-            return Err(format!("network `{self}` would have {p} parameters, more than the limit of {MAX_PARAMS}"));
+            return Err(format!(
+                "network `{self}` would have {p} parameters, more than the limit of {MAX_PARAMS}"
+            ));
         }
         Ok(())
     }
@@ -136,7 +165,11 @@ impl NetSpec {
     }
     /// Training FLOPs per sample, `6 * sum(fan_in * fan_out)`.
     pub fn train_flops_per_sample(&self) -> u64 {
-        6 * self.widths.windows(2).map(|w| (w[0] * w[1]) as u64).sum::<u64>()
+        6 * self
+            .widths
+            .windows(2)
+            .map(|w| (w[0] * w[1]) as u64)
+            .sum::<u64>()
     }
     /// Checks that the loss can be used with the output activation.
     pub fn check_loss(&self, loss: Loss) -> Result<(), String> {
@@ -193,7 +226,10 @@ mod tests {
             ("784,100,10", "no activation between widths 784 and 100"),
             ("784", "at least an input and an output"),
             ("784,,10", "empty entry"),
-            ("784,softmax,100,softmax,10", "only allowed before the output"),
+            (
+                "784,softmax,100,softmax,10",
+                "only allowed before the output",
+            ),
             ("784,relu,-5,10", "neither a width"),
             ("784,relu,1048576,relu,1048576,10", "parameters"),
         ] {
@@ -206,6 +242,9 @@ mod tests {
     fn counts() {
         let s = NetSpec::parse("784,relu,512,relu,512,relu,256,relu,128,softmax,10").unwrap();
         assert_eq!(s.train_flops_per_sample(), 4_972_032);
-        assert_eq!(s.params(), 784 * 512 + 512 + 512 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 1290);
+        assert_eq!(
+            s.params(),
+            784 * 512 + 512 + 512 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 1290
+        );
     }
 }

@@ -58,7 +58,10 @@ mod tests {
         let (mut p, mut m, mut v) = (1.0f64, 0.0, 0.0);
         let k = AdamStep::<f64>::new(1, 0.001, 0.9, 0.999, 1e-8, 0.0, 0.0);
         update(&mut p, &mut m, &mut v, -3.0, &k);
-        assert!((p - (1.0 + 0.001 * 3.0 / (3.0 + 1e-8))).abs() < 1e-15, "{p}");
+        assert!(
+            (p - (1.0 + 0.001 * 3.0 / (3.0 + 1e-8))).abs() < 1e-15,
+            "{p}"
+        );
         assert!((m + 0.3).abs() < 1e-15 && (v - 0.009).abs() < 1e-15);
     }
 

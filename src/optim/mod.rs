@@ -195,7 +195,11 @@ impl<T: Real> Optimizer<T> {
     pub fn begin_step(&mut self) {
         self.t += 1;
         let c = &self.cfg;
-        let wd = if c.kind == OptKind::AdamW { c.weight_decay } else { 0.0 };
+        let wd = if c.kind == OptKind::AdamW {
+            c.weight_decay
+        } else {
+            0.0
+        };
         self.adam = adam::AdamStep::new(self.t, c.lr, c.beta1, c.beta2, c.eps, wd, c.l2);
     }
 
@@ -212,7 +216,14 @@ impl<T: Real> Optimizer<T> {
     /// # Safety
     /// Between [`Optimizer::begin_step`] calls, blocks updated concurrently
     /// must be disjoint, and `p`, `g` must be valid blocks of that shape.
-    pub unsafe fn update_block(&self, tensor: usize, decay: bool, cols: Range<usize>, p: RawMat<T>, g: RawMat<T>) {
+    pub unsafe fn update_block(
+        &self,
+        tensor: usize,
+        decay: bool,
+        cols: Range<usize>,
+        p: RawMat<T>,
+        g: RawMat<T>,
+    ) {
         let c = &self.cfg;
         let lr = T::of(c.lr);
         let l2 = if decay { T::of(c.l2) } else { T::zero() };
@@ -292,8 +303,12 @@ mod tests {
                     let (lr, l2) = (0.05, 0.01);
                     match kind {
                         OptKind::Sgd => sgd::update(w, g, lr, l2),
-                        OptKind::Momentum => momentum::update(w, &mut s[0][i], g, lr, 0.9, l2, false),
-                        OptKind::Nesterov => momentum::update(w, &mut s[0][i], g, lr, 0.9, l2, true),
+                        OptKind::Momentum => {
+                            momentum::update(w, &mut s[0][i], g, lr, 0.9, l2, false)
+                        }
+                        OptKind::Nesterov => {
+                            momentum::update(w, &mut s[0][i], g, lr, 0.9, l2, true)
+                        }
                         OptKind::RmsProp => rmsprop::update(w, &mut s[0][i], g, lr, 0.9, 1e-8, l2),
                         OptKind::Adam | OptKind::AdamW => {
                             let wd = if kind == OptKind::AdamW { 0.01 } else { 0.0 };

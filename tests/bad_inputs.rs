@@ -1,0 +1,336 @@
+//! Bad data through the real binary: every case gets a clear error that
+//! names the file and what is wrong, a non-zero exit (1, not a panic's 101),
+//! and no huge allocation or long stall.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flate2::{write::GzEncoder, Compression};
+use mnist_mlp::data::idx::encode_idx;
+
+const TRAIN_IMG: &str = "train-images-idx3-ubyte";
+const TRAIN_LAB: &str = "train-labels-idx1-ubyte";
+const TEST_IMG: &str = "t10k-images-idx3-ubyte";
+const TEST_LAB: &str = "t10k-labels-idx1-ubyte";
+
+/// A valid tiny dataset: 10 train and 5 test images of 2x2.
+fn good_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let w = |name: &str, bytes: Vec<u8>| std::fs::write(d.path().join(name), bytes).unwrap();
+    w(TRAIN_IMG, encode_idx(&[10, 2, 2], &[7; 40]));
+    w(
+        TRAIN_LAB,
+        encode_idx(&[10], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    );
+    w(TEST_IMG, encode_idx(&[5, 2, 2], &[9; 20]));
+    w(TEST_LAB, encode_idx(&[5], &[0, 1, 2, 3, 4]));
+    d
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn run(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    if extra.is_empty() {
+        cmd.arg("info");
+    } else {
+        cmd.args(extra);
+    }
+    let out = cmd
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("MNIST_DIR")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn expect_error(case: &str, dir: &Path, extra: &[&str], file: &str, needle: &str) {
+    let t = Instant::now();
+    let (code, err) = run(dir, extra);
+    let took = t.elapsed();
+    println!(
+        "| {case} | `{}` |",
+        err.trim().replace(&dir.display().to_string(), "DIR")
+    );
+    assert_eq!(code, 1, "{case}: exit code {code}, stderr: {err}");
+    assert!(!err.contains("panicked"), "{case}: panicked: {err}");
+    assert!(
+        err.contains(file),
+        "{case}: error does not name {file}: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{case}: error does not say `{needle}`: {err}"
+    );
+    assert!(took < Duration::from_secs(20), "{case}: took {took:?}");
+}
+
+#[test]
+fn the_good_dataset_is_accepted() {
+    let d = good_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .arg("info")
+        .arg("--data-dir")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.contains("train: 10 images of 2x2"), "{s}");
+    assert!(s.contains("per class: 1 1 1 1 1 1 1 1 1 1"), "{s}");
+}
+
+#[test]
+fn bad_inputs_table() {
+    type Case = (&'static str, &'static str, Vec<u8>, &'static str);
+    let mut img = encode_idx(&[10, 2, 2], &[7; 40]);
+    let trailing = {
+        let mut v = img.clone();
+        v.extend_from_slice(&[1, 2, 3]);
+        v
+    };
+    img.truncate(img.len() - 1);
+    let truncated = img;
+    let cases: Vec<Case> = vec![
+        (
+            "truncated images",
+            TRAIN_IMG,
+            truncated.clone(),
+            "header declares 10 items but the file holds 9 whole items and 3 bytes",
+        ),
+        (
+            "truncated images (gzip)",
+            TRAIN_IMG,
+            gz(&truncated),
+            "header declares 10 items but the file holds 9",
+        ),
+        ("trailing bytes", TRAIN_IMG, trailing, "3 trailing byte(s)"),
+        (
+            "wrong magic",
+            TRAIN_IMG,
+            {
+                let mut v = encode_idx(&[10, 2, 2], &[7; 40]);
+                v[0] = 0x12;
+                v
+            },
+            "bad magic",
+        ),
+        (
+            "wrong type code (f32)",
+            TRAIN_IMG,
+            {
+                let mut v = encode_idx(&[10, 2, 2], &[7; 40]);
+                v[2] = 0x0D;
+                v
+            },
+            "type code 0x0d (32-bit float) is not supported",
+        ),
+        (
+            "3-D labels",
+            TRAIN_LAB,
+            encode_idx(&[10, 1, 1], &[0; 10]),
+            "must have 1 dimension(s), the header declares 3",
+        ),
+        (
+            "count mismatch",
+            TRAIN_LAB,
+            encode_idx(&[11], &[0; 11]),
+            "holds 10 images but",
+        ),
+        (
+            "header declares 2^32-1 items",
+            TRAIN_LAB,
+            encode_idx(&[u32::MAX], &[0; 10]),
+            "header declares 4294967295 items but the file holds 10",
+        ),
+        (
+            "header declares 2^32-1 images (gzip)",
+            TRAIN_IMG,
+            gz(&encode_idx(&[u32::MAX, 28, 28], &[0; 100])),
+            "more than the limit",
+        ),
+        ("empty file", TEST_IMG, vec![], "file is empty"),
+        (
+            "truncated header",
+            TEST_IMG,
+            vec![0, 0, 8, 3, 0, 0],
+            "truncated header",
+        ),
+        (
+            "truncated gzip",
+            TEST_IMG,
+            {
+                let mut v = gz(&encode_idx(&[5, 2, 2], &[9; 20]));
+                v.truncate(v.len() - 6);
+                v
+            },
+            "gzip stream is corrupt or truncated",
+        ),
+        (
+            "gzip with a bad CRC",
+            TEST_IMG,
+            {
+                let mut v = gz(&encode_idx(&[5, 2, 2], &[9; 20]));
+                let n = v.len();
+                v[n - 8] ^= 0xff;
+                v
+            },
+            "gzip stream is corrupt or truncated",
+        ),
+        (
+            "test images 2x3 vs train 2x2",
+            TEST_IMG,
+            encode_idx(&[5, 2, 3], &[9; 30]),
+            "must have the same size",
+        ),
+    ];
+    println!("| case | error |\n| --- | --- |");
+    for (case, file, bytes, needle) in cases {
+        let d = good_dir();
+        std::fs::write(d.path().join(file), bytes).unwrap();
+        expect_error(case, d.path(), &[], file, needle);
+    }
+
+    // Label 10 in a 10-class set: `train` checks labels against the output width.
+    let d = good_dir();
+    std::fs::write(d.path().join(TEST_LAB), encode_idx(&[5], &[0, 1, 10, 3, 4])).unwrap();
+    expect_error(
+        "label 10 of 10 classes",
+        d.path(),
+        &["train", "--layers", "4,relu,3,softmax,10", "--epochs", "1"],
+        TEST_LAB,
+        "label 10 at index 2 is out of range for 10 classes",
+    );
+
+    // A directory where a file should be.
+    let d = good_dir();
+    std::fs::remove_file(d.path().join(TRAIN_IMG)).unwrap();
+    std::fs::create_dir(d.path().join(TRAIN_IMG)).unwrap();
+    expect_error(
+        "directory instead of file",
+        d.path(),
+        &[],
+        TRAIN_IMG,
+        "is a directory",
+    );
+
+    // A missing file.
+    let d = good_dir();
+    std::fs::remove_file(d.path().join(TEST_LAB)).unwrap();
+    expect_error(
+        "missing file",
+        d.path(),
+        &[],
+        "t10k-labels",
+        "no test labels file",
+    );
+
+    // A missing directory.
+    let d = good_dir();
+    expect_error(
+        "missing directory",
+        &d.path().join("nope"),
+        &[],
+        "nope",
+        "data directory not found",
+    );
+}
+
+#[test]
+fn gzip_bomb_is_refused_quickly() {
+    // A valid header for 10 labels, then 512 MiB of zeros: about 0.5 MB of gzip.
+    let d = good_dir();
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(&encode_idx(&[10], &[0; 10])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        e.write_all(&zeros).unwrap();
+    }
+    let bomb = e.finish().unwrap();
+    assert!(bomb.len() < 4 << 20);
+    std::fs::write(d.path().join(TRAIN_LAB), bomb).unwrap();
+    expect_error("gzip bomb", d.path(), &[], TRAIN_LAB, "trailing byte(s)");
+
+    // A header that claims far more than a small gzip can inflate to.
+    std::fs::write(
+        d.path().join(TRAIN_LAB),
+        gz(&encode_idx(&[2_000_000_000], &[0; 64])),
+    )
+    .unwrap();
+    expect_error(
+        "gzip claiming 2 GB",
+        d.path(),
+        &[],
+        TRAIN_LAB,
+        "more than the limit",
+    );
+}
+
+#[test]
+fn cli_values_out_of_range_are_refused() {
+    let d = good_dir();
+    for (args, needle) in [
+        (
+            vec!["train", "--batch-size", "0"],
+            "--batch-size must be at least 1",
+        ),
+        (
+            vec!["train", "--lr", "-1"],
+            "--lr must be a positive finite number",
+        ),
+        (
+            vec!["train", "--lr", "NaN"],
+            "--lr must be a positive finite number",
+        ),
+        (
+            vec!["train", "--layers", "4,relu,0,softmax,10"],
+            "at least 1",
+        ),
+        (
+            vec!["train", "--layers", "4,relu,1000000000000,softmax,10"],
+            "too large",
+        ),
+        (
+            vec!["train", "--layers", "4,swish,3,softmax,10"],
+            "unknown activation `swish`",
+        ),
+        (
+            vec!["train", "--layers", "784,relu,3,softmax,10"],
+            "input width is 784 but the images have 4 pixels",
+        ),
+        (
+            vec!["train", "--optimizer", "adagrad"],
+            "unknown optimizer `adagrad`",
+        ),
+        (
+            vec!["train", "--epochs", "0"],
+            "--epochs must be at least 1",
+        ),
+        (
+            vec!["train", "--threads", "100000"],
+            "--threads 100000 is out of range",
+        ),
+        (
+            vec!["train", "--layers", "4,relu,3,sigmoid,10", "--loss", "ce"],
+            "cross-entropy needs a softmax output",
+        ),
+    ] {
+        let (code, err) = run(d.path(), &args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,149 @@
+//! Proves that the hot matrix products reach OpenBLAS's `cblas_sgemm`,
+//! transposed operands included, by interposing the symbol: this test binary
+//! defines its own `cblas_sgemm`, which counts the call and forwards it to the
+//! real OpenBLAS one found with `dlsym(RTLD_NEXT)`. A product that silently
+//! fell back to a pure-Rust kernel would not be counted.
+
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use mnist_mlp::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
+use mnist_mlp::optim::{OptConfig, OptKind, Optimizer};
+use mnist_mlp::parallel::{GemmThreading, Threads};
+use ndarray::{linalg::general_mat_mul, Array2};
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+static TRANSPOSED: AtomicUsize = AtomicUsize::new(0);
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const NO_TRANS: c_int = 111;
+
+type Sgemm = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    f32,
+    *const f32,
+    c_int,
+    *const f32,
+    c_int,
+    f32,
+    *mut f32,
+    c_int,
+);
+
+/// # Safety
+/// Same contract as OpenBLAS's `cblas_sgemm`, which it calls.
+#[no_mangle]
+pub unsafe extern "C" fn cblas_sgemm(
+    layout: c_int,
+    ta: c_int,
+    tb: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+) {
+    CALLS.fetch_add(1, Ordering::SeqCst);
+    if ta != NO_TRANS || tb != NO_TRANS {
+        TRANSPOSED.fetch_add(1, Ordering::SeqCst);
+    }
+    let sym = libc::dlsym(libc::RTLD_NEXT, c"cblas_sgemm".as_ptr());
+    assert!(!sym.is_null(), "the real cblas_sgemm was not found");
+    let real: Sgemm = std::mem::transmute::<*mut c_void, Sgemm>(sym);
+    real(layout, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+fn counts() -> (usize, usize) {
+    (
+        CALLS.load(Ordering::SeqCst),
+        TRANSPOSED.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn interposer_sees_plain_and_transposed_products() {
+    let _g = SERIAL.lock().unwrap();
+    let a = Array2::<f32>::from_shape_fn((64, 32), |(i, j)| (i + j) as f32 * 0.01);
+    let b = Array2::<f32>::from_shape_fn((64, 16), |(i, j)| (i * j) as f32 * 0.01);
+    let mut c = Array2::<f32>::zeros((32, 16));
+    let (c0, t0) = counts();
+    general_mat_mul(1.0, &a.t(), &b, 0.0, &mut c);
+    assert_eq!(counts(), (c0 + 1, t0 + 1));
+    // And the product is right (the real BLAS ran).
+    let want = a.t().dot(&b);
+    assert!((&c - &want).iter().all(|d| d.abs() < 1e-4));
+}
+
+/// A training step of a T1-shaped network issues exactly the expected
+/// number of sgemm calls: per block, L forward, L-1 back-propagation
+/// (`D W^T`, transposed) and L weight-gradient (`A^T D`, transposed) products.
+#[test]
+fn every_product_of_a_training_step_is_an_sgemm() {
+    let _g = SERIAL.lock().unwrap();
+    let spec = NetSpec::parse("784,relu,512,relu,512,relu,256,relu,128,softmax,10").unwrap();
+    let l = spec.layers();
+    let x =
+        Array2::<f32>::from_shape_fn((256, 784), |(i, j)| ((i * 31 + j * 7) % 255) as f32 / 255.0);
+    let labels: Vec<u8> = (0..256).map(|i| (i % 10) as u8).collect();
+    let idx: Vec<u32> = (0..128).map(|i| (i * 2) as u32).collect();
+    for (policy, kind) in [
+        (GemmThreading::Split, OptKind::Sgd),
+        (GemmThreading::Split, OptKind::Adam),
+        (GemmThreading::Blas, OptKind::Momentum),
+    ] {
+        let threads = Threads::new(2, policy).unwrap();
+        let nb = threads.blocks();
+        let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 0).unwrap();
+        let mut opt = Optimizer::new(OptConfig::new(kind, 0.01), &net.param_shapes());
+        let mut ws = Workspace::new(&spec, 128, nb);
+        let batch = Batch {
+            data: x.view(),
+            labels: &labels,
+            rows: Rows::Indices(&idx),
+        };
+        let (c0, t0) = counts();
+        threads.install(|| {
+            opt.begin_step();
+            net.train_step(&mut ws, &batch, Update::Apply(&opt));
+        });
+        let (c1, t1) = counts();
+        assert_eq!(
+            c1 - c0,
+            nb * (3 * l - 1),
+            "{policy:?} {kind:?}: sgemm calls"
+        );
+        assert_eq!(
+            t1 - t0,
+            nb * (2 * l - 1),
+            "{policy:?} {kind:?}: transposed sgemm calls"
+        );
+        assert!(net.is_finite());
+    }
+}
+
+/// Evaluation (forward only) also runs on sgemm: one call per layer and block.
+#[test]
+fn evaluation_products_are_sgemm() {
+    let _g = SERIAL.lock().unwrap();
+    let spec = NetSpec::parse("784,relu,100,softmax,10").unwrap();
+    let x = Array2::<f32>::zeros((300, 784));
+    let labels = vec![0u8; 300];
+    let threads = Threads::new(2, GemmThreading::Split).unwrap();
+    let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 0).unwrap();
+    let mut ws = Workspace::new(&spec, 100, threads.blocks());
+    let (c0, _) = counts();
+    threads.install(|| net.evaluate(&mut ws, x.view(), &labels));
+    assert_eq!(counts().0 - c0, 3 * 2 * 2, "3 chunks x 2 blocks x 2 layers");
+}

@@ -1,0 +1,87 @@
+//! The training step allocates nothing: a counting global allocator sees
+//! zero allocations across whole epochs of steps once the trainer is set up.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use mnist_mlp::nn::{Init, Loss, Mlp, NetSpec};
+use mnist_mlp::optim::{OptConfig, OptKind};
+use mnist_mlp::parallel::{GemmThreading, Threads};
+use mnist_mlp::train::{BatchSize, Trainer};
+use mnist_mlp::workloads::synthetic;
+
+struct Counting;
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static ON: AtomicBool = AtomicBool::new(false);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+#[test]
+fn training_epochs_allocate_nothing() {
+    let data = synthetic(1000, 3);
+    for (policy, n) in [
+        (GemmThreading::Split, 2),
+        (GemmThreading::Split, 1),
+        (GemmThreading::Blas, 2),
+    ] {
+        let threads = Threads::new(n, policy).unwrap();
+        for (layers, batch, opt) in [
+            (
+                "784,relu,64,sigmoid,32,softmax,10",
+                BatchSize::N(100),
+                OptKind::Sgd,
+            ),
+            ("784,tanh,50,softmax,10", BatchSize::N(33), OptKind::Adam),
+            ("784,relu,40,sigmoid,10", BatchSize::Full, OptKind::Nesterov),
+        ] {
+            let spec = NetSpec::parse(layers).unwrap();
+            let loss = if spec.output == mnist_mlp::nn::OutputAct::Softmax {
+                Loss::CrossEntropy
+            } else {
+                Loss::SquaredError
+            };
+            let mut model = Mlp::<f32>::new(spec, loss, Init::Auto, 0).unwrap();
+            let mut tr = Trainer::new(
+                &model,
+                data.len(),
+                batch,
+                OptConfig::new(opt, 0.01),
+                0,
+                &threads,
+            )
+            .unwrap();
+            let noop = |_: usize| {};
+            tr.train_epoch(&mut model, &data, &noop).unwrap(); // warm-up: lazy buffers, thread start-up
+            COUNT.store(0, Ordering::SeqCst);
+            ON.store(true, Ordering::SeqCst);
+            for _ in 0..3 {
+                tr.train_epoch(&mut model, &data, &noop).unwrap();
+            }
+            ON.store(false, Ordering::SeqCst);
+            let n_alloc = COUNT.load(Ordering::SeqCst);
+            assert_eq!(
+                n_alloc, 0,
+                "{layers} batch {batch} {opt:?} {policy:?}x{n}: {n_alloc} allocations in 3 epochs"
+            );
+        }
+    }
+}
