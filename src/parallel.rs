@@ -118,11 +118,12 @@ pub fn par_for<F: Fn(usize) + Sync>(n: usize, f: &F) {
 }
 
 /// Block `t` of `n` of `0..len`, boundaries rounded to multiples of `align`
-/// when every block stays non-empty that way.
+/// when blocks are long enough (at least 8 alignments) for the rounding to
+/// cost little balance.
 pub fn block(t: usize, n: usize, len: usize, align: usize) -> Range<usize> {
     let cut = |i: usize| -> usize {
         let raw = len * i / n;
-        if align > 1 && len >= n * align && i != n {
+        if align > 1 && len >= 8 * n * align && i != n {
             (raw + align / 2) / align * align
         } else {
             raw
@@ -260,7 +261,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(block(0, 2, 200, 16), 0..96);
+        assert_eq!(block(0, 2, 512, 16), 0..256);
+        assert_eq!(block(0, 2, 300, 16), 0..144);
+        assert_eq!(block(0, 2, 200, 16), 0..100);
         assert_eq!(block(0, 2, 10, 16), 0..5);
     }
 

@@ -28,6 +28,8 @@ pub trait Real:
     fn f64(self) -> f64;
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;
+    /// `dst[i] = src[i]` converted (a plain copy for f32).
+    fn copy_from_f32(dst: &mut [Self], src: &[f32]);
 }
 
 impl Real for f32 {
@@ -40,6 +42,10 @@ impl Real for f32 {
         self as f64
     }
     const NAME: &'static str = "f32";
+    #[inline]
+    fn copy_from_f32(dst: &mut [Self], src: &[f32]) {
+        dst.copy_from_slice(src);
+    }
 }
 
 impl Real for f64 {
@@ -52,4 +58,10 @@ impl Real for f64 {
         self
     }
     const NAME: &'static str = "f64";
+    #[inline]
+    fn copy_from_f32(dst: &mut [Self], src: &[f32]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s as f64;
+        }
+    }
 }

@@ -3,25 +3,24 @@
 //! Layer `i` maps `[B, n_i]` to `[B, n_{i+1}]`; `A_0` is the input batch,
 //! `A_{i+1} = f_i(A_i W_i + b_i)`, and `D_{i+1} = dL/dZ_{i+1}`.
 //!
-//! A step is a short sequence of *parallel regions*, each split into one
-//! block per thread (see [`crate::parallel`]); inside a block the work is one
-//! single-threaded GEMM on a slice followed by its fused elementwise pass, on
-//! buffers of the [`Workspace`] allocated once:
+//! A step is two *parallel regions*, each split into one block per thread
+//! (see [`crate::parallel`]); inside a block the work is single-threaded
+//! GEMMs on slices, each followed by its fused elementwise pass, on buffers
+//! of the [`Workspace`] allocated once:
 //!
-//! 1. forward (row blocks of the batch): gather the rows, then for each layer
-//!    `A_{i+1}[rows] = f(A_i[rows] W_i + b)`, and at the output the fused
-//!    loss, accuracy and `D_L = (p - onehot) / B` in place of the logits;
-//! 2. for `i = L-1 .. 0`, one region that
-//!    - back-propagates through layer `i` on row blocks,
-//!      `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])` (skipped for
-//!      `i = 0`: the input needs no gradient), and
-//!    - updates layer `i+1` (and, in the last region, layer 0) on column
-//!      blocks: `dW[:, c] = A^T D[:, c]`, `db[c] = sum_rows D[:, c]`, then
-//!      the optimizer on that block while it is hot in cache. Plain SGD folds
-//!      the update into the GEMM: `W[:, c] = (1 - lr l2) W[:, c] - lr A^T D[:, c]`.
+//! 1. row blocks of the batch: gather the rows; for each layer
+//!    `A_{i+1}[rows] = f(A_i[rows] W_i + b)`; at the output the fused loss,
+//!    accuracy and `D_L = (p - onehot) / B` in place of the logits; then back
+//!    through the layers `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])`
+//!    (not for the input). A block needs only its own rows and the weights,
+//!    which nobody writes in this region.
+//! 2. column blocks of every layer's weights: `dW[:, c] = A_i^T D_{i+1}[:, c]`,
+//!    `db[c] = sum_rows D_{i+1}[:, c]`, then the optimizer on that block while
+//!    it is hot in cache. Plain SGD folds the update into the GEMM:
+//!    `W[:, c] = (1 - lr l2) W[:, c] - lr A_i^T D_{i+1}[:, c]`.
 //!
-//!    A layer's weights are updated one region after they were last read for
-//!    back-propagation, so no thread reads a block another one writes.
+//! So a step costs two synchronizations whatever the depth, and the result
+//! depends only on the number of blocks, not on timing.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -287,6 +286,10 @@ impl<T: Real> Mlp<T> {
             ws.cap
         );
         assert_eq!(batch.data.ncols(), self.spec.input(), "input width");
+        assert!(
+            batch.data.strides()[1] == 1 || batch.data.ncols() <= 1,
+            "data rows must be contiguous"
+        );
         assert!(ws.blocks <= ws.stats.len());
         let in_place = matches!(batch.rows, Rows::Range(..))
             && as_t::<T>(batch.data).is_some()
@@ -335,11 +338,11 @@ impl<T: Real> Mlp<T> {
         if gather {
             let d = batch.data;
             for r in rows.clone() {
-                let dst = x.row_mut(r);
                 let src = d.row(batch.rows.get(r));
-                for (d, &s) in dst.iter_mut().zip(src.iter()) {
-                    *d = T::of(s as f64);
-                }
+                T::copy_from_f32(
+                    x.row_mut(r),
+                    src.as_slice().expect("rows of the data are contiguous"),
+                );
             }
         }
         let l = self.spec.layers();
@@ -402,51 +405,65 @@ impl<T: Real> Mlp<T> {
         let stats = &ws.stats;
         let this = &*self;
 
-        // 1. Forward, loss and output delta, on row blocks.
+        // 1. Row blocks: forward, loss and output delta, then
+        //    back-propagation of the deltas through every layer. A block
+        //    needs only its own rows and the (not yet updated) weights.
         par_for(nb, &|t| {
             let rows = block(t, nb, n, 1);
-            // SAFETY: row blocks are disjoint.
-            let s = unsafe { this.forward_block(p, x, gather, acts, batch, rows, Some(scale)) };
+            // SAFETY: row blocks are disjoint; weights are only read.
+            let s = unsafe {
+                let s = this.forward_block(p, x, gather, acts, batch, rows.clone(), Some(scale));
+                this.backprop_block(p, acts, deltas, rows);
+                s
+            };
             *stats[t].lock().expect("no panics while held") = s;
         });
 
-        // 2. Backward regions.
-        for i in (0..l).rev() {
-            par_for(nb, &|t| {
-                // SAFETY: row blocks of D_i and column blocks of layer i+1
-                // (or 0) are disjoint between threads; W_i is only read here
-                // and written one region later.
-                unsafe {
-                    if i + 1 < l {
-                        this.update_block(i + 1, p, x, acts, deltas, t, nb, update);
-                    }
-                    if i >= 1 {
-                        let rows = block(t, nb, n, 1);
-                        let d_in = deltas[i - 1].row_block(rows.clone());
-                        gemm(
-                            T::one(),
-                            deltas[i].row_block(rows.clone()).view(),
-                            p[i].w.view().t(),
-                            T::zero(),
-                            d_in,
-                        );
-                        let act = this.spec.hidden[i - 1];
-                        let a = acts[i - 1].row_block(rows);
-                        for r in 0..d_in.rows {
-                            act.backward_row(d_in.row_mut(r), a.row(r));
-                        }
-                    } else {
-                        this.update_block(0, p, x, acts, deltas, t, nb, update);
-                    }
-                }
-            });
-        }
+        // 2. Column blocks: weight gradients and updates of every layer.
+        par_for(nb, &|t| {
+            for i in 0..l {
+                // SAFETY: column blocks are disjoint between threads, and no
+                // one reads the weights in this region.
+                unsafe { this.update_block(i, p, x, acts, deltas, t, nb, update) };
+            }
+        });
 
         let mut total = Stats::default();
         for s in &ws.stats[..nb] {
             total.add(*s.lock().expect("no panics while held"));
         }
         total
+    }
+
+    /// `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])` for `i = L-1 .. 1`.
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn backprop_block(
+        &self,
+        p: &[LayerPtrs<T>],
+        acts: &[RawMat<T>],
+        deltas: &[RawMat<T>],
+        rows: Range<usize>,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        for i in (1..self.spec.layers()).rev() {
+            let d_in = deltas[i - 1].row_block(rows.clone());
+            gemm(
+                T::one(),
+                deltas[i].row_block(rows.clone()).view(),
+                p[i].w.view().t(),
+                T::zero(),
+                d_in,
+            );
+            let act = self.spec.hidden[i - 1];
+            let a = acts[i - 1].row_block(rows.clone());
+            for r in 0..d_in.rows {
+                act.backward_row(d_in.row_mut(r), a.row(r));
+            }
+        }
     }
 
     /// Gradient and update of layer `i` on column block `t` of `nb`.
