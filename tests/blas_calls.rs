@@ -147,3 +147,42 @@ fn evaluation_products_are_sgemm() {
     threads.install(|| net.evaluate(&mut ws, x.view(), &labels));
     assert_eq!(counts().0 - c0, 3 * 2 * 2, "3 chunks x 2 blocks x 2 layers");
 }
+
+/// Small batches cut skinny products into column chunks (for OpenBLAS's
+/// unpacked small-matrix kernels); every chunk is still an sgemm call.
+#[test]
+fn chunked_small_batch_products_are_sgemm() {
+    use mnist_mlp::nn::mlp::gemm_chunk;
+    let _g = SERIAL.lock().unwrap();
+    let spec = NetSpec::parse("784,relu,512,relu,512,relu,256,relu,128,softmax,10").unwrap();
+    let w = &spec.widths;
+    let l = spec.layers();
+    let b = 8;
+    let calls = |m: usize, n: usize, k: usize| n.div_ceil(gemm_chunk(m, n, k));
+    let mut want = 0;
+    for i in 0..l {
+        want += calls(b, w[i + 1], w[i]); // forward
+        want += calls(w[i], w[i + 1], b); // weight gradient
+        if i >= 1 {
+            want += calls(b, w[i], w[i + 1]); // back-propagation
+        }
+    }
+    assert!(want > 3 * l - 1, "the rule must chunk something here");
+    let x = Array2::<f32>::from_elem((b, 784), 0.5);
+    let labels = vec![3u8; b];
+    let threads = Threads::new(1, GemmThreading::Split).unwrap();
+    let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 0).unwrap();
+    let mut opt = Optimizer::new(OptConfig::new(OptKind::Sgd, 0.01), &net.param_shapes());
+    let mut ws = Workspace::new(&spec, b, 1);
+    let batch = Batch {
+        data: x.view(),
+        labels: &labels,
+        rows: Rows::Range(0, b),
+    };
+    let (c0, _) = counts();
+    threads.install(|| {
+        opt.begin_step();
+        net.train_step(&mut ws, &batch, Update::Apply(&opt));
+    });
+    assert_eq!(counts().0 - c0, want);
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput: mnist-mlp vs the NumPy reference, and the sgemm limit.
+
+For each thread count, measures the sgemm limit (bench_limit.py), then for each
+workload alternates runs of `mnist-mlp bench` and `bench_numpy.py` (--rounds
+times each), and prints the medians, their ratio and the fraction of the
+limit. All figures of one row come from the same window of time.
+
+    pip install numpy threadpoolctl
+    cargo build --release
+    MNIST_DIR=../shared/datasets/mnist python3 scripts/compare.py --threads 1 2 --rounds 3
+
+Options: --reference DIR (default ../shared/reference), --workloads T1 T2 ...,
+--epochs N (timed epochs per run), --json FILE (all raw results).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_json(cmd, env):
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    return [json.loads(l) for l in lines]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--workloads", nargs="+", default=["T1", "T2", "T3", "T4", "T5"])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threading", default="split")
+    p.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "reference"))
+    p.add_argument("--json", help="write all raw results here")
+    a = p.parse_args()
+    env = dict(os.environ)
+    binary = os.path.join(ROOT, "target", "release", "mnist-mlp")
+    raw = []
+    rows = []
+    for t in a.threads:
+        lim = run_json([sys.executable, os.path.join(a.reference, "bench_limit.py"), "--threads", str(t), "--sizes", "2048"], env)[0]
+        raw.append(lim)
+        for w in a.workloads:
+            ours, ref = [], []
+            for _ in range(a.rounds):
+                r = run_json([binary, "bench", "--workload", w, "--threads", str(t), "--threading", a.threading,
+                              "--epochs", str(a.epochs), "--json"], env)[0]
+                ours.append(r["samples_per_s"])
+                raw.append(r)
+                r = run_json([sys.executable, os.path.join(a.reference, "bench_numpy.py"), "--workload", w,
+                              "--threads", str(t), "--epochs", str(a.epochs)], env)[0]
+                ref.append(r["samples_per_s"])
+                raw.append(r)
+            o, n = statistics.median(ours), statistics.median(ref)
+            bound = lim["bound_samples_per_s"][w]
+            rows.append((w, t, o, n, o / n, bound, o / bound, n / bound, lim["gflop_per_s_best"]))
+            print(f"{w} threads={t}: ours {o:.0f} numpy {n:.0f} ratio {o / n:.2f} "
+                  f"limit {bound} ours {100 * o / bound:.0f}% numpy {100 * n / bound:.0f}%", file=sys.stderr, flush=True)
+    print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | sgemm limit samples/s (GFLOP/s) | mnist-mlp % of limit | NumPy % of limit |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for w, t, o, n, r, b, fo, fn, gf in rows:
+        print(f"| {w} | {t} | {o:,.0f} | {n:,.0f} | {r:.2f} | {b:,} ({gf:.0f}) | {100 * fo:.0f}% | {100 * fn:.0f}% |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(raw, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
