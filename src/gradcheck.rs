@@ -148,11 +148,13 @@ mod tests {
     #[test]
     fn every_activation_and_loss_passes_in_f64() {
         for (spec, loss) in standard_specs() {
-            for blocks in [1, 2, 3] {
-                let r = check(&spec, loss, 7, blocks, 42).unwrap();
+            // Batch 7 split into 2-3 blocks takes the column-split path of a
+            // step, batch 70 the row-split one (see `COL_SPLIT_ROWS`).
+            for (batch, blocks) in [(7, 1), (7, 2), (7, 3), (70, 2), (70, 3)] {
+                let r = check(&spec, loss, batch, blocks, 42).unwrap();
                 assert!(
                     r.max_rel_err() < 1e-6,
-                    "{} {:?} blocks={blocks}: {:#?}",
+                    "{} {:?} batch={batch} blocks={blocks}: {:#?}",
                     spec,
                     loss,
                     r.tensors

@@ -8,6 +8,7 @@
 // Links the system OpenBLAS (cblas_sgemm and friends) into every binary.
 extern crate blas_src;
 
+pub mod checkpoint;
 pub mod data;
 pub mod gradcheck;
 pub mod nn;

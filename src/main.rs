@@ -36,6 +36,8 @@ struct Cli {
 enum Cmd {
     /// Train a network and report per-epoch loss, accuracy and speed.
     Train(Box<TrainArgs>),
+    /// Evaluate a saved model: accuracy, per-class precision/recall, confusion matrix.
+    Eval(EvalArgs),
     /// Check back-propagation against finite differences (f64).
     Gradcheck(GradArgs),
     /// Describe a data directory: files, shapes, per-class counts.
@@ -151,6 +153,26 @@ struct TrainArgs {
     /// Do not download MNIST into data/mnist when it is missing.
     #[arg(long)]
     no_download: bool,
+    /// Save the trained model here (safetensors, written atomically).
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// With --save: also save after every N epochs.
+    #[arg(long, value_name = "N", requires = "save")]
+    checkpoint_every: Option<usize>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Model to evaluate (a safetensors file written by `train --save`).
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    threads: ThreadArgs,
+    /// Print one JSON object (with `test_accuracy`) instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -210,6 +232,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Train(a) => cmd_train(*a),
+        Cmd::Eval(a) => cmd_eval(a),
         Cmd::Gradcheck(a) => cmd_gradcheck(a),
         Cmd::Info(a) => cmd_info(a),
         Cmd::Fetch(a) => cmd_fetch(a),
@@ -292,6 +315,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let init = Init::parse(&a.init).map_err(|e| anyhow::anyhow!("--init: {e}"))?;
     if a.epochs == 0 {
         bail!("--epochs must be at least 1");
+    }
+    if a.checkpoint_every == Some(0) {
+        bail!("--checkpoint-every must be at least 1");
     }
     let spec = match &a.layers {
         Some(l) => Some(NetSpec::parse(l).map_err(|e| anyhow::anyhow!("--layers: {e}"))?),
@@ -411,6 +437,19 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             v["event"] = "epoch".into();
             println!("{v}");
         }
+        let config = serde_json::json!({
+            "layers": spec.to_string(), "loss": loss.name(), "optimizer": opt, "schedule": a.schedule,
+            "batch_size": batch.to_string(), "epochs": a.epochs, "epochs_done": e, "init": a.init,
+            "seed": a.seed, "validation": a.validation, "threads": threads.n(),
+            "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
+        });
+        if let Some(path) = &a.save {
+            let every = a.checkpoint_every.unwrap_or(0);
+            if e == a.epochs || (every > 0 && e % every == 0) {
+                mnist_mlp::checkpoint::save(path, &model, &config)?;
+                say(format!("saved {} (epoch {e})", path.display()));
+            }
+        }
         last = Some(r);
     }
     let r = last.expect("at least one epoch");
@@ -441,6 +480,95 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             "samples_per_s": (splits.train.len() * a.epochs) as f64 / train_seconds,
         });
         println!("{s}");
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let loaded = mnist_mlp::checkpoint::load(&a.model)?;
+    let mut model = loaded.model;
+    let classes = model.spec.output_width();
+    let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
+    let splits = data::load_dir(
+        &dir,
+        &LoadOptions {
+            classes: Some(classes),
+            ..LoadOptions::default()
+        },
+    )?;
+    let test = &splits.test;
+    if test.features() != model.spec.input() {
+        bail!(
+            "{}: the model's input width is {} but the images in {} have {} pixels",
+            a.model.display(),
+            model.spec.input(),
+            dir.display(),
+            test.features()
+        );
+    }
+    let threads = a.threads.pool()?;
+    let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
+        &model.spec,
+        mnist_mlp::train::EVAL_CHUNK,
+        threads.blocks(),
+    );
+    let mut probs = ndarray::Array2::<f32>::zeros((test.len(), classes));
+    let stats = threads.install(|| {
+        model.predict_into(&mut ws, test.images.view(), &mut probs);
+        model.evaluate(&mut ws, test.images.view(), &test.labels)
+    });
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    for (row, &y) in probs.rows().into_iter().zip(&test.labels) {
+        let p = mnist_mlp::nn::loss::argmax(row.as_slice().expect("contiguous"));
+        confusion[y as usize][p] += 1;
+    }
+    let recall: Vec<f64> = (0..classes)
+        .map(|c| confusion[c][c] as f64 / confusion[c].iter().sum::<usize>().max(1) as f64)
+        .collect();
+    let precision: Vec<f64> = (0..classes)
+        .map(|c| {
+            confusion[c][c] as f64
+                / (0..classes).map(|r| confusion[r][c]).sum::<usize>().max(1) as f64
+        })
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": a.model.display().to_string(), "layers": model.spec.to_string(),
+                "test_accuracy": stats.accuracy(), "test_loss": stats.mean_loss(), "samples": test.len(),
+                "precision": precision, "recall": recall, "confusion": confusion,
+            })
+        );
+        return Ok(());
+    }
+    println!("model {} ({})", a.model.display(), model.spec);
+    println!(
+        "test: {} samples, accuracy {:.2}%, loss {:.4}",
+        test.len(),
+        stats.accuracy() * 100.0,
+        stats.mean_loss()
+    );
+    println!("class  precision  recall");
+    for c in 0..classes {
+        println!(
+            "{c:>5}  {:>8.2}%  {:>6.2}%",
+            precision[c] * 100.0,
+            recall[c] * 100.0
+        );
+    }
+    println!("confusion matrix (rows: true class, columns: predicted)");
+    print!("     ");
+    for c in 0..classes {
+        print!("{c:>6}");
+    }
+    println!();
+    for (r, row) in confusion.iter().enumerate() {
+        print!("{r:>5}");
+        for v in row {
+            print!("{v:>6}");
+        }
+        println!();
     }
     Ok(())
 }

@@ -58,6 +58,23 @@ impl std::fmt::Display for BatchSize {
     }
 }
 
+/// A number printed plainly when moderate, in exponent form otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Num(pub f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Round to 6 significant digits first (0.003 / 10 is not 0.0003 in binary).
+        let x: f64 = format!("{:.5e}", self.0).parse().unwrap_or(self.0);
+        let a = x.abs();
+        if a == 0.0 || (1e-4..1e6).contains(&a) {
+            write!(f, "{x}")
+        } else {
+            write!(f, "{x:e}")
+        }
+    }
+}
+
 /// Why training stopped early.
 #[derive(Debug, Error)]
 pub enum TrainError {
@@ -71,8 +88,8 @@ pub enum TrainError {
         step: u64,
         loss: f64,
         opt: &'static str,
-        lr: f64,
-        suggest: f64,
+        lr: Num,
+        suggest: Num,
     },
     #[error("{0}")]
     Config(String),
@@ -221,8 +238,8 @@ impl<'t> Trainer<'t> {
                         step: *step,
                         loss: st.loss_sum,
                         opt: opt.cfg.kind.name(),
-                        lr: opt.cfg.lr,
-                        suggest: opt.cfg.lr / 10.0,
+                        lr: Num(opt.cfg.lr),
+                        suggest: Num(opt.cfg.lr / 10.0),
                     });
                 }
                 total.add(st);
@@ -271,5 +288,46 @@ impl<'t> Trainer<'t> {
             samples_per_s: train.len() as f64 / seconds,
             lr: self.opt.cfg.lr,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Init, Loss, NetSpec};
+    use crate::optim::OptKind;
+    use crate::parallel::GemmThreading;
+
+    #[test]
+    fn divergence_stops_at_the_first_non_finite_loss_with_advice() {
+        let data = crate::workloads::synthetic(500, 1);
+        let threads = Threads::new(2, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
+        let mut model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 0).unwrap();
+        let mut tr = Trainer::new(
+            &model,
+            data.len(),
+            BatchSize::N(50),
+            OptConfig::new(OptKind::Sgd, 1e30),
+            0,
+            &threads,
+        )
+        .unwrap();
+        let e = tr.train_epoch(&mut model, &data, &|_| {}).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, TrainError::NonFinite { epoch: 1, .. }), "{msg}");
+        assert!(
+            msg.contains("learning rate is most likely too high") && msg.contains("--lr 1e29"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn batch_size_parsing() {
+        assert_eq!(BatchSize::parse("full").unwrap(), BatchSize::Full);
+        assert_eq!(BatchSize::parse("32").unwrap(), BatchSize::N(32));
+        assert!(BatchSize::parse("0").is_err());
+        assert!(BatchSize::parse("-3").is_err());
+        assert_eq!(BatchSize::N(100).rows(60), 60);
     }
 }

@@ -251,3 +251,77 @@ fn cli_train_json_summary() {
     assert!(s["train_seconds"].as_f64().unwrap() > 0.0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("epoch   1/1"));
 }
+
+#[test]
+fn cli_save_then_eval_reports_the_same_accuracy() {
+    let Some(dir) = mnist_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    let bin = env!("CARGO_BIN_EXE_mnist-mlp");
+    let out = Command::new(bin)
+        .args([
+            "train", "--hidden", "32", "--epochs", "1", "--json", "--save",
+        ])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["eval", "--json", "--model"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["test_accuracy"], summary["test_accuracy"]);
+    let confusion = eval["confusion"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 10000);
+    // A checkpoint of another architecture is refused with a clear error.
+    let other = tmp.path().join("o.safetensors");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let pat = b"784,relu,32,softmax,10";
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .expect("layer list in the header");
+    bytes[at + 10] = b'3'; // same length: "32" -> "33"
+    std::fs::write(&other, &bytes).unwrap();
+    let out = Command::new(bin)
+        .args(["eval", "--model"])
+        .arg(&other)
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("o.safetensors") && err.contains("has shape [784, 32], expected [784, 33]"),
+        "{err}"
+    );
+}

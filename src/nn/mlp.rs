@@ -42,6 +42,12 @@ use crate::real::Real;
 /// Column blocks are aligned to this many elements (a cache line of f32).
 const COL_ALIGN: usize = 16;
 
+/// Below this many rows per thread, a step splits products by columns (each
+/// thread reads only its share of the weights, one synchronization per
+/// layer) instead of by rows (two synchronizations per step, each thread
+/// reading all weights). Chosen by measurement: see BENCHMARKS.md.
+pub const COL_SPLIT_ROWS: usize = 16;
+
 /// A multilayer perceptron.
 #[derive(Debug, Clone)]
 pub struct Mlp<T: Real> {
@@ -353,25 +359,14 @@ impl<T: Real> Mlp<T> {
         rows: Range<usize>,
         scale: Option<T>,
     ) -> Stats {
-        let mut st = Stats {
-            samples: rows.len(),
-            ..Stats::default()
-        };
         if rows.is_empty() {
-            return st;
+            return Stats::default();
         }
         if gather {
-            let d = batch.data;
-            for r in rows.clone() {
-                let src = d.row(batch.rows.get(r));
-                T::copy_from_f32(
-                    x.row_mut(r),
-                    src.as_slice().expect("rows of the data are contiguous"),
-                );
-            }
+            Self::gather_rows(x, batch, rows.clone());
         }
         let l = self.spec.layers();
-        for i in 0..l {
+        for i in 0..l - 1 {
             let input = if i == 0 { x } else { acts[i - 1] };
             let out = acts[i].row_block(rows.clone());
             gemm(
@@ -382,23 +377,74 @@ impl<T: Real> Mlp<T> {
                 out,
             );
             let bias = p[i].b.row(0);
-            if i + 1 < l {
-                let act = self.spec.hidden[i];
-                for r in 0..out.rows {
-                    act.forward_row(out.row_mut(r), bias);
-                }
-            } else {
-                for r in 0..out.rows {
-                    let z = out.row_mut(r);
-                    for (z, &b) in z.iter_mut().zip(bias) {
-                        *z += b;
-                    }
-                    let label = batch.labels[batch.rows.get(rows.start + r)] as usize;
-                    let (loss, ok) = loss_row(self.spec.output, self.loss, z, label, scale);
-                    st.loss_sum += loss;
-                    st.correct += ok as usize;
-                }
+            for r in 0..out.rows {
+                self.spec.hidden[i].forward_row(out.row_mut(r), bias);
             }
+        }
+        self.output_rows(
+            p,
+            if l == 1 { x } else { acts[l - 2] },
+            acts,
+            batch,
+            rows,
+            scale,
+        )
+    }
+
+    /// Copies the batch's rows `rows` into the gather buffer `x`.
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint.
+    unsafe fn gather_rows(x: RawMat<T>, batch: &Batch, rows: Range<usize>) {
+        for r in rows {
+            let src = batch.data.row(batch.rows.get(r));
+            T::copy_from_f32(
+                x.row_mut(r),
+                src.as_slice().expect("rows of the data are contiguous"),
+            );
+        }
+    }
+
+    /// The output layer on rows `rows`: logits, then the fused loss (and,
+    /// with `scale`, `scale * dL/dZ` in place of the logits).
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint.
+    unsafe fn output_rows(
+        &self,
+        p: &[LayerPtrs<T>],
+        input: RawMat<T>,
+        acts: &[RawMat<T>],
+        batch: &Batch,
+        rows: Range<usize>,
+        scale: Option<T>,
+    ) -> Stats {
+        let mut st = Stats {
+            samples: rows.len(),
+            ..Stats::default()
+        };
+        if rows.is_empty() {
+            return st;
+        }
+        let l = self.spec.layers();
+        let out = acts[l - 1].row_block(rows.clone());
+        gemm(
+            T::one(),
+            input.row_block(rows.clone()).view(),
+            p[l - 1].w.view(),
+            T::zero(),
+            out,
+        );
+        let bias = p[l - 1].b.row(0);
+        for r in 0..out.rows {
+            let z = out.row_mut(r);
+            for (z, &b) in z.iter_mut().zip(bias) {
+                *z += b;
+            }
+            let label = batch.labels[batch.rows.get(rows.start + r)] as usize;
+            let (loss, ok) = loss_row(self.spec.output, self.loss, z, label, scale);
+            st.loss_sum += loss;
+            st.correct += ok as usize;
         }
         st
     }
@@ -430,19 +476,85 @@ impl<T: Real> Mlp<T> {
         let stats = &ws.stats;
         let this = &*self;
 
-        // 1. Row blocks: forward, loss and output delta, then
-        //    back-propagation of the deltas through every layer. A block
-        //    needs only its own rows and the (not yet updated) weights.
-        par_for(nb, &|t| {
-            let rows = block(t, nb, n, 1);
-            // SAFETY: row blocks are disjoint; weights are only read.
-            let s = unsafe {
-                let s = this.forward_block(p, x, gather, acts, batch, rows.clone(), Some(scale));
-                this.backprop_block(p, acts, deltas, rows);
-                s
-            };
-            *stats[t].lock().expect("no panics while held") = s;
-        });
+        if nb > 1 && n < COL_SPLIT_ROWS * nb {
+            // Small batches: split every product by columns instead, so that
+            // each thread reads only its share of the weights (one region per
+            // layer; see `COL_SPLIT_ROWS`).
+            if gather {
+                // SAFETY: single-threaded here.
+                unsafe { Self::gather_rows(x, batch, 0..n) };
+            }
+            for i in 0..l - 1 {
+                par_for(nb, &|t| {
+                    let cols = block(t, nb, this.spec.widths[i + 1], COL_ALIGN);
+                    if cols.is_empty() {
+                        return;
+                    }
+                    let input = if i == 0 { x } else { acts[i - 1] };
+                    let out = acts[i].col_block(cols.clone());
+                    // SAFETY: column blocks of A_{i+1} are disjoint; A_i and W_i are read.
+                    unsafe {
+                        gemm(
+                            T::one(),
+                            input.view(),
+                            p[i].w.col_block(cols.clone()).view(),
+                            T::zero(),
+                            out,
+                        );
+                        let bias = p[i].b.col_block(cols).row(0);
+                        for r in 0..n {
+                            this.spec.hidden[i].forward_row(out.row_mut(r), bias);
+                        }
+                    }
+                });
+            }
+            par_for(nb, &|t| {
+                let input = if l == 1 { x } else { acts[l - 2] };
+                // SAFETY: row blocks of the output are disjoint.
+                let s = unsafe {
+                    this.output_rows(p, input, acts, batch, block(t, nb, n, 1), Some(scale))
+                };
+                *stats[t].lock().expect("no panics while held") = s;
+            });
+            for i in (1..l).rev() {
+                par_for(nb, &|t| {
+                    let cols = block(t, nb, this.spec.widths[i], COL_ALIGN);
+                    if cols.is_empty() {
+                        return;
+                    }
+                    let d_in = deltas[i - 1].col_block(cols.clone());
+                    // SAFETY: column blocks of D_i are disjoint; D_{i+1}, W_i, A_i are read.
+                    unsafe {
+                        gemm(
+                            T::one(),
+                            deltas[i].view(),
+                            p[i].w.row_block(cols.clone()).view().t(),
+                            T::zero(),
+                            d_in,
+                        );
+                        let a = acts[i - 1].col_block(cols);
+                        for r in 0..n {
+                            this.spec.hidden[i - 1].backward_row(d_in.row_mut(r), a.row(r));
+                        }
+                    }
+                });
+            }
+        } else {
+            // 1. Row blocks: forward, loss and output delta, then
+            //    back-propagation of the deltas through every layer. A block
+            //    needs only its own rows and the (not yet updated) weights.
+            par_for(nb, &|t| {
+                let rows = block(t, nb, n, 1);
+                // SAFETY: row blocks are disjoint; weights are only read.
+                let s = unsafe {
+                    let s =
+                        this.forward_block(p, x, gather, acts, batch, rows.clone(), Some(scale));
+                    this.backprop_block(p, acts, deltas, rows);
+                    s
+                };
+                *stats[t].lock().expect("no panics while held") = s;
+            });
+        }
 
         // 2. Column blocks: weight gradients and updates of every layer.
         par_for(nb, &|t| {

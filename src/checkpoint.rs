@@ -1,0 +1,287 @@
+//! Checkpoints in the safetensors format, readable by any safetensors
+//! library: `layers.{i}.weight` `[fan_in, fan_out]` (so `y = x @ W + b`) and
+//! `layers.{i}.bias` `[fan_out]`, f32 little-endian, plus string metadata:
+//! `format`, `version`, `layers` (the layer list), `loss`, `weight_layout`
+//! and `config` (the training configuration as JSON).
+//!
+//! Files are written atomically (temporary file in the same directory, then
+//! rename), and a model with a non-finite parameter is never written.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use thiserror::Error;
+
+use crate::nn::{Loss, Mlp, NetSpec};
+
+pub const FORMAT: &str = "mnist-mlp";
+pub const VERSION: &str = "1";
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a valid safetensors file: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+    #[error("{}: {msg}", path.display())]
+    Content { path: PathBuf, msg: String },
+    #[error("refusing to save a model with non-finite parameters ({tensor}) to {}", path.display())]
+    NonFinite { path: PathBuf, tensor: String },
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Serializes `model` (and `config`, any JSON) to safetensors bytes.
+pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>, String> {
+    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (i, l) in model.layers.iter().enumerate() {
+        let w = l.w.as_standard_layout();
+        bufs.push((
+            format!("layers.{i}.weight"),
+            vec![l.fan_in(), l.fan_out()],
+            f32_bytes(w.as_slice().expect("standard")),
+        ));
+        bufs.push((
+            format!("layers.{i}.bias"),
+            vec![l.fan_out()],
+            f32_bytes(l.b.as_slice().expect("contiguous")),
+        ));
+    }
+    let views: Vec<(String, TensorView)> = bufs
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("sizes match"),
+            )
+        })
+        .collect();
+    let meta: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("version", VERSION.to_string()),
+        ("layers", model.spec.to_string()),
+        ("loss", model.loss.name().to_string()),
+        (
+            "weight_layout",
+            "[fan_in, fan_out]: y = x @ W + b".to_string(),
+        ),
+        ("config", config.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let err = |source| CheckpointError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Saves `model` to `path` (atomically; refuses non-finite parameters).
+pub fn save(
+    path: &Path,
+    model: &Mlp<f32>,
+    config: &serde_json::Value,
+) -> Result<(), CheckpointError> {
+    for (i, l) in model.layers.iter().enumerate() {
+        if !l.w.iter().all(|v| v.is_finite()) || !l.b.iter().all(|v| v.is_finite()) {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                tensor: format!("layers.{i}"),
+            });
+        }
+    }
+    let bytes = to_bytes(model, config).map_err(|msg| CheckpointError::Format {
+        path: path.to_path_buf(),
+        msg,
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// A loaded checkpoint: the model and the saved configuration.
+#[derive(Debug)]
+pub struct Loaded {
+    pub model: Mlp<f32>,
+    pub config: serde_json::Value,
+}
+
+/// Loads and validates a checkpoint.
+pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_bytes(path, &bytes)
+}
+
+/// Parses checkpoint bytes (`path` only names the file in errors).
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> {
+    let content = |msg: String| CheckpointError::Content {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let meta = md.metadata().clone().unwrap_or_default();
+    let get = |k: &str| {
+        meta.get(k).cloned().ok_or_else(|| {
+            content(format!(
+                "metadata has no `{k}` (not a {FORMAT} checkpoint?)"
+            ))
+        })
+    };
+    if get("format")? != FORMAT {
+        return Err(content(format!("metadata format is not `{FORMAT}`")));
+    }
+    let spec = NetSpec::parse(&get("layers")?)
+        .map_err(|e| content(format!("bad layer list in metadata: {e}")))?;
+    let loss =
+        Loss::parse(&get("loss")?).ok_or_else(|| content("unknown loss in metadata".into()))?;
+    let config: serde_json::Value = meta
+        .get("config")
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let mut model =
+        Mlp::<f32>::new(spec.clone(), loss, crate::nn::Init::Normal(1.0), 0).map_err(content)?;
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
+        let t = st.tensor(name).map_err(|_| {
+            content(format!(
+                "missing tensor `{name}` (expected by layers {spec})"
+            ))
+        })?;
+        if t.dtype() != Dtype::F32 {
+            return Err(content(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                t.dtype()
+            )));
+        }
+        if t.shape() != shape {
+            return Err(content(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?} for layers {spec}",
+                t.shape()
+            )));
+        }
+        let v: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(content(format!(
+                "tensor `{name}` holds a non-finite value ({}) at index {i}",
+                v[i]
+            )));
+        }
+        Ok(v)
+    };
+    let mut known = 0;
+    for (i, l) in model.layers.iter_mut().enumerate() {
+        let (fi, fo) = (l.fan_in(), l.fan_out());
+        l.w = Array2::from_shape_vec((fi, fo), read(&format!("layers.{i}.weight"), &[fi, fo])?)
+            .expect("shape checked");
+        l.b = Array1::from(read(&format!("layers.{i}.bias"), &[fo])?);
+        known += 2;
+    }
+    let model_tensors = st
+        .names()
+        .iter()
+        .filter(|n| n.starts_with("layers."))
+        .count();
+    if model_tensors != known {
+        return Err(content(format!(
+            "holds {model_tensors} layer tensors, but layers {spec} has {known}"
+        )));
+    }
+    Ok(Loaded { model, config })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Init;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let spec = NetSpec::parse("6,relu,5,softmax,3").unwrap();
+        let m = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        save(&p, &m, &serde_json::json!({"lr": 0.1})).unwrap();
+        let l = load(&p).unwrap();
+        assert_eq!(l.model.layers[0].w, m.layers[0].w);
+        assert_eq!(l.model.layers[1].b, m.layers[1].b);
+        assert_eq!(l.config["lr"], 0.1);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+
+        let bytes = std::fs::read(&p).unwrap();
+        let e = from_bytes(&p, &bytes[..bytes.len() - 3])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a valid safetensors file"), "{e}");
+
+        let mut bad = m.clone();
+        bad.layers[1].w[[0, 0]] = f32::NAN;
+        let e = save(&p, &bad, &serde_json::Value::Null)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("non-finite"), "{e}");
+        assert_eq!(
+            load(&p).unwrap().model.layers[1].w,
+            m.layers[1].w,
+            "the old file is intact"
+        );
+
+        // NaN inside a file is refused on load.
+        let raw = to_bytes(&bad, &serde_json::Value::Null).unwrap();
+        let e = from_bytes(&p, &raw).unwrap_err().to_string();
+        assert!(e.contains("non-finite value (NaN)"), "{e}");
+    }
+}
