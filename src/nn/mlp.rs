@@ -48,6 +48,18 @@ const COL_ALIGN: usize = 16;
 /// reading all weights). Chosen by measurement: see BENCHMARKS.md.
 pub const COL_SPLIT_ROWS: usize = 16;
 
+/// [`COL_SPLIT_ROWS`], or `MLP_COL_SPLIT_ROWS` from the environment (for
+/// measuring the policy).
+fn col_split_rows() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("MLP_COL_SPLIT_ROWS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(COL_SPLIT_ROWS)
+    })
+}
+
 /// A multilayer perceptron.
 #[derive(Debug, Clone)]
 pub struct Mlp<T: Real> {
@@ -476,7 +488,7 @@ impl<T: Real> Mlp<T> {
         let stats = &ws.stats;
         let this = &*self;
 
-        if nb > 1 && n < COL_SPLIT_ROWS * nb {
+        if nb > 1 && n < col_split_rows() * nb {
             // Small batches: split every product by columns instead, so that
             // each thread reads only its share of the weights (one region per
             // layer; see `COL_SPLIT_ROWS`).
