@@ -305,11 +305,18 @@ fn cli_save_then_eval_reports_the_same_accuracy() {
     let other = tmp.path().join("o.safetensors");
     let mut bytes = std::fs::read(&model).unwrap();
     let pat = b"784,relu,32,softmax,10";
-    let at = bytes
+    // Every occurrence (metadata `layers` and the saved config; the order of
+    // metadata keys varies), same length: "32" -> "33".
+    let hits: Vec<usize> = bytes
         .windows(pat.len())
-        .position(|w| w == pat)
-        .expect("layer list in the header");
-    bytes[at + 10] = b'3'; // same length: "32" -> "33"
+        .enumerate()
+        .filter(|(_, w)| w == pat)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!hits.is_empty(), "layer list in the header");
+    for at in hits {
+        bytes[at + 10] = b'3';
+    }
     std::fs::write(&other, &bytes).unwrap();
     let out = Command::new(bin)
         .args(["eval", "--model"])
