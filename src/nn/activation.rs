@@ -90,19 +90,16 @@ impl Activation {
     pub fn backward_row<T: Real>(self, d: &mut [T], a: &[T]) {
         debug_assert_eq!(d.len(), a.len());
         match self {
+            // Written as selects (not conditional stores) so that they vectorize.
             Activation::Relu => {
                 for (d, &a) in d.iter_mut().zip(a) {
-                    if a <= T::zero() {
-                        *d = T::zero();
-                    }
+                    *d = if a > T::zero() { *d } else { T::zero() };
                 }
             }
             Activation::LeakyRelu => {
                 let s = T::of(LEAKY_SLOPE);
                 for (d, &a) in d.iter_mut().zip(a) {
-                    if a <= T::zero() {
-                        *d *= s;
-                    }
+                    *d *= if a > T::zero() { T::one() } else { s };
                 }
             }
             Activation::Sigmoid => {

@@ -184,6 +184,26 @@ impl<T: Real> Workspace<T> {
     }
 }
 
+/// Raw handles of the first `n` rows of each buffer.
+fn tops<T>(bufs: &mut [Array2<T>], n: usize) -> [RawMat<T>; MAX_LAYERS] {
+    let mut r = [RawMat::empty(); MAX_LAYERS];
+    for (a, b) in r.iter_mut().zip(bufs.iter_mut()) {
+        *a = RawMat::of(b).top(n);
+    }
+    r
+}
+
+impl<T: Real> Workspace<T> {
+    /// The sum of the per-block statistics of the last pass.
+    fn total(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in &self.stats[..self.blocks] {
+            total.add(*s.lock().expect("no panics while held"));
+        }
+        total
+    }
+}
+
 /// Views `data` as `T` when `T` is f32 (no copy needed).
 fn as_t<'a, T: Real>(data: ArrayView2<'a, f32>) -> Option<ArrayView2<'a, T>> {
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
@@ -472,14 +492,8 @@ impl<T: Real> Mlp<T> {
         let p = self.ptrs();
         let p = &p[..self.spec.layers()];
         let (x, gather) = Self::input_ptr(ws, batch);
-        let mut acts = [RawMat::empty(); MAX_LAYERS];
-        let mut deltas = [RawMat::empty(); MAX_LAYERS];
-        for (a, b) in acts.iter_mut().zip(ws.acts.iter_mut()) {
-            *a = RawMat::of(b).top(n);
-        }
-        for (a, b) in deltas.iter_mut().zip(ws.deltas.iter_mut()) {
-            *a = RawMat::of(b).top(n);
-        }
+        let acts = tops(&mut ws.acts, n);
+        let mut deltas = tops(&mut ws.deltas, n);
         let l = self.spec.layers();
         deltas[l - 1] = acts[l - 1];
         let (acts, deltas) = (&acts[..l], &deltas[..l]);
@@ -577,11 +591,7 @@ impl<T: Real> Mlp<T> {
             }
         });
 
-        let mut total = Stats::default();
-        for s in &ws.stats[..nb] {
-            total.add(*s.lock().expect("no panics while held"));
-        }
-        total
+        ws.total()
     }
 
     /// `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])` for `i = L-1 .. 1`.
@@ -690,10 +700,7 @@ impl<T: Real> Mlp<T> {
         let p = self.ptrs();
         let p = &p[..self.spec.layers()];
         let (x, gather) = Self::input_ptr(ws, batch);
-        let mut acts = [RawMat::empty(); MAX_LAYERS];
-        for (a, b) in acts.iter_mut().zip(ws.acts.iter_mut()) {
-            *a = RawMat::of(b).top(n);
-        }
+        let acts = tops(&mut ws.acts, n);
         let acts = &acts[..self.spec.layers()];
         let nb = ws.blocks;
         let stats = &ws.stats;
@@ -704,11 +711,7 @@ impl<T: Real> Mlp<T> {
                 unsafe { this.forward_block(p, x, gather, acts, batch, block(t, nb, n, 1), None) };
             *stats[t].lock().expect("no panics while held") = s;
         });
-        let mut total = Stats::default();
-        for s in &ws.stats[..nb] {
-            total.add(*s.lock().expect("no panics while held"));
-        }
-        total
+        ws.total()
     }
 
     /// Loss and accuracy over all of `data`, in chunks of the workspace's capacity.
