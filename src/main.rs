@@ -156,6 +156,9 @@ struct TrainArgs {
     /// Save the trained model here (safetensors, written atomically).
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
+    /// Append one JSON object per epoch (epoch, losses, accuracies, lr, seconds, samples/s) to this file.
+    #[arg(long, value_name = "FILE")]
+    metrics_out: Option<PathBuf>,
     /// With --save: also save after every N epochs.
     #[arg(long, value_name = "N", requires = "save")]
     checkpoint_every: Option<usize>,
@@ -390,6 +393,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             .map_or(String::new(), |v| format!(", validation {}", v.len()))
     ));
 
+    let mut metrics = match &a.metrics_out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("--metrics-out: cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
     let steps = trainer.steps_per_epoch();
     let mut train_seconds = 0.0;
     let mut last = None;
@@ -432,10 +442,18 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%{val}  {:.2} s  {:.0} samples/s",
             e, a.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
         ));
-        if a.json {
+        if a.json || metrics.is_some() {
             let mut v = serde_json::to_value(&r)?;
             v["event"] = "epoch".into();
-            println!("{v}");
+            if a.json {
+                println!("{v}");
+            }
+            if let (Some(w), Some(p)) = (metrics.as_mut(), a.metrics_out.as_ref()) {
+                use std::io::Write;
+                writeln!(w, "{v}")
+                    .and_then(|_| w.flush())
+                    .with_context(|| format!("--metrics-out: cannot write {}", p.display()))?;
+            }
         }
         let config = serde_json::json!({
             "layers": spec.to_string(), "loss": loss.name(), "optimizer": opt, "schedule": a.schedule,

@@ -217,18 +217,22 @@ fn same_seed_and_threads_give_bit_identical_weights() {
 #[test]
 fn cli_train_json_summary() {
     let Some(dir) = mnist_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = tmp.path().join("run.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
         .args([
             "train",
             "--hidden",
             "64",
             "--epochs",
-            "1",
+            "2",
             "--json",
             "--threads",
             "2",
-            "--data-dir",
+            "--metrics-out",
         ])
+        .arg(&metrics)
+        .arg("--data-dir")
         .arg(&dir)
         .output()
         .unwrap();
@@ -242,14 +246,31 @@ fn cli_train_json_summary() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(lines[0]["event"], "epoch");
-    let s = &lines[1];
+    // --metrics-out holds the same per-epoch objects.
+    let logged: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged, lines[..2].to_vec());
+    assert_eq!(logged[1]["epoch"], 2);
+    for k in [
+        "train_loss",
+        "test_accuracy",
+        "lr",
+        "seconds",
+        "samples_per_s",
+    ] {
+        assert!(logged[1][k].is_number(), "{k}");
+    }
+    let s = &lines[2];
     assert_eq!(s["event"], "summary");
     let acc = s["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.9 && acc <= 1.0, "{acc}");
     assert!(s["train_seconds"].as_f64().unwrap() > 0.0);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("epoch   1/1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("epoch   2/2"));
 }
 
 #[test]
