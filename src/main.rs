@@ -156,7 +156,7 @@ struct TrainArgs {
     /// Save the trained model here (safetensors, written atomically).
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
-    /// Append one JSON object per epoch (epoch, losses, accuracies, lr, seconds, samples/s) to this file.
+    /// Write one JSON object per epoch (epoch, losses, accuracies, lr, seconds, samples/s) to this file, a line each as the epochs finish (the file is replaced).
     #[arg(long, value_name = "FILE")]
     metrics_out: Option<PathBuf>,
     /// With --save: also save after every N epochs.
