@@ -19,57 +19,50 @@ fn main() {
             if chunk > n {
                 continue;
             }
-            let reps = 2000;
-            let t = Instant::now();
-            for _ in 0..reps {
-                let mut j = 0;
-                while j < n {
-                    let e = (j + chunk).min(n);
-                    general_mat_mul(
-                        1.0,
-                        &a,
-                        &w.slice(s![.., j..e]),
-                        0.0,
-                        &mut c.slice_mut(s![.., j..e]),
-                    );
-                    j = e;
+            // Seconds per repetition of `f(j..e)` over the chunks of 0..len.
+            let per_call = |len: usize, f: &mut dyn FnMut(std::ops::Range<usize>)| {
+                let reps = 2000;
+                let t = Instant::now();
+                for _ in 0..reps {
+                    let mut j = 0;
+                    while j < len {
+                        let e = (j + chunk).min(len);
+                        f(j..e);
+                        j = e;
+                    }
                 }
-            }
-            let f = t.elapsed().as_secs_f64() / reps as f64;
+                t.elapsed().as_secs_f64() / reps as f64
+            };
+            // forward X W -> (m x n), chunk over n
+            let f = per_call(n, &mut |r| {
+                general_mat_mul(
+                    1.0,
+                    &a,
+                    &w.slice(s![.., r.clone()]),
+                    0.0,
+                    &mut c.slice_mut(s![.., r]),
+                )
+            });
             // backprop D (m x n) W^T -> (m x k), chunk over k (rows of W)
-            let t = Instant::now();
-            for _ in 0..reps {
-                let mut j = 0;
-                while j < k {
-                    let e = (j + chunk).min(k);
-                    general_mat_mul(
-                        1.0,
-                        &c,
-                        &w.slice(s![j..e, ..]).t(),
-                        0.0,
-                        &mut dx.slice_mut(s![.., j..e]),
-                    );
-                    j = e;
-                }
-            }
-            let b = t.elapsed().as_secs_f64() / reps as f64;
+            let b = per_call(k, &mut |r| {
+                general_mat_mul(
+                    1.0,
+                    &c,
+                    &w.slice(s![r.clone(), ..]).t(),
+                    0.0,
+                    &mut dx.slice_mut(s![.., r]),
+                )
+            });
             // update W += A^T D (k x m)(m x n), chunk over n
-            let t = Instant::now();
-            for _ in 0..reps {
-                let mut j = 0;
-                while j < n {
-                    let e = (j + chunk).min(n);
-                    general_mat_mul(
-                        -1e-9,
-                        &a.t(),
-                        &c.slice(s![.., j..e]),
-                        1.0,
-                        &mut ww.slice_mut(s![.., j..e]),
-                    );
-                    j = e;
-                }
-            }
-            let u = t.elapsed().as_secs_f64() / reps as f64;
+            let u = per_call(n, &mut |r| {
+                general_mat_mul(
+                    -1e-9,
+                    &a.t(),
+                    &c.slice(s![.., r.clone()]),
+                    1.0,
+                    &mut ww.slice_mut(s![.., r]),
+                )
+            });
             let fl = 2.0 * (m * k * n) as f64;
             println!(
                 "m={m} k={k} n={n} chunk={chunk}: fwd {:.1} GF/s  bwd {:.1} GF/s  upd {:.1} GF/s",

@@ -15,6 +15,7 @@ use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
+use crate::nn::dense::Dense;
 use crate::nn::{Loss, Mlp, NetSpec};
 
 pub const FORMAT: &str = "mnist-mlp";
@@ -185,8 +186,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         .get("config")
         .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(serde_json::Value::Null);
-    let mut model =
-        Mlp::<f32>::new(spec.clone(), loss, crate::nn::Init::Normal(1.0), 0).map_err(content)?;
+    spec.check_loss(loss).map_err(content)?;
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
         let t = st.tensor(name).map_err(|_| {
             content(format!(
@@ -218,14 +218,17 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         }
         Ok(v)
     };
-    let mut known = 0;
-    for (i, l) in model.layers.iter_mut().enumerate() {
-        let (fi, fo) = (l.fan_in(), l.fan_out());
-        l.w = Array2::from_shape_vec((fi, fo), read(&format!("layers.{i}.weight"), &[fi, fo])?)
-            .expect("shape checked");
+    let mut layers = Vec::with_capacity(spec.layers());
+    for (i, w) in spec.widths.windows(2).enumerate() {
+        let (fi, fo) = (w[0], w[1]);
+        let mut l = Dense::new(
+            Array2::from_shape_vec((fi, fo), read(&format!("layers.{i}.weight"), &[fi, fo])?)
+                .expect("shape checked"),
+        );
         l.b = Array1::from(read(&format!("layers.{i}.bias"), &[fo])?);
-        known += 2;
+        layers.push(l);
     }
+    let known = 2 * layers.len();
     let model_tensors = st
         .names()
         .iter()
@@ -236,7 +239,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
             "holds {model_tensors} layer tensors, but layers {spec} has {known}"
         )));
     }
-    Ok(Loaded { model, config })
+    Ok(Loaded {
+        model: Mlp { spec, loss, layers },
+        config,
+    })
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ fn load_data(
     progress: bool,
 ) -> Result<data::Splits> {
     let dir = data::resolve_data_dir(dir_flag);
-    let default = dir_flag.is_none() && std::env::var_os(data::dataset::DATA_DIR_ENV).is_none();
+    let default = dir_flag.is_none() && data::dataset::data_dir_from_env().is_none();
     if default && allow_download && data::dataset::locate(&dir).is_err() {
         eprintln!("MNIST not found in {}: downloading it (use --data-dir or MNIST_DIR for an existing copy)", dir.display());
         fetch::fetch(
@@ -455,15 +455,15 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                     .with_context(|| format!("--metrics-out: cannot write {}", p.display()))?;
             }
         }
-        let config = serde_json::json!({
-            "layers": spec.to_string(), "loss": loss.name(), "optimizer": opt, "schedule": a.schedule,
-            "batch_size": batch.to_string(), "epochs": a.epochs, "epochs_done": e, "init": a.init,
-            "seed": a.seed, "validation": a.validation, "threads": threads.n(),
-            "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
-        });
         if let Some(path) = &a.save {
             let every = a.checkpoint_every.unwrap_or(0);
             if e == a.epochs || (every > 0 && e % every == 0) {
+                let config = serde_json::json!({
+                    "layers": spec.to_string(), "loss": loss.name(), "optimizer": opt, "schedule": a.schedule,
+                    "batch_size": batch.to_string(), "epochs": a.epochs, "epochs_done": e, "init": a.init,
+                    "seed": a.seed, "validation": a.validation, "threads": threads.n(),
+                    "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
+                });
                 mnist_mlp::checkpoint::save(path, &model, &config)?;
                 say(format!("saved {} (epoch {e})", path.display()));
             }
@@ -531,10 +531,8 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         threads.blocks(),
     );
     let mut probs = ndarray::Array2::<f32>::zeros((test.len(), classes));
-    let stats = threads.install(|| {
-        model.predict_into(&mut ws, test.images.view(), &mut probs);
-        model.evaluate(&mut ws, test.images.view(), &test.labels)
-    });
+    let stats = threads
+        .install(|| model.evaluate_into(&mut ws, test.images.view(), &test.labels, &mut probs));
     let mut confusion = vec![vec![0usize; classes]; classes];
     for (row, &y) in probs.rows().into_iter().zip(&test.labels) {
         let p = mnist_mlp::nn::loss::argmax(row.as_slice().expect("contiguous"));

@@ -157,13 +157,16 @@ pub struct SplitFiles {
 
 /// Where to look for data: the flag, else `$MNIST_DIR`, else `data/mnist`.
 pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(p) = flag {
-        return p.to_path_buf();
-    }
-    match std::env::var_os(DATA_DIR_ENV) {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_DATA_DIR),
-    }
+    flag.map(Path::to_path_buf)
+        .or_else(data_dir_from_env)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// `$MNIST_DIR`, when set and not empty.
+pub fn data_dir_from_env() -> Option<PathBuf> {
+    std::env::var_os(DATA_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Finds the one file in `dir` whose name contains `stem` and `kind`

@@ -6,12 +6,10 @@
 //! is it renamed into place. A failed or corrupted download leaves nothing
 //! behind; a dead mirror is skipped for the next one.
 
-use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flate2::read::MultiGzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -93,18 +91,9 @@ pub fn mirrors_from_env() -> Vec<String> {
 
 /// SHA-256 (hex) and length of a file's content, decompressed if it is gzip.
 pub fn content_sha256(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic)?;
-    drop(f);
-    let f = BufReader::new(File::open(path)?);
-    let mut r: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(MultiGzDecoder::new(f))
-    } else {
-        Box::new(f)
-    };
+    let (r, _) = crate::data::idx::open_content(path)?;
     // Bounded: a gzip bomb cannot make this run for long.
-    let mut r = r.by_ref().take(crate::data::idx::MAX_DATA_BYTES);
+    let mut r = r.take(crate::data::idx::MAX_DATA_BYTES);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;

@@ -291,16 +291,21 @@ fn read_idx_rank(
     if meta.len() == 0 {
         return Err(err(IdxErrorKind::Empty));
     }
-    let file = File::open(path).map_err(|e| err(IdxErrorKind::Io(e)))?;
-    let mut br = BufReader::with_capacity(1 << 16, file);
-    let head = br.fill_buf().map_err(|e| err(IdxErrorKind::Io(e)))?;
+    let (r, gz) = open_content(path).map_err(|e| err(IdxErrorKind::Io(e)))?;
+    parse_idx(r, meta.len(), gz, expected_rank).map_err(err)
+}
+
+/// Opens a file for reading its content: decompressed when it starts with
+/// the gzip magic (`1f 8b`), as is otherwise. Returns whether it was gzip.
+pub fn open_content(path: &Path) -> io::Result<(Box<dyn Read>, bool)> {
+    let mut br = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let head = br.fill_buf()?;
     let gz = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
-    let res = if gz {
-        parse_idx(MultiGzDecoder::new(br), meta.len(), true, expected_rank)
+    Ok(if gz {
+        (Box::new(MultiGzDecoder::new(br)), true)
     } else {
-        parse_idx(br, meta.len(), false, expected_rank)
-    };
-    res.map_err(err)
+        (Box::new(br), false)
+    })
 }
 
 /// Images: a 3-dimensional IDX file `[n, rows, cols]` of unsigned bytes.

@@ -30,7 +30,6 @@ use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::nn::activation::Activation;
 use crate::nn::dense::Dense;
 use crate::nn::init::Init;
 use crate::nn::loss::{loss_row, Loss};
@@ -175,7 +174,7 @@ impl<T: Real> Workspace<T> {
         n * std::mem::size_of::<T>()
     }
     /// The output rows of the last forward pass (probabilities after
-    /// [`Mlp::predict_into`]).
+    /// [`Mlp::evaluate_into`]).
     pub fn output(&self, rows: usize) -> ArrayView2<'_, T> {
         self.acts
             .last()
@@ -341,7 +340,7 @@ impl<T: Real> Mlp<T> {
         p
     }
 
-    fn check_batch(&self, ws: &mut Workspace<T>, batch: &Batch) -> usize {
+    fn check_batch(&self, ws: &Workspace<T>, batch: &Batch) -> usize {
         let n = batch.rows.len();
         assert!(
             n <= ws.cap,
@@ -354,22 +353,21 @@ impl<T: Real> Mlp<T> {
             "data rows must be contiguous"
         );
         assert!(ws.blocks <= ws.stats.len());
-        let in_place = matches!(batch.rows, Rows::Range(..))
-            && as_t::<T>(batch.data).is_some()
-            && batch.data.strides()[1] == 1;
-        if !in_place && ws.x.nrows() < ws.cap {
-            ws.x = Array2::zeros((ws.cap, self.spec.input()));
-        }
         n
     }
 
     /// The input matrix of the batch: the data itself (f32, contiguous
     /// range) or the gather buffer.
+    /// (The gather buffer is allocated on first use, outside any step that
+    /// reads the data in place.)
     fn input_ptr(ws: &mut Workspace<T>, batch: &Batch) -> (RawMat<T>, bool) {
         if let (Rows::Range(a, b), Some(v)) = (batch.rows, as_t::<T>(batch.data)) {
             if v.strides()[1] == 1 {
                 return (RawMat::of_view(&v.slice(ndarray::s![a..b, ..])), false);
             }
+        }
+        if ws.x.nrows() < ws.cap {
+            ws.x = Array2::zeros((ws.cap, batch.data.ncols()));
         }
         (RawMat::of(&mut ws.x).top(batch.rows.len()), true)
     }
@@ -669,13 +667,7 @@ impl<T: Real> Mlp<T> {
                     let gw = p[i].gw.col_block(cols.clone());
                     gemm(T::one(), a_in.view().t(), d.view(), T::zero(), gw);
                     opt.update_block(2 * i, true, cols.clone(), w, gw);
-                    opt.update_block(
-                        2 * i + 1,
-                        false,
-                        cols,
-                        b,
-                        p[i].gb.col_block(block(t, nb, n_out, COL_ALIGN)),
-                    );
+                    opt.update_block(2 * i + 1, false, cols.clone(), b, p[i].gb.col_block(cols));
                 }
             }
             Update::GradOnly => {
@@ -721,6 +713,39 @@ impl<T: Real> Mlp<T> {
         data: ArrayView2<f32>,
         labels: &[u8],
     ) -> Stats {
+        self.forward_chunks(ws, data, labels, None)
+    }
+
+    /// [`Mlp::evaluate`], also writing the output activations (class
+    /// probabilities for softmax) into `out` (`[n, classes]`).
+    pub fn evaluate_into(
+        &mut self,
+        ws: &mut Workspace<T>,
+        data: ArrayView2<f32>,
+        labels: &[u8],
+        out: &mut Array2<T>,
+    ) -> Stats {
+        self.forward_chunks(ws, data, labels, Some(out))
+    }
+
+    /// Output activations for unlabeled `data` (the loss is meaningless here).
+    pub fn predict_into(
+        &mut self,
+        ws: &mut Workspace<T>,
+        data: ArrayView2<f32>,
+        out: &mut Array2<T>,
+    ) {
+        let labels = vec![0u8; data.nrows()];
+        self.forward_chunks(ws, data, &labels, Some(out));
+    }
+
+    fn forward_chunks(
+        &mut self,
+        ws: &mut Workspace<T>,
+        data: ArrayView2<f32>,
+        labels: &[u8],
+        mut out: Option<&mut Array2<T>>,
+    ) -> Stats {
         let mut total = Stats::default();
         let n = data.nrows();
         let mut s = 0;
@@ -734,41 +759,13 @@ impl<T: Real> Mlp<T> {
                     rows: Rows::Range(s, e),
                 },
             ));
+            if let Some(out) = out.as_deref_mut() {
+                out.slice_mut(ndarray::s![s..e, ..])
+                    .assign(&ws.output(e - s));
+            }
             s = e;
         }
         total
-    }
-
-    /// Output activations (class probabilities for softmax) for `data`.
-    pub fn predict_into(
-        &mut self,
-        ws: &mut Workspace<T>,
-        data: ArrayView2<f32>,
-        out: &mut Array2<T>,
-    ) {
-        let n = data.nrows();
-        let labels = vec![0u8; ws.cap];
-        let mut s = 0;
-        while s < n {
-            let e = (s + ws.cap).min(n);
-            let chunk = data.slice(ndarray::s![s..e, ..]);
-            self.forward(
-                ws,
-                &Batch {
-                    data: chunk,
-                    labels: &labels[..e - s],
-                    rows: Rows::Range(0, e - s),
-                },
-            );
-            out.slice_mut(ndarray::s![s..e, ..])
-                .assign(&ws.output(e - s));
-            s = e;
-        }
-    }
-
-    /// Hidden activations used by the layers, for display.
-    pub fn activations(&self) -> &[Activation] {
-        &self.spec.hidden
     }
 }
 
