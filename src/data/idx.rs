@@ -201,8 +201,6 @@ pub fn parse_idx(
     } else {
         MAX_DATA_BYTES
     };
-    let item = dims[1..].iter().map(|&d| d as u64).product::<u64>();
-    let n_items = dims[0] as u64;
     if declared > limit as u128 {
         return Err(IdxErrorKind::TooLarge {
             dims,
@@ -210,6 +208,9 @@ pub fn parse_idx(
             limit,
         });
     }
+    // Both fit in u64 now: their product is `declared` <= `limit`.
+    let item = dims[1..].iter().map(|&d| d as u64).product::<u64>();
+    let n_items = dims[0] as u64;
     let declared = declared as u64;
     if !gz {
         // The exact size is known up front: check before reading anything.
@@ -428,6 +429,14 @@ mod tests {
             parse_gz(&bytes),
             Err(IdxErrorKind::TooLarge { .. })
         ));
+        // Inner dimensions whose product overflows 64 bits (found by
+        // fuzz/idx_reader): refused as too large, no arithmetic overflow.
+        let mut b = vec![0, 0, 8, 4];
+        for d in [1u32, u32::MAX, u32::MAX, u32::MAX] {
+            b.extend_from_slice(&d.to_be_bytes());
+        }
+        assert!(matches!(parse(&b), Err(IdxErrorKind::TooLarge { .. })));
+        assert!(matches!(parse_gz(&b), Err(IdxErrorKind::TooLarge { .. })));
         // Within the absolute limit but impossible for a tiny gzip file.
         let bytes = encode_idx(&[1 << 20, 28, 28], &[0; 16]);
         assert!(matches!(
