@@ -4,6 +4,14 @@
 //! `format`, `version`, `layers` (the layer list), `loss`, `weight_layout`
 //! and `config` (the training configuration as JSON).
 //!
+//! A checkpoint written during training also holds what `train --resume`
+//! needs to continue bit for bit: the optimizer's moments as tensors
+//! `optimizer.layers.{i}.weight.{slot}` (slots named as PyTorch names them:
+//! `momentum_buffer`, `square_avg`, `exp_avg`, `exp_avg_sq`), early
+//! stopping's best weights as `best.layers.{i}.weight`, and the `run_state`
+//! metadata entry (epochs done, step count, RNG position, history) as JSON.
+//! Readers that only want the model take the `layers.*` tensors.
+//!
 //! Files are written atomically (temporary file in the same directory, then
 //! rename), and a model with a non-finite parameter is never written.
 
@@ -45,8 +53,34 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A tensor stored beside the model (optimizer state, best weights).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Everything besides the model that a checkpoint can carry.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The run state (JSON, stored under the `run_state` metadata key).
+    pub run_state: Option<serde_json::Value>,
+    /// Tensors not named `layers.*`.
+    pub tensors: Vec<NamedTensor>,
+}
+
 /// Serializes `model` (and `config`, any JSON) to safetensors bytes.
 pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>, String> {
+    to_bytes_with(model, config, &Extras::default())
+}
+
+/// Serializes `model`, `config` and `extras` to safetensors bytes.
+pub fn to_bytes_with(
+    model: &Mlp<f32>,
+    config: &serde_json::Value,
+    extras: &Extras,
+) -> Result<Vec<u8>, String> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, l) in model.layers.iter().enumerate() {
         let w = l.w.as_standard_layout();
@@ -61,6 +95,12 @@ pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>,
             f32_bytes(l.b.as_slice().expect("contiguous")),
         ));
     }
+    for t in &extras.tensors {
+        if t.name.starts_with("layers.") || t.shape.iter().product::<usize>() != t.data.len() {
+            return Err(format!("bad extra tensor `{}`", t.name));
+        }
+        bufs.push((t.name.clone(), t.shape.clone(), f32_bytes(&t.data)));
+    }
     let views: Vec<(String, TensorView)> = bufs
         .iter()
         .map(|(n, s, b)| {
@@ -70,7 +110,7 @@ pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>,
             )
         })
         .collect();
-    let meta: HashMap<String, String> = [
+    let mut meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("version", VERSION.to_string()),
         ("layers", model.spec.to_string()),
@@ -84,6 +124,9 @@ pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>,
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some(st) = &extras.run_state {
+        meta.insert("run_state".into(), st.to_string());
+    }
     safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
 }
 
@@ -122,6 +165,27 @@ pub fn save(
     model: &Mlp<f32>,
     config: &serde_json::Value,
 ) -> Result<(), CheckpointError> {
+    save_with(path, model, config, &Extras::default())
+}
+
+/// Saves `model` and `extras` to `path` (atomically; refuses non-finite
+/// values in any tensor).
+pub fn save_with(
+    path: &Path,
+    model: &Mlp<f32>,
+    config: &serde_json::Value,
+    extras: &Extras,
+) -> Result<(), CheckpointError> {
+    if let Some(t) = extras
+        .tensors
+        .iter()
+        .find(|t| !t.data.iter().all(|v| v.is_finite()))
+    {
+        return Err(CheckpointError::NonFinite {
+            path: path.to_path_buf(),
+            tensor: t.name.clone(),
+        });
+    }
     for (i, l) in model.layers.iter().enumerate() {
         if !l.w.iter().all(|v| v.is_finite()) || !l.b.iter().all(|v| v.is_finite()) {
             return Err(CheckpointError::NonFinite {
@@ -130,18 +194,38 @@ pub fn save(
             });
         }
     }
-    let bytes = to_bytes(model, config).map_err(|msg| CheckpointError::Format {
+    let bytes = to_bytes_with(model, config, extras).map_err(|msg| CheckpointError::Format {
         path: path.to_path_buf(),
         msg,
     })?;
     write_atomic(path, &bytes)
 }
 
-/// A loaded checkpoint: the model and the saved configuration.
+/// A loaded checkpoint: the model, the saved configuration and the extras.
 #[derive(Debug)]
 pub struct Loaded {
     pub model: Mlp<f32>,
     pub config: serde_json::Value,
+    pub extras: Extras,
+}
+
+impl Loaded {
+    /// The extra tensor `name`, checked to have `shape`.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32], String> {
+        let t = self
+            .extras
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| format!("missing tensor `{name}`"))?;
+        if t.shape != shape {
+            return Err(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.shape
+            ));
+        }
+        Ok(&t.data)
+    }
 }
 
 /// Loads and validates a checkpoint.
@@ -187,22 +271,18 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(serde_json::Value::Null);
     spec.check_loss(loss).map_err(content)?;
-    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
-        let t = st.tensor(name).map_err(|_| {
-            content(format!(
-                "missing tensor `{name}` (expected by layers {spec})"
-            ))
-        })?;
+    let run_state = match meta.get("run_state") {
+        Some(s) => Some(
+            serde_json::from_str(s)
+                .map_err(|e| content(format!("metadata `run_state` is not JSON: {e}")))?,
+        ),
+        None => None,
+    };
+    let decode = |name: &str, t: &TensorView| -> Result<Vec<f32>, CheckpointError> {
         if t.dtype() != Dtype::F32 {
             return Err(content(format!(
                 "tensor `{name}` is {:?}, expected F32",
                 t.dtype()
-            )));
-        }
-        if t.shape() != shape {
-            return Err(content(format!(
-                "tensor `{name}` has shape {:?}, expected {shape:?} for layers {spec}",
-                t.shape()
             )));
         }
         let v: Vec<f32> = t
@@ -217,6 +297,20 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
             )));
         }
         Ok(v)
+    };
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
+        let t = st.tensor(name).map_err(|_| {
+            content(format!(
+                "missing tensor `{name}` (expected by layers {spec})"
+            ))
+        })?;
+        if t.shape() != shape {
+            return Err(content(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?} for layers {spec}",
+                t.shape()
+            )));
+        }
+        decode(name, &t)
     };
     let mut layers = Vec::with_capacity(spec.layers());
     for (i, w) in spec.widths.windows(2).enumerate() {
@@ -239,9 +333,25 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
             "holds {model_tensors} layer tensors, but layers {spec} has {known}"
         )));
     }
+    let mut tensors = Vec::new();
+    let mut names: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !n.starts_with("layers."))
+        .collect();
+    names.sort();
+    for name in names {
+        let t = st.tensor(name).expect("listed");
+        tensors.push(NamedTensor {
+            name: name.to_string(),
+            shape: t.shape().to_vec(),
+            data: decode(name, &t)?,
+        });
+    }
     Ok(Loaded {
         model: Mlp { spec, loss, layers },
         config,
+        extras: Extras { run_state, tensors },
     })
 }
 

@@ -9,11 +9,16 @@
 extern crate blas_src;
 
 pub mod checkpoint;
+pub mod config;
 pub mod data;
+pub mod early_stop;
 pub mod gradcheck;
+pub mod memory;
 pub mod nn;
 pub mod optim;
 pub mod parallel;
+pub mod plot;
+pub mod predict;
 pub mod real;
 pub mod schedule;
 pub mod train;

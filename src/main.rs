@@ -5,16 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use mnist_mlp::config::{self, RunConfig, FIXED_ON_RESUME};
 use mnist_mlp::data::{self, fetch, LoadOptions};
+use mnist_mlp::early_stop::{EarlyStopState, EarlyStopping, Verdict};
 use mnist_mlp::gradcheck;
 use mnist_mlp::nn::{Activation, Init, Loss, Mlp, NetSpec};
 use mnist_mlp::optim::{OptConfig, OptKind};
 use mnist_mlp::parallel::{GemmThreading, Threads};
 use mnist_mlp::schedule::Schedule;
-use mnist_mlp::train::{BatchSize, Trainer};
+use mnist_mlp::train::{BatchSize, EpochReport, Trainer, TrainerState};
 use mnist_mlp::workloads::{self, Workload};
 
 #[derive(Parser)]
@@ -38,6 +40,8 @@ enum Cmd {
     Train(Box<TrainArgs>),
     /// Evaluate a saved model: accuracy, per-class precision/recall, confusion matrix.
     Eval(EvalArgs),
+    /// Classify PNG/JPEG pictures or IDX image files with a saved model.
+    Predict(PredictArgs),
     /// Check back-propagation against finite differences (f64).
     Gradcheck(GradArgs),
     /// Describe a data directory: files, shapes, per-class counts.
@@ -57,9 +61,9 @@ struct DataArgs {
 
 #[derive(Args, Clone)]
 struct ThreadArgs {
-    /// Threads for rayon and OpenBLAS together (0: all cores).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    threads: usize,
+    /// Threads for rayon and OpenBLAS together [default: all cores].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// How matrix products use the threads: `split` (rayon blocks, single-threaded OpenBLAS) or `blas` (OpenBLAS threads).
     #[arg(long, default_value = "split", value_name = "POLICY")]
     threading: GemmThreading,
@@ -67,101 +71,37 @@ struct ThreadArgs {
 
 impl ThreadArgs {
     fn pool(&self) -> Result<Threads> {
-        if self.threads > 4096 {
-            bail!(
-                "--threads {} is out of range (0 for all cores, or 1..=4096)",
-                self.threads
-            );
+        thread_pool(self.threads, self.threading)
+    }
+}
+
+/// The pool for `--threads` (None: all cores).
+fn thread_pool(n: Option<usize>, policy: GemmThreading) -> Result<Threads> {
+    match n {
+        Some(n) if n == 0 || n > 4096 => {
+            bail!("--threads {n} is out of range (1..=4096; leave it out to use all cores)")
         }
-        Threads::new(self.threads, self.threading).map_err(anyhow::Error::msg)
+        _ => Threads::new(n.unwrap_or(0), policy).map_err(anyhow::Error::msg),
     }
 }
 
 #[derive(Args)]
 #[command(
     allow_negative_numbers = true,
-    after_help = "Examples:\n  mnist-mlp train                                  # 784-512-256-10 ReLU, Adam, 6 epochs\n  mnist-mlp train --hidden 128 --epochs 2 --json\n  mnist-mlp train --layers 784,relu,200,sigmoid,80,softmax,10 --batch-size full --optimizer sgd --lr 0.5\n  mnist-mlp train --layers 784,sigmoid,300,sigmoid,10 --loss mse --optimizer sgd --lr 0.5"
+    after_help = "Every flag is also a key of a --config TOML file (--batch-size is batch_size); flags given here override the file. \
+With --save, the run's effective configuration is written beside the model (model.safetensors -> model.toml): \
+`train --config model.toml` repeats the run.\n\n\
+Examples:\n  mnist-mlp train                                  # 784-512-256-10 ReLU, Adam, 6 epochs\n  mnist-mlp train --hidden 128 --epochs 2 --json\n  mnist-mlp train --layers 784,relu,200,sigmoid,80,softmax,10 --batch-size full --optimizer sgd --lr 0.5\n  mnist-mlp train --layers 784,sigmoid,300,sigmoid,10 --loss mse --optimizer sgd --lr 0.5\n  mnist-mlp train --save run/model.safetensors --checkpoint-every 1 --metrics-out run/metrics.jsonl --plot run/curves.svg\n  mnist-mlp train --resume run/model.safetensors --epochs 10     # continue to 10 epochs in all\n  mnist-mlp train --validation 5000 --patience 3 --epochs 50      # early stopping\n  mnist-mlp train --config run.toml --lr 0.01"
 )]
 struct TrainArgs {
-    #[command(flatten)]
-    data: DataArgs,
-    /// Network as a layer list: input width, then activation,width pairs; the activation before the output width is softmax (default), sigmoid or identity. Example: 784,relu,200,sigmoid,80,softmax,10.
-    #[arg(long, value_name = "LIST", conflicts_with_all = ["hidden", "activation"])]
-    layers: Option<String>,
-    /// Hidden widths (shorthand for --layers; input and output widths come from the data).
-    #[arg(long, value_name = "W,W,...", default_value = "512,256")]
-    hidden: String,
-    /// Activation of every hidden layer with --hidden: relu, leaky_relu, sigmoid, tanh, identity.
-    #[arg(long, default_value = "relu")]
-    activation: String,
-    /// Loss: ce (softmax cross-entropy) or mse (0.5 * sum of squared errors).
-    #[arg(long, default_value = "ce")]
-    loss: String,
-    /// Optimizer: sgd, momentum, nesterov, rmsprop, adam, adamw.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
-    /// Learning rate [default: 0.1 for sgd, 0.05 for momentum/nesterov, 0.001 otherwise].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Mini-batch size, or `full` for full-batch gradient descent.
-    #[arg(long, default_value = "128", value_name = "N|full")]
-    batch_size: String,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 6)]
-    epochs: usize,
-    /// Learning-rate schedule: constant, step:EPOCHS:GAMMA, cosine, cosine:WARMUP_EPOCHS, onecycle.
-    #[arg(long, default_value = "cosine")]
-    schedule: String,
-    /// L2 regularization added to the weight gradient (g + l2 * w).
-    #[arg(long, default_value_t = 0.0)]
-    l2: f64,
-    /// Decoupled weight decay (AdamW) [default: 0.01 for adamw].
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    /// Momentum coefficient for momentum/nesterov.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// Adam/AdamW beta1.
-    #[arg(long, default_value_t = 0.9)]
-    beta1: f64,
-    /// Adam/AdamW beta2.
-    #[arg(long, default_value_t = 0.999)]
-    beta2: f64,
-    /// Epsilon of Adam, AdamW and RMSprop.
-    #[arg(long, default_value_t = 1e-8)]
-    eps: f64,
-    /// RMSprop decay.
-    #[arg(long, default_value_t = 0.9)]
-    rho: f64,
-    /// Weight init: auto (He for ReLU layers, Xavier otherwise), he, xavier, normal:STD.
-    #[arg(long, default_value = "auto")]
-    init: String,
-    /// Seed of initialization, shuffling and the validation split.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Hold out this many training samples for validation (reported beside test).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    validation: usize,
-    #[command(flatten)]
-    threads: ThreadArgs,
-    /// One JSON object per epoch and a final summary on stdout (human output goes to stderr).
-    #[arg(long)]
-    json: bool,
-    /// No progress bars: one line per epoch.
-    #[arg(long)]
-    quiet: bool,
-    /// Do not download MNIST into data/mnist when it is missing.
-    #[arg(long)]
-    no_download: bool,
-    /// Save the trained model here (safetensors, written atomically).
+    /// Read settings from this TOML file (keys named like the flags: batch_size = 64).
     #[arg(long, value_name = "FILE")]
-    save: Option<PathBuf>,
-    /// Write one JSON object per epoch (epoch, losses, accuracies, lr, seconds, samples/s) to this file, a line each as the epochs finish (the file is replaced).
+    config: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint (written by --save/--checkpoint-every): weights, optimizer state, epoch, RNG and schedule position. --epochs is the total.
     #[arg(long, value_name = "FILE")]
-    metrics_out: Option<PathBuf>,
-    /// With --save: also save after every N epochs.
-    #[arg(long, value_name = "N", requires = "save")]
-    checkpoint_every: Option<usize>,
+    resume: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunConfig,
 }
 
 #[derive(Args)]
@@ -176,6 +116,37 @@ struct EvalArgs {
     /// Print one JSON object (with `test_accuracy`) instead of tables.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Pictures are turned into grayscale, white ink on black (--invert), and fitted into the \
+model's square input frame (--preprocess). IDX image files are classified as they are, one line per image.\n\n\
+Examples:\n  mnist-mlp predict --model model.safetensors digit.png\n  \
+mnist-mlp predict --model model.safetensors --json scan1.jpg scan2.jpg\n  \
+mnist-mlp predict --model model.safetensors --top 3 t10k-images-idx3-ubyte.gz"
+)]
+struct PredictArgs {
+    /// Model (a safetensors file written by `train --save`).
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Pictures (PNG, JPEG) or IDX image files (raw or .gz).
+    #[arg(required = true, value_name = "FILE")]
+    inputs: Vec<PathBuf>,
+    /// Turn dark ink on a light background into white on black (auto: when the picture's border is light).
+    #[arg(long, value_enum, default_value = "auto")]
+    invert: mnist_mlp::predict::Invert,
+    /// Fit pictures as MNIST's digits were made (crop, scale to 20/28, center by mass) or just resize them.
+    #[arg(long, value_enum, default_value = "mnist")]
+    preprocess: mnist_mlp::predict::Preprocess,
+    /// Show this many most likely classes (all probabilities are in --json).
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    top: usize,
+    /// One JSON object per input image (file, index, class, probabilities).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
 }
 
 #[derive(Args)]
@@ -231,11 +202,24 @@ struct BenchArgs {
     json: bool,
 }
 
+/// The ids of the arguments given on the command line (not defaulted).
+fn explicit_ids(m: &clap::ArgMatches) -> Vec<String> {
+    config::flag_keys()
+        .into_iter()
+        .filter(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let r = match cli.cmd {
-        Cmd::Train(a) => cmd_train(*a),
+        Cmd::Train(a) => {
+            let sub = matches.subcommand_matches("train").expect("train matches");
+            cmd_train(*a, &explicit_ids(sub))
+        }
         Cmd::Eval(a) => cmd_eval(a),
+        Cmd::Predict(a) => cmd_predict(a),
         Cmd::Gradcheck(a) => cmd_gradcheck(a),
         Cmd::Info(a) => cmd_info(a),
         Cmd::Fetch(a) => cmd_fetch(a),
@@ -297,50 +281,156 @@ fn default_lr(kind: OptKind) -> f64 {
     }
 }
 
-fn cmd_train(a: TrainArgs) -> Result<()> {
-    let loss = Loss::parse(&a.loss)
-        .with_context(|| format!("--loss: unknown loss `{}` (expected ce or mse)", a.loss))?;
-    let kind = OptKind::parse(&a.optimizer)
-        .with_context(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", a.optimizer))?;
-    let mut opt = OptConfig::new(kind, a.lr.unwrap_or_else(|| default_lr(kind)));
-    opt.l2 = a.l2;
-    opt.momentum = a.momentum;
-    opt.beta1 = a.beta1;
-    opt.beta2 = a.beta2;
-    opt.eps = a.eps;
-    opt.rho = a.rho;
-    if let Some(wd) = a.weight_decay {
+/// The run state a checkpoint carries (JSON in its `run_state` metadata).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunState {
+    trainer: TrainerState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    early_stopping: Option<EarlyStopState>,
+    /// True when the run ended (early stopping); it cannot be resumed.
+    #[serde(default)]
+    finished: bool,
+    /// Every epoch's figures so far (for plots after a resume).
+    #[serde(default)]
+    history: Vec<EpochReport>,
+}
+
+/// Keeps only the metrics lines of epochs <= `done` (a resumed run goes on
+/// from there), written atomically.
+fn trim_metrics(path: &Path, done: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("--metrics-out: cannot read {}", path.display()))
+        }
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["epoch"].as_u64())
+                .is_some_and(|e| e as usize <= done)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    mnist_mlp::checkpoint::write_atomic(path, kept.as_bytes())?;
+    Ok(())
+}
+
+fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
+    // Layer the configuration: defaults < checkpoint < --config file < flags.
+    let resumed = match &a.resume {
+        Some(p) => Some(
+            mnist_mlp::checkpoint::load(p).with_context(|| format!("--resume {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut saved_cfg = None;
+    let mut base = RunConfig::default();
+    if let (Some(l), Some(p)) = (&resumed, &a.resume) {
+        let c: RunConfig = serde_json::from_value(l.config.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "--resume {}: the checkpoint's configuration is not a run configuration of this version ({e}); only checkpoints written by `train --save` can be resumed",
+                p.display()
+            )
+        })?;
+        base = c.clone();
+        saved_cfg = Some(c);
+    }
+    if let Some(p) = &a.config {
+        base = base.overlay_toml_file(p).map_err(anyhow::Error::msg)?;
+    }
+    let cfg = base.overlay(&a.run, explicit);
+    if let (Some(saved), Some(p)) = (&saved_cfg, &a.resume) {
+        for k in saved.differing_keys(&cfg) {
+            if FIXED_ON_RESUME.contains(&k.as_str()) {
+                bail!(
+                    "--resume {}: `{k}` differs from the checkpoint's run ({} there, {} now); a resumed run keeps the network, loss, optimizer, batch size, seed and validation split",
+                    p.display(),
+                    saved.to_json().get(&k).unwrap_or(&serde_json::Value::Null),
+                    cfg.to_json().get(&k).unwrap_or(&serde_json::Value::Null),
+                );
+            }
+        }
+    }
+
+    let loss = Loss::parse(&cfg.loss)
+        .with_context(|| format!("--loss: unknown loss `{}` (expected ce or mse)", cfg.loss))?;
+    let kind = OptKind::parse(&cfg.optimizer)
+        .with_context(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", cfg.optimizer))?;
+    let mut opt = OptConfig::new(kind, cfg.lr.unwrap_or_else(|| default_lr(kind)));
+    opt.l2 = cfg.l2;
+    opt.momentum = cfg.momentum;
+    opt.beta1 = cfg.beta1;
+    opt.beta2 = cfg.beta2;
+    opt.eps = cfg.eps;
+    opt.rho = cfg.rho;
+    if let Some(wd) = cfg.weight_decay {
         opt.weight_decay = wd;
     }
     opt.validate().map_err(anyhow::Error::msg)?;
-    let schedule = Schedule::parse(&a.schedule).map_err(anyhow::Error::msg)?;
-    let batch = BatchSize::parse(&a.batch_size).map_err(anyhow::Error::msg)?;
-    let init = Init::parse(&a.init).map_err(|e| anyhow::anyhow!("--init: {e}"))?;
-    if a.epochs == 0 {
+    let schedule = Schedule::parse(&cfg.schedule).map_err(anyhow::Error::msg)?;
+    let batch = BatchSize::parse(&cfg.batch_size).map_err(anyhow::Error::msg)?;
+    let init = Init::parse(&cfg.init).map_err(|e| anyhow::anyhow!("--init: {e}"))?;
+    if cfg.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    if a.checkpoint_every == Some(0) {
+    if cfg.checkpoint_every == Some(0) {
         bail!("--checkpoint-every must be at least 1");
     }
-    let spec = match &a.layers {
+    if cfg.checkpoint_every.is_some() && cfg.save.is_none() {
+        bail!("--checkpoint-every needs --save FILE");
+    }
+    if let Some(p) = &cfg.save {
+        if p.extension().is_some_and(|e| e == "toml") {
+            bail!("--save {}: the configuration is written beside the model as .toml; give the model another extension (.safetensors)", p.display());
+        }
+    }
+    if let Some(p) = &cfg.plot {
+        mnist_mlp::plot::Format::of(p).map_err(|e| anyhow::anyhow!("--plot: {e}"))?;
+    }
+    if !(cfg.min_delta.is_finite() && cfg.min_delta >= 0.0) {
+        bail!(
+            "--min-delta must be a finite number >= 0, got {}",
+            cfg.min_delta
+        );
+    }
+    match cfg.patience {
+        Some(0) => bail!("--patience must be at least 1"),
+        Some(_) if cfg.validation == 0 => {
+            bail!("--patience needs a validation set: add --validation N (e.g. --validation 5000)")
+        }
+        _ => {}
+    }
+    let spec = match &cfg.layers {
         Some(l) => Some(NetSpec::parse(l).map_err(|e| anyhow::anyhow!("--layers: {e}"))?),
         None => None,
     };
-    let hidden = parse_list(&a.hidden, "--hidden")?;
-    let act = Activation::parse(&a.activation)
-        .with_context(|| format!("--activation: unknown activation `{}` (expected relu, leaky_relu, sigmoid, tanh or identity)", a.activation))?;
-    let threads = a.threads.pool()?;
+    let hidden = parse_list(&cfg.hidden, "--hidden")?;
+    let act = Activation::parse(&cfg.activation)
+        .with_context(|| format!("--activation: unknown activation `{}` (expected relu, leaky_relu, sigmoid, tanh or identity)", cfg.activation))?;
+    let threads = thread_pool(cfg.threads, cfg.threading)?;
+    if let (Some(saved), Some(p)) = (&saved_cfg, &a.resume) {
+        if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
+            eprintln!(
+                "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but not bit for bit as the original would have",
+                p.display(), saved.threads.unwrap_or(0), saved.threading, threads.n(), cfg.threading
+            );
+        }
+    }
 
-    let tty = std::io::stderr().is_terminal() && !a.quiet;
+    let tty = std::io::stderr().is_terminal() && !cfg.quiet;
     let classes = spec.as_ref().map(|s| s.output_width());
     let splits = load_data(
-        a.data.data_dir.as_deref(),
+        cfg.data_dir.as_deref(),
         &LoadOptions {
             classes,
-            validation: a.validation,
-            seed: a.seed,
+            validation: cfg.validation,
+            seed: cfg.seed,
         },
-        !a.no_download,
+        !cfg.no_download,
         tty,
     )?;
     let features = splits.train.features();
@@ -357,21 +447,85 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         None => NetSpec::from_hidden(features, &hidden, act, splits.classes)
             .map_err(anyhow::Error::msg)?,
     };
-    let mut model =
-        Mlp::<f32>::new(spec.clone(), loss, init, a.seed).map_err(anyhow::Error::msg)?;
+    let (mut model, state) = match (resumed, &a.resume) {
+        (Some(l), Some(p)) => {
+            if l.model.spec != spec || l.model.loss != loss {
+                bail!(
+                    "--resume {}: the checkpoint holds {} ({}), the configuration asks for {spec} ({})",
+                    p.display(), l.model.spec, l.model.loss.name(), loss.name()
+                );
+            }
+            let st: RunState = l
+                .extras
+                .run_state
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .with_context(|| format!("--resume {}: the checkpoint has no run state (it holds a model only); it can be evaluated, not resumed", p.display()))?;
+            (l, Some(st))
+        }
+        _ => {
+            let m =
+                Mlp::<f32>::new(spec.clone(), loss, init, cfg.seed).map_err(anyhow::Error::msg)?;
+            (
+                mnist_mlp::checkpoint::Loaded {
+                    model: m,
+                    config: serde_json::Value::Null,
+                    extras: Default::default(),
+                },
+                None,
+            )
+        }
+    };
+    let extras = std::mem::take(&mut model.extras);
+    let mut model = model.model;
     let mut trainer = Trainer::new(
         &model,
         splits.train.len(),
         batch,
         opt.clone(),
-        a.seed,
+        cfg.seed,
         &threads,
     )?;
     trainer.schedule = schedule;
-    trainer.total_epochs = a.epochs;
+    trainer.total_epochs = cfg.epochs;
+    let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
+    let mut history = Vec::new();
+    if let (Some(st), Some(p)) = (state, &a.resume) {
+        let ctx = |e: String| anyhow::anyhow!("--resume {}: {e}", p.display());
+        if st.finished {
+            bail!("--resume {}: that run already ended (early stopping at epoch {}); start a new run instead", p.display(), st.trainer.epoch);
+        }
+        if st.trainer.epoch >= cfg.epochs {
+            bail!(
+                "--resume {}: the checkpoint has already trained {} epoch(s); --epochs is the total, so ask for more (e.g. --epochs {})",
+                p.display(), st.trainer.epoch, st.trainer.epoch + 1
+            );
+        }
+        trainer
+            .restore(&model, &st.trainer, &extras.tensors)
+            .map_err(ctx)?;
+        match (&mut early, st.early_stopping) {
+            (Some(es), Some(s)) => es.restore(s, &model, &extras.tensors).map_err(ctx)?,
+            (Some(_), None) => bail!("--resume {}: the run had no early stopping; --patience cannot be added when resuming", p.display()),
+            (None, Some(_)) => bail!("--resume {}: the run used early stopping; keep --patience when resuming", p.display()),
+            (None, None) => {}
+        }
+        history = st.history;
+        history.truncate(trainer.epoch);
+        if let Some(m) = &cfg.metrics_out {
+            trim_metrics(m, trainer.epoch)?;
+        }
+    }
+    let first = trainer.epoch + 1;
+    // The configuration that repeats this run exactly.
+    let mut effective = cfg.clone();
+    effective.threads = Some(threads.n());
+    effective.lr = Some(opt.lr);
+    effective.weight_decay = Some(opt.weight_decay);
+    effective.layers = Some(spec.to_string());
 
     let say = |s: String| {
-        if a.json {
+        if cfg.json {
             eprintln!("{s}")
         } else {
             println!("{s}")
@@ -379,11 +533,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     say(format!(
         "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {batch}, {} epochs, {} threads ({:?})",
-        spec.params(), loss.name(), kind.name(), opt.lr, a.schedule, a.epochs, threads.n(), threads.policy()
+        spec.params(), loss.name(), kind.name(), opt.lr, cfg.schedule, cfg.epochs, threads.n(), threads.policy()
     ));
     say(format!(
         "data {}: train {} x {}, test {}{}",
-        data::resolve_data_dir(a.data.data_dir.as_deref()).display(),
+        data::resolve_data_dir(cfg.data_dir.as_deref()).display(),
         splits.train.len(),
         features,
         splits.test.len(),
@@ -392,18 +546,62 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             .as_ref()
             .map_or(String::new(), |v| format!(", validation {}", v.len()))
     ));
+    if let Some(p) = &a.resume {
+        say(format!(
+            "resuming {} after epoch {} (step {})",
+            p.display(),
+            trainer.epoch,
+            trainer.step
+        ));
+    }
 
-    let mut metrics = match &a.metrics_out {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p)
-                .with_context(|| format!("--metrics-out: cannot create {}", p.display()))?,
-        )),
+    let mut metrics = match &cfg.metrics_out {
+        Some(p) => {
+            let mut o = std::fs::OpenOptions::new();
+            if a.resume.is_some() {
+                o.append(true).create(true);
+            } else {
+                o.write(true).create(true).truncate(true);
+            }
+            Some(std::io::BufWriter::new(o.open(p).with_context(|| {
+                format!("--metrics-out: cannot open {}", p.display())
+            })?))
+        }
         None => None,
+    };
+    let save = |model: &Mlp<f32>,
+                trainer: &Trainer,
+                early: &Option<EarlyStopping>,
+                history: &[EpochReport],
+                finished: bool|
+     -> Result<()> {
+        let Some(path) = &cfg.save else { return Ok(()) };
+        let (ts, mut tensors) = trainer.snapshot(model);
+        if let Some(es) = early {
+            tensors.extend(es.tensors());
+        }
+        let st = RunState {
+            trainer: ts,
+            early_stopping: early.as_ref().map(|e| e.state.clone()),
+            finished,
+            history: history.to_vec(),
+        };
+        let extras = mnist_mlp::checkpoint::Extras {
+            run_state: Some(serde_json::to_value(&st)?),
+            tensors,
+        };
+        mnist_mlp::checkpoint::save_with(path, model, &effective.to_json(), &extras)?;
+        mnist_mlp::checkpoint::write_atomic(
+            &path.with_extension("toml"),
+            effective.to_toml().as_bytes(),
+        )?;
+        Ok(())
     };
     let steps = trainer.steps_per_epoch();
     let mut train_seconds = 0.0;
-    let mut last = None;
-    for e in 1..=a.epochs {
+    let mut epochs_run = 0;
+    let mut stopped_at = None;
+    for e in first..=cfg.epochs {
         let pb = if tty {
             let pb = ProgressBar::new(steps as u64);
             pb.set_style(
@@ -413,7 +611,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            pb.set_message(format!("{e}/{}", a.epochs));
+            pb.set_message(format!("{e}/{}", cfg.epochs));
             pb
         } else {
             ProgressBar::hidden()
@@ -434,52 +632,78 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         pb.finish_and_clear();
         let r = r?;
         train_seconds += r.seconds;
+        epochs_run += 1;
         let val = match (r.val_loss, r.val_accuracy) {
             (Some(l), Some(acc)) => format!("  val loss {l:.4} acc {:.2}%", acc * 100.0),
             _ => String::new(),
         };
         say(format!(
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%{val}  {:.2} s  {:.0} samples/s",
-            e, a.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
+            e, cfg.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
         ));
-        if a.json || metrics.is_some() {
+        let verdict = match (&mut early, r.val_loss) {
+            (Some(es), Some(vl)) => Some(es.observe(e, vl, &model)),
+            _ => None,
+        };
+        history.push(r.clone());
+        if let Some(Verdict::Stop) = verdict {
+            let es = early.as_ref().expect("verdict from early stopping");
+            es.restore_best(&mut model);
+            say(format!(
+                "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
+                es.patience, es.state.best_epoch, es.state.best_loss
+            ));
+            stopped_at = Some(e);
+        }
+        let last = e == cfg.epochs || stopped_at.is_some();
+        let every = cfg.checkpoint_every.unwrap_or(0);
+        if let Some(path) = cfg
+            .save
+            .as_ref()
+            .filter(|_| last || (every > 0 && e % every == 0))
+        {
+            save(&model, &trainer, &early, &history, stopped_at.is_some())?;
+            say(format!("saved {} (epoch {e})", path.display()));
+        }
+        if cfg.json || metrics.is_some() {
             let mut v = serde_json::to_value(&r)?;
             v["event"] = "epoch".into();
-            if a.json {
+            if cfg.json {
                 println!("{v}");
             }
-            if let (Some(w), Some(p)) = (metrics.as_mut(), a.metrics_out.as_ref()) {
+            if let (Some(w), Some(p)) = (metrics.as_mut(), cfg.metrics_out.as_ref()) {
                 use std::io::Write;
                 writeln!(w, "{v}")
                     .and_then(|_| w.flush())
                     .with_context(|| format!("--metrics-out: cannot write {}", p.display()))?;
             }
         }
-        if let Some(path) = &a.save {
-            let every = a.checkpoint_every.unwrap_or(0);
-            if e == a.epochs || (every > 0 && e % every == 0) {
-                let config = serde_json::json!({
-                    "layers": spec.to_string(), "loss": loss.name(), "optimizer": opt, "schedule": a.schedule,
-                    "batch_size": batch.to_string(), "epochs": a.epochs, "epochs_done": e, "init": a.init,
-                    "seed": a.seed, "validation": a.validation, "threads": threads.n(),
-                    "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
-                });
-                mnist_mlp::checkpoint::save(path, &model, &config)?;
-                say(format!("saved {} (epoch {e})", path.display()));
-            }
+        if let Some(p) = &cfg.plot {
+            mnist_mlp::plot::draw_curves(p, &history)
+                .map_err(|e| anyhow::anyhow!("--plot: cannot draw {}: {e}", p.display()))?;
         }
-        last = Some(r);
+        if stopped_at.is_some() {
+            break;
+        }
     }
-    let r = last.expect("at least one epoch");
+    // The figures of the model as it ends (the best epoch's after early stopping).
+    let r = match (stopped_at, &early) {
+        (Some(_), Some(es)) => history[es.state.best_epoch - 1].clone(),
+        _ => history.last().expect("at least one epoch").clone(),
+    };
+    let n_done = history.len();
+    let samples_per_s = (splits.train.len() * epochs_run) as f64 / train_seconds;
     say(format!(
-        "done: test accuracy {:.2}% (loss {:.4}) after {} epochs; training took {:.2} s ({:.0} samples/s on average)",
+        "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
         r.test_accuracy * 100.0,
         r.test_loss,
-        a.epochs,
+        n_done,
+        if stopped_at.is_some() { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
         train_seconds,
-        (splits.train.len() * a.epochs) as f64 / train_seconds
+        samples_per_s,
+        mnist_mlp::memory::peak_rss_bytes().map_or(String::new(), |b| format!(", peak memory {:.0} MiB", mnist_mlp::memory::mib(b)))
     ));
-    if a.json {
+    if cfg.json {
         let s = serde_json::json!({
             "event": "summary",
             "layers": spec.to_string(),
@@ -487,15 +711,19 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             "optimizer": kind.name(),
             "lr": opt.lr,
             "batch_size": batch.to_string(),
-            "epochs": a.epochs,
+            "epochs": n_done,
+            "best_epoch": r.epoch,
+            "stopped_early": stopped_at.is_some(),
             "threads": threads.n(),
             "test_accuracy": r.test_accuracy,
             "test_loss": r.test_loss,
             "train_accuracy": r.train_accuracy,
             "train_loss": r.train_loss,
             "val_accuracy": r.val_accuracy,
+            "val_loss": r.val_loss,
             "train_seconds": train_seconds,
-            "samples_per_s": (splits.train.len() * a.epochs) as f64 / train_seconds,
+            "samples_per_s": samples_per_s,
+            "peak_rss_mib": mnist_mlp::memory::peak_rss_bytes().map(mnist_mlp::memory::mib),
         });
         println!("{s}");
     }
@@ -585,6 +813,90 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             print!("{v:>6}");
         }
         println!();
+    }
+    Ok(())
+}
+
+/// True when `path` starts like an IDX file of unsigned bytes (raw or gzip).
+fn looks_like_idx(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok((mut r, _)) = data::idx::open_content(path) else {
+        return false;
+    };
+    let mut m = [0u8; 4];
+    r.read_exact(&mut m).is_ok() && m[0] == 0 && m[1] == 0 && m[2] == data::idx::TYPE_U8
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<()> {
+    use mnist_mlp::predict;
+    let mut model = mnist_mlp::checkpoint::load(&a.model)?.model;
+    let input = model.spec.input();
+    let classes = model.spec.output_width();
+    let side = (input as f64).sqrt().round() as usize;
+    // (file, index within an IDX file, pixels)
+    let mut items: Vec<(String, Option<usize>, Vec<f32>)> = Vec::new();
+    for p in &a.inputs {
+        if looks_like_idx(p) {
+            let arr = data::idx::read_images(p)?;
+            let per: usize = arr.dims[1..].iter().product();
+            if per != input {
+                bail!(
+                    "{}: images of {:?} have {per} pixels, the model {} expects {input}",
+                    p.display(),
+                    &arr.dims[1..],
+                    a.model.display()
+                );
+            }
+            for (i, img) in arr.data.chunks_exact(per).enumerate() {
+                items.push((
+                    p.display().to_string(),
+                    Some(i),
+                    img.iter().map(|&v| v as f32 / 255.0).collect(),
+                ));
+            }
+        } else {
+            if side * side != input {
+                bail!(
+                    "{}: the model's input width {input} is not a square picture; give IDX files of its shape instead",
+                    a.model.display()
+                );
+            }
+            let v = predict::load_picture(p, side as u32, a.invert, a.preprocess)
+                .map_err(anyhow::Error::msg)?;
+            items.push((p.display().to_string(), None, v));
+        }
+    }
+    let x = predict::stack(&items.iter().map(|i| i.2.clone()).collect::<Vec<_>>());
+    let threads = a.threads.pool()?;
+    let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
+        &model.spec,
+        mnist_mlp::train::EVAL_CHUNK.min(x.nrows().max(1)),
+        threads.blocks(),
+    );
+    let mut probs = ndarray::Array2::<f32>::zeros((x.nrows(), classes));
+    threads.install(|| model.predict_into(&mut ws, x.view(), &mut probs));
+    for ((file, idx, _), row) in items.iter().zip(probs.rows()) {
+        let p = row.as_slice().expect("contiguous");
+        let class = mnist_mlp::nn::loss::argmax(p);
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"file": file, "index": idx, "class": class, "probabilities": p})
+            );
+        } else {
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|&i, &j| p[j].total_cmp(&p[i]));
+            let top: Vec<String> = order
+                .iter()
+                .take(a.top.max(1))
+                .map(|&c| format!("{c} {:.4}", p[c]))
+                .collect();
+            let name = match idx {
+                Some(i) => format!("{file}[{i}]"),
+                None => file.clone(),
+            };
+            println!("{name}: {class}  ({})", top.join(", "));
+        }
     }
     Ok(())
 }

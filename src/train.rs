@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
+use crate::checkpoint::NamedTensor;
 use crate::data::Dataset;
 use crate::nn::{Batch, Mlp, Rows, Stats, Update, Workspace};
 use crate::optim::{OptConfig, Optimizer};
@@ -96,7 +97,7 @@ pub enum TrainError {
 }
 
 /// One epoch's figures.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
     /// Mean loss and accuracy over the epoch's mini-batches (as they trained).
@@ -112,7 +113,27 @@ pub struct EpochReport {
     pub seconds: f64,
     pub eval_seconds: f64,
     pub samples_per_s: f64,
+    /// Learning rate of the epoch's last step.
     pub lr: f64,
+    /// Resident memory after the epoch, and the process's peak so far (MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_mib: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// What a [`Trainer`] needs, besides the model and its configuration, to
+/// continue a run exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps taken (the learning-rate schedule's position).
+    pub step: u64,
+    /// The optimizer's step count (Adam's bias correction).
+    pub optimizer_step: u64,
+    /// Position of the shuffling RNG (ChaCha8 word position, decimal: a u128).
+    pub rng_word_pos: String,
 }
 
 /// Owns everything a run needs besides the model: optimizer state, buffers,
@@ -133,6 +154,24 @@ pub struct Trainer<'t> {
     pub epoch: usize,
     /// Steps taken.
     pub step: u64,
+}
+
+/// `layers.{i}.weight` / `layers.{i}.bias` for parameter tensor `k`.
+fn param_name(k: usize) -> String {
+    format!(
+        "layers.{}.{}",
+        k / 2,
+        if k % 2 == 0 { "weight" } else { "bias" }
+    )
+}
+
+/// Shapes of the optimizer's per-tensor state as stored (biases 1-D).
+fn optimizer_tensor_shapes(model: &Mlp<f32>) -> Vec<Vec<usize>> {
+    model
+        .layers
+        .iter()
+        .flat_map(|l| [vec![l.fan_in(), l.fan_out()], vec![l.fan_out()]])
+        .collect()
 }
 
 /// Rows per evaluation chunk.
@@ -168,6 +207,65 @@ impl<'t> Trainer<'t> {
             epoch: 0,
             step: 0,
         })
+    }
+
+    /// The state to checkpoint: counters, RNG position and the optimizer's
+    /// moments as named tensors (`optimizer.layers.{i}.{weight|bias}.{slot}`).
+    pub fn snapshot(&self, model: &Mlp<f32>) -> (TrainerState, Vec<NamedTensor>) {
+        let state = TrainerState {
+            epoch: self.epoch,
+            step: self.step,
+            optimizer_step: self.opt.t,
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+        };
+        let mut tensors = Vec::new();
+        for (k, shape) in optimizer_tensor_shapes(model).into_iter().enumerate() {
+            for (slot, a) in self.opt.cfg.kind.slot_names().iter().zip(self.opt.state(k)) {
+                tensors.push(NamedTensor {
+                    name: format!("optimizer.{}.{slot}", param_name(k)),
+                    shape: shape.clone(),
+                    data: a.iter().copied().collect(),
+                });
+            }
+        }
+        (state, tensors)
+    }
+
+    /// Restores what [`Trainer::snapshot`] saved, checking every shape.
+    pub fn restore(
+        &mut self,
+        model: &Mlp<f32>,
+        state: &TrainerState,
+        tensors: &[NamedTensor],
+    ) -> Result<(), String> {
+        let pos: u128 = state
+            .rng_word_pos
+            .parse()
+            .map_err(|_| format!("bad RNG position `{}`", state.rng_word_pos))?;
+        let kind = self.opt.cfg.kind;
+        for (k, shape) in optimizer_tensor_shapes(model).into_iter().enumerate() {
+            for (j, slot) in kind.slot_names().iter().enumerate() {
+                let name = format!("optimizer.{}.{slot}", param_name(k));
+                let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| {
+                    format!("missing tensor `{name}` (optimizer {})", kind.name())
+                })?;
+                if t.shape != shape {
+                    return Err(format!(
+                        "tensor `{name}` has shape {:?}, expected {shape:?}",
+                        t.shape
+                    ));
+                }
+                let dst = &mut self.opt.state_mut(k)[j];
+                for (d, &v) in dst.iter_mut().zip(&t.data) {
+                    *d = v;
+                }
+            }
+        }
+        self.rng.set_word_pos(pos);
+        self.epoch = state.epoch;
+        self.step = state.step;
+        self.opt.t = state.optimizer_step;
+        Ok(())
     }
 
     /// Steps per epoch.
@@ -287,6 +385,8 @@ impl<'t> Trainer<'t> {
             eval_seconds: t1.elapsed().as_secs_f64(),
             samples_per_s: train.len() as f64 / seconds,
             lr: self.opt.cfg.lr,
+            rss_mib: crate::memory::rss_bytes().map(crate::memory::mib),
+            peak_rss_mib: crate::memory::peak_rss_bytes().map(crate::memory::mib),
         })
     }
 }

@@ -55,10 +55,16 @@ impl OptKind {
     }
     /// State arrays per parameter tensor.
     fn slots(self) -> usize {
+        self.slot_names().len()
+    }
+    /// Names of the state arrays per parameter tensor (PyTorch's names),
+    /// as checkpoints store them.
+    pub fn slot_names(self) -> &'static [&'static str] {
         match self {
-            OptKind::Sgd => 0,
-            OptKind::Momentum | OptKind::Nesterov | OptKind::RmsProp => 1,
-            OptKind::Adam | OptKind::AdamW => 2,
+            OptKind::Sgd => &[],
+            OptKind::Momentum | OptKind::Nesterov => &["momentum_buffer"],
+            OptKind::RmsProp => &["square_avg"],
+            OptKind::Adam | OptKind::AdamW => &["exp_avg", "exp_avg_sq"],
         }
     }
 }

@@ -1,0 +1,231 @@
+//! Turning pictures into network inputs: PNG/JPEG (any format the `image`
+//! crate was built with) to a `side x side` grayscale vector in [0, 1],
+//! white ink on black as MNIST stores it; and IDX image files as they are.
+//!
+//! [`Preprocess::Mnist`] repeats what was done to MNIST's digits: crop to the
+//! ink, scale the longer side to 20/28 of the frame keeping the aspect
+//! ratio, and place the result so that its center of mass is the frame's
+//! center. [`Preprocess::Resize`] scales the whole picture to the frame.
+
+use std::path::Path;
+
+use image::imageops::FilterType;
+use image::{ImageBuffer, Luma};
+use ndarray::Array2;
+
+/// Whether to turn dark ink on a light background into MNIST's white on black.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Invert {
+    /// Invert when the picture's border is mostly light.
+    Auto,
+    Yes,
+    No,
+}
+
+/// How a picture is fitted into the network's frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preprocess {
+    /// Crop to the ink, scale to 20/28 of the frame, center by mass (as MNIST was made).
+    Mnist,
+    /// Scale the whole picture to the frame.
+    Resize,
+}
+
+type Gray = ImageBuffer<Luma<f32>, Vec<f32>>;
+
+/// Ink below this (of 1.0) counts as background when cropping.
+const INK: f32 = 0.1;
+
+/// Reads a picture and returns `side * side` values in [0, 1] (row-major).
+pub fn load_picture(
+    path: &Path,
+    side: u32,
+    invert: Invert,
+    pre: Preprocess,
+) -> Result<Vec<f32>, String> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        .with_guessed_format()
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mut limits = image::Limits::default();
+    // A picture of a digit needs no more than this; refuse decompression bombs.
+    limits.max_image_width = Some(16384);
+    limits.max_image_height = Some(16384);
+    limits.max_alloc = Some(512 << 20);
+    let mut img = img;
+    img.limits(limits);
+    let dynimg = img.decode().map_err(|e| {
+        format!(
+            "{}: not a picture this build can decode (PNG or JPEG): {e}",
+            path.display()
+        )
+    })?;
+    let luma = dynimg.to_luma32f();
+    Ok(prepare(luma, side, invert, pre))
+}
+
+/// [`load_picture`] on an already decoded grayscale picture.
+pub fn prepare(mut g: Gray, side: u32, invert: Invert, pre: Preprocess) -> Vec<f32> {
+    let flip = match invert {
+        Invert::Yes => true,
+        Invert::No => false,
+        Invert::Auto => border_mean(&g) > 0.5,
+    };
+    if flip {
+        for p in g.pixels_mut() {
+            p.0[0] = 1.0 - p.0[0];
+        }
+    }
+    for p in g.pixels_mut() {
+        p.0[0] = p.0[0].clamp(0.0, 1.0);
+    }
+    let out = match pre {
+        Preprocess::Resize => image::imageops::resize(&g, side, side, FilterType::Triangle),
+        Preprocess::Mnist => mnist_style(&g, side),
+    };
+    out.into_raw()
+}
+
+fn border_mean(g: &Gray) -> f32 {
+    let (w, h) = g.dimensions();
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for (x, y, p) in g.enumerate_pixels() {
+        if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
+            sum += p.0[0];
+            n += 1;
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f32
+    }
+}
+
+fn mnist_style(g: &Gray, side: u32) -> Gray {
+    let (w, h) = g.dimensions();
+    let mut bbox: Option<(u32, u32, u32, u32)> = None;
+    for (x, y, p) in g.enumerate_pixels() {
+        if p.0[0] > INK {
+            bbox = Some(match bbox {
+                None => (x, y, x, y),
+                Some((x0, y0, x1, y1)) => (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+            });
+        }
+    }
+    let mut frame = Gray::new(side, side);
+    let Some((x0, y0, x1, y1)) = bbox else {
+        return frame; // no ink: a blank frame
+    };
+    let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
+    let crop = image::imageops::crop_imm(g, x0, y0, cw, ch).to_image();
+    let box_side = (side * 20).div_ceil(28).max(1);
+    let scale = box_side as f32 / cw.max(ch) as f32;
+    let (nw, nh) = (
+        ((cw as f32 * scale).round() as u32).clamp(1, box_side),
+        ((ch as f32 * scale).round() as u32).clamp(1, box_side),
+    );
+    let _ = (w, h);
+    let digit = image::imageops::resize(&crop, nw, nh, FilterType::Triangle);
+    // Center of mass of the scaled digit.
+    let (mut m, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y, p) in digit.enumerate_pixels() {
+        let v = p.0[0] as f64;
+        m += v;
+        mx += v * (x as f64 + 0.5);
+        my += v * (y as f64 + 0.5);
+    }
+    let (cx, cy) = if m > 0.0 {
+        (mx / m, my / m)
+    } else {
+        (nw as f64 / 2.0, nh as f64 / 2.0)
+    };
+    let half = side as f64 / 2.0;
+    let ox = ((half - cx).round() as i64).clamp(0, (side - nw) as i64);
+    let oy = ((half - cy).round() as i64).clamp(0, (side - nh) as i64);
+    image::imageops::overlay(&mut frame, &digit, ox, oy);
+    frame
+}
+
+/// Pictures as rows of a `[n, side*side]` matrix.
+pub fn stack(rows: &[Vec<f32>]) -> Array2<f32> {
+    let d = rows.first().map_or(0, |r| r.len());
+    let mut a = Array2::zeros((rows.len(), d));
+    for (mut dst, r) in a.rows_mut().into_iter().zip(rows) {
+        dst.assign(&ndarray::ArrayView1::from(&r[..]));
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dark "1" (vertical bar) on a white 60x40 page, off center.
+    fn page() -> Gray {
+        Gray::from_fn(40, 60, |x, y| {
+            if (8..12).contains(&x) && (10..50).contains(&y) {
+                Luma([0.0])
+            } else {
+                Luma([1.0])
+            }
+        })
+    }
+
+    #[test]
+    fn mnist_style_inverts_crops_scales_and_centers() {
+        let v = prepare(page(), 28, Invert::Auto, Preprocess::Mnist);
+        assert_eq!(v.len(), 784);
+        let img = Array2::from_shape_vec((28, 28), v).unwrap();
+        // Background black, ink white.
+        assert_eq!(img[[0, 0]], 0.0);
+        assert!(img.iter().cloned().fold(0.0, f32::max) > 0.9);
+        // The bar is 20 rows tall and centered.
+        let rows: Vec<usize> = (0..28).filter(|&r| img.row(r).sum() > 0.5).collect();
+        assert_eq!(rows.len(), 20, "{rows:?}");
+        assert_eq!(rows[0], 4);
+        let (mut m, mut mx) = (0.0f32, 0.0f32);
+        for ((_, x), &v) in img.indexed_iter() {
+            m += v;
+            mx += v * (x as f32 + 0.5);
+        }
+        assert!((mx / m - 14.0).abs() <= 1.0, "column center {}", mx / m);
+    }
+
+    #[test]
+    fn no_ink_gives_a_blank_frame_and_resize_keeps_everything() {
+        let blank = Gray::from_pixel(10, 10, Luma([1.0]));
+        assert!(prepare(blank.clone(), 28, Invert::Auto, Preprocess::Mnist)
+            .iter()
+            .all(|&v| v == 0.0));
+        let v = prepare(blank, 28, Invert::No, Preprocess::Resize);
+        assert!(v.iter().all(|&v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn png_round_trip_and_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.png");
+        let img = image::GrayImage::from_fn(28, 28, |x, _| Luma([if x == 14 { 255 } else { 0 }]));
+        img.save(&p).unwrap();
+        let v = load_picture(&p, 28, Invert::No, Preprocess::Resize).unwrap();
+        assert_eq!(v[14], 1.0);
+        assert_eq!(v[0], 0.0);
+        let bad = dir.path().join("x.png");
+        std::fs::write(&bad, b"not a picture").unwrap();
+        let e = load_picture(&bad, 28, Invert::Auto, Preprocess::Mnist).unwrap_err();
+        assert!(e.contains("x.png") && e.contains("not a picture"), "{e}");
+        let e = load_picture(
+            &dir.path().join("missing.png"),
+            28,
+            Invert::Auto,
+            Preprocess::Mnist,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("missing.png") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+}
