@@ -195,7 +195,11 @@ pub fn parse_idx(
     if dims.contains(&0) {
         return Err(IdxErrorKind::ZeroDimension { dims });
     }
-    let declared: u128 = dims.iter().map(|&d| d as u128).product();
+    // Saturating: up to 255 dimensions of 2^32-1 overflow even u128 (found
+    // by fuzz/idx_reader); a saturated product is refused as too large.
+    let declared: u128 = dims
+        .iter()
+        .fold(1u128, |a, &d| a.saturating_mul(d as u128));
     let limit = if gz {
         MAX_DATA_BYTES.min(input_len.saturating_mul(MAX_GZIP_RATIO) + 65536)
     } else {
@@ -431,12 +435,14 @@ mod tests {
         ));
         // Inner dimensions whose product overflows 64 bits (found by
         // fuzz/idx_reader): refused as too large, no arithmetic overflow.
-        let mut b = vec![0, 0, 8, 4];
-        for d in [1u32, u32::MAX, u32::MAX, u32::MAX] {
-            b.extend_from_slice(&d.to_be_bytes());
+        for dims in [vec![1u32, u32::MAX, u32::MAX, u32::MAX], vec![u32::MAX; 6]] {
+            let mut b = vec![0, 0, 8, dims.len() as u8];
+            for d in dims {
+                b.extend_from_slice(&d.to_be_bytes());
+            }
+            assert!(matches!(parse(&b), Err(IdxErrorKind::TooLarge { .. })));
+            assert!(matches!(parse_gz(&b), Err(IdxErrorKind::TooLarge { .. })));
         }
-        assert!(matches!(parse(&b), Err(IdxErrorKind::TooLarge { .. })));
-        assert!(matches!(parse_gz(&b), Err(IdxErrorKind::TooLarge { .. })));
         // Within the absolute limit but impossible for a tiny gzip file.
         let bytes = encode_idx(&[1 << 20, 28, 28], &[0; 16]);
         assert!(matches!(
