@@ -31,16 +31,10 @@ pub const VERSION: &str = "1";
 
 #[derive(Debug, Error)]
 pub enum CheckpointError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot write: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: cannot read: {err}", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("{}: cannot write: {err}", path.display())]
+    Write { path: PathBuf, err: std::io::Error },
     #[error("{}: not a valid safetensors file: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
     #[error("{}: {msg}", path.display())]
@@ -132,9 +126,9 @@ pub fn to_bytes_with(
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let err = |source| CheckpointError::Write {
+    let err = |err| CheckpointError::Write {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -230,9 +224,9 @@ impl Loaded {
 
 /// Loads and validates a checkpoint.
 pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Read {
+    let bytes = std::fs::read(path).map_err(|err| CheckpointError::Read {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     from_bytes(path, &bytes)
 }

@@ -330,6 +330,12 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     let mut saved_cfg = None;
     let mut base = RunConfig::default();
     if let (Some(l), Some(p)) = (&resumed, &a.resume) {
+        if l.extras.run_state.is_none() {
+            bail!(
+                "--resume {}: the checkpoint holds a model only, without the training state (optimizer moments, epoch, RNG position); it can be evaluated, not resumed (checkpoints from `train --save` can be)",
+                p.display()
+            );
+        }
         let c: RunConfig = serde_json::from_value(l.config.clone()).map_err(|e| {
             anyhow::anyhow!(
                 "--resume {}: the checkpoint's configuration is not a run configuration of this version ({e}); only checkpoints written by `train --save` can be resumed",
@@ -438,8 +444,8 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         Some(s) => {
             if s.input() != features {
                 bail!(
-                    "--layers: the network's input width is {} but the images have {} pixels ({}x{}); start the list with {}",
-                    s.input(), features, splits.train.rows, splits.train.cols, features
+                    "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
+                    s.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
                 );
             }
             s
@@ -731,6 +737,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let threads = a.threads.pool()?;
     let loaded = mnist_mlp::checkpoint::load(&a.model)?;
     let mut model = loaded.model;
     let classes = model.spec.output_width();
@@ -752,7 +759,6 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             test.features()
         );
     }
-    let threads = a.threads.pool()?;
     let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
         &model.spec,
         mnist_mlp::train::EVAL_CHUNK,
@@ -829,6 +835,7 @@ fn looks_like_idx(path: &Path) -> bool {
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {
     use mnist_mlp::predict;
+    let threads = a.threads.pool()?;
     let mut model = mnist_mlp::checkpoint::load(&a.model)?.model;
     let input = model.spec.input();
     let classes = model.spec.output_width();
@@ -867,7 +874,6 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         }
     }
     let x = predict::stack(&items.iter().map(|i| i.2.clone()).collect::<Vec<_>>());
-    let threads = a.threads.pool()?;
     let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
         &model.spec,
         mnist_mlp::train::EVAL_CHUNK.min(x.nrows().max(1)),

@@ -310,7 +310,7 @@ fn cli_values_out_of_range_are_refused() {
         ),
         (
             vec!["train", "--layers", "784,relu,3,softmax,10"],
-            "input width is 784 but the images have 4 pixels",
+            "input width is 784 but the images in",
         ),
         (
             vec!["train", "--optimizer", "adagrad"],
@@ -325,6 +325,30 @@ fn cli_values_out_of_range_are_refused() {
             "--threads 100000 is out of range",
         ),
         (
+            vec!["train", "--threads", "0"],
+            "--threads 0 is out of range",
+        ),
+        (
+            vec!["eval", "--model", "x", "--threads", "0"],
+            "--threads 0 is out of range",
+        ),
+        (
+            vec!["train", "--lr", "inf"],
+            "--lr must be a positive finite number",
+        ),
+        (
+            vec!["train", "--patience", "3"],
+            "--patience needs a validation set",
+        ),
+        (
+            vec!["train", "--plot", "curves.pdf"],
+            "must end in .svg or .png",
+        ),
+        (
+            vec!["train", "--save", "m.toml"],
+            "give the model another extension",
+        ),
+        (
             vec!["train", "--layers", "4,relu,3,sigmoid,10", "--loss", "ce"],
             "cross-entropy needs a softmax output",
         ),
@@ -333,4 +357,164 @@ fn cli_values_out_of_range_are_refused() {
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// A dataset of `n_train`/`n_test` images of `rows` x `cols` (labels 0..9).
+fn dir_of(n_train: u32, n_test: u32, rows: u32, cols: u32) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let w = |name: &str, bytes: Vec<u8>| std::fs::write(d.path().join(name), bytes).unwrap();
+    let px = |n: u32| vec![3u8; (n * rows * cols) as usize];
+    let lab = |n: u32| (0..n).map(|i| (i % 10) as u8).collect::<Vec<u8>>();
+    w(TRAIN_IMG, encode_idx(&[n_train, rows, cols], &px(n_train)));
+    w(TRAIN_LAB, encode_idx(&[n_train], &lab(n_train)));
+    w(TEST_IMG, encode_idx(&[n_test, rows, cols], &px(n_test)));
+    w(TEST_LAB, encode_idx(&[n_test], &lab(n_test)));
+    d
+}
+
+#[test]
+fn shapes_counts_permissions_and_checkpoints() {
+    use mnist_mlp::checkpoint;
+    use mnist_mlp::nn::{Init, Loss, Mlp, NetSpec};
+
+    // Images of 27x28 where a network for 28x28 is asked for.
+    let d = dir_of(20, 10, 27, 28);
+    expect_error(
+        "images 27x28 for a 784-input network",
+        d.path(),
+        &["train", "--layers", "784,relu,8,softmax,10"],
+        TRAIN_IMG,
+        "input width is 784 but the images in",
+    );
+    // ... and train 28x28 with test 27x28.
+    let d = dir_of(20, 10, 28, 28);
+    std::fs::write(
+        d.path().join(TEST_IMG),
+        encode_idx(&[10, 27, 28], &[3; 10 * 27 * 28]),
+    )
+    .unwrap();
+    expect_error(
+        "test images 27x28, train 28x28",
+        d.path(),
+        &[],
+        TEST_IMG,
+        "must have the same size",
+    );
+
+    // 10001 labels for 10000 images.
+    let d = dir_of(10, 10000, 2, 2);
+    let labels: Vec<u8> = (0..10001).map(|i| (i % 10) as u8).collect();
+    std::fs::write(d.path().join(TEST_LAB), encode_idx(&[10001], &labels)).unwrap();
+    expect_error(
+        "10001 labels for 10000 images",
+        d.path(),
+        &[],
+        TEST_LAB,
+        "holds 10000 images but",
+    );
+
+    // An unreadable file. Root ignores permissions, so as root the binary
+    // runs as `nobody` (setpriv); otherwise the file is simply chmod 000.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir_of(10, 5, 2, 2);
+        let f = d.path().join(TRAIN_IMG);
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        let bin = env!("CARGO_BIN_EXE_mnist-mlp");
+        let mut cmd = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c
+        } else {
+            Command::new(bin)
+        };
+        match cmd.arg("info").arg("--data-dir").arg(d.path()).output() {
+            Ok(out) if !(root && String::from_utf8_lossy(&out.stderr).contains("setpriv:")) => {
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                println!(
+                    "| unreadable file | `{}` |",
+                    err.trim().replace(&d.path().display().to_string(), "DIR")
+                );
+                assert_eq!(out.status.code(), Some(1), "{err}");
+                assert!(
+                    err.contains(TRAIN_IMG) && err.contains("Permission denied"),
+                    "{err}"
+                );
+            }
+            other => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "cannot drop root privileges for the unreadable-file case: {other:?}"
+                );
+                eprintln!("setpriv unavailable: unreadable-file case skipped");
+            }
+        }
+    }
+
+    // Checkpoints: another architecture, truncated, NaN inside, not a checkpoint.
+    let d = dir_of(20, 10, 2, 2);
+    let ck = tempfile::tempdir().unwrap();
+    let spec = NetSpec::parse("784,relu,8,softmax,10").unwrap();
+    let m = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
+    let good = ck.path().join("m784.safetensors");
+    checkpoint::save(&good, &m, &serde_json::Value::Null).unwrap();
+    let model_arg = |p: &Path| p.display().to_string();
+    expect_error(
+        "checkpoint of another architecture (784 inputs, data 2x2)",
+        d.path(),
+        &["eval", "--model", &model_arg(&good)],
+        "m784.safetensors",
+        "the model's input width is 784 but the images",
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let trunc = ck.path().join("truncated.safetensors");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    expect_error(
+        "truncated checkpoint",
+        d.path(),
+        &["eval", "--model", &model_arg(&trunc)],
+        "truncated.safetensors",
+        "not a valid safetensors file",
+    );
+    let mut bad = m.clone();
+    bad.layers[0].w[[3, 2]] = f32::NAN;
+    let nan = ck.path().join("nan.safetensors");
+    std::fs::write(
+        &nan,
+        checkpoint::to_bytes(&bad, &serde_json::Value::Null).unwrap(),
+    )
+    .unwrap();
+    expect_error(
+        "checkpoint containing NaN",
+        d.path(),
+        &["eval", "--model", &model_arg(&nan)],
+        "nan.safetensors",
+        "tensor `layers.0.weight` holds a non-finite value (NaN) at index 26",
+    );
+    let junk = ck.path().join("junk.safetensors");
+    std::fs::write(&junk, b"\xff\xff\xff\xff\xff\xff\xff\x7fjunk").unwrap();
+    expect_error(
+        "not a checkpoint",
+        d.path(),
+        &["eval", "--model", &model_arg(&junk)],
+        "junk.safetensors",
+        "not a valid safetensors file",
+    );
+    expect_error(
+        "resuming a model-only checkpoint",
+        d.path(),
+        &["train", "--resume", &model_arg(&good)],
+        "m784.safetensors",
+        "it can be evaluated, not resumed",
+    );
+    let missing = ck.path().join("missing.safetensors");
+    expect_error(
+        "missing checkpoint",
+        d.path(),
+        &["eval", "--model", &model_arg(&missing)],
+        "missing.safetensors",
+        "No such file",
+    );
 }

@@ -64,12 +64,12 @@ const MAX_DOWNLOAD: u64 = 256 << 20;
 
 #[derive(Debug, Error)]
 pub enum FetchError {
-    #[error("{}: cannot create the data directory: {source}", dir.display())]
-    CreateDir { dir: PathBuf, source: io::Error },
+    #[error("{}: cannot create the data directory: {err}", dir.display())]
+    CreateDir { dir: PathBuf, err: io::Error },
     #[error("{name}: every mirror failed:\n{}", failures.join("\n"))]
     AllMirrorsFailed { name: String, failures: Vec<String> },
-    #[error("{}: cannot write: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
+    #[error("{}: cannot write: {err}", path.display())]
+    Write { path: PathBuf, err: io::Error },
 }
 
 /// What happened to one file.
@@ -193,9 +193,9 @@ pub fn fetch(
     mirrors: &[String],
     progress: bool,
 ) -> Result<Vec<FetchOutcome>, FetchError> {
-    std::fs::create_dir_all(dir).map_err(|source| FetchError::CreateDir {
+    std::fs::create_dir_all(dir).map_err(|err| FetchError::CreateDir {
         dir: dir.to_path_buf(),
-        source,
+        err,
     })?;
     let agent = agent();
     let mut out = Vec::new();
@@ -213,7 +213,7 @@ pub fn fetch(
                 Ok(tmp) => {
                     tmp.persist(&dest).map_err(|e| FetchError::Write {
                         path: dest.clone(),
-                        source: e.error,
+                        err: e.error,
                     })?;
                     done = Some(m.clone());
                     break;

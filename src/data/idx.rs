@@ -197,9 +197,7 @@ pub fn parse_idx(
     }
     // Saturating: up to 255 dimensions of 2^32-1 overflow even u128 (found
     // by fuzz/idx_reader); a saturated product is refused as too large.
-    let declared: u128 = dims
-        .iter()
-        .fold(1u128, |a, &d| a.saturating_mul(d as u128));
+    let declared: u128 = dims.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128));
     let limit = if gz {
         MAX_DATA_BYTES.min(input_len.saturating_mul(MAX_GZIP_RATIO) + 65536)
     } else {
