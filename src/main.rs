@@ -523,6 +523,18 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         }
     }
     let first = trainer.epoch + 1;
+    // Leftovers of a run killed while writing (the files themselves are intact).
+    for p in [
+        cfg.save.clone(),
+        cfg.save.as_ref().map(|p| p.with_extension("toml")),
+        cfg.plot.clone(),
+        cfg.metrics_out.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        mnist_mlp::checkpoint::remove_stale_temps(&p);
+    }
     // The configuration that repeats this run exactly.
     let mut effective = cfg.clone();
     effective.threads = Some(threads.n());

@@ -1,0 +1,410 @@
+//! Runs users keep: a run killed and resumed ends bit-identical to an
+//! uninterrupted one; configs layer and repeat a run; early stopping keeps
+//! the best weights; metrics, plots and predictions are written. On a small
+//! learnable dataset written as IDX files (no MNIST needed).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{ok, s, tensors, workdir};
+
+fn metrics(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The figures of an epoch that must repeat exactly (not the timings).
+fn figures(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "val_loss",
+        "lr",
+    ]
+    .iter()
+    .map(|k| v[k].clone())
+    .collect()
+}
+
+#[test]
+fn killed_and_resumed_run_ends_identical_to_an_uninterrupted_one() {
+    let (d, data) = workdir(12000, 1000);
+    let run = |name: &str| -> Vec<String> {
+        [
+            "train",
+            "--data-dir",
+            &s(&data),
+            "--hidden",
+            "64,32",
+            "--optimizer",
+            "adam",
+            "--schedule",
+            "cosine:1",
+            "--epochs",
+            "6",
+            "--validation",
+            "1000",
+            "--patience",
+            "10",
+            "--threads",
+            "2",
+            "--quiet",
+            "--checkpoint-every",
+            "1",
+            "--save",
+            &s(&d.path().join(format!("{name}.safetensors"))),
+            "--metrics-out",
+            &s(&d.path().join(format!("{name}.jsonl"))),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let args_a = run("a");
+    ok(&args_a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+
+    // The same run, killed (SIGKILL) once its first checkpoint exists.
+    let b_metrics = d.path().join("b.jsonl");
+    let mut child = common::bin()
+        .args(run("b"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::fs::read_to_string(&b_metrics).map_or(true, |m| m.is_empty()) {
+        assert!(t.elapsed() < Duration::from_secs(60), "no epoch finished");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = metrics(&b_metrics).len();
+    assert!(
+        done < 6,
+        "the run finished before it could be killed: make the epochs longer"
+    );
+    println!("killed after {done} epoch(s) of 6");
+
+    // Resume from the checkpoint alone: everything else comes from it.
+    let b = d.path().join("b.safetensors");
+    let out = ok(&["train", "--resume", &s(&b), "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("resuming"), "{text}");
+
+    let (ta, tb) = (tensors(&d.path().join("a.safetensors")), tensors(&b));
+    let names: Vec<&str> = ta.iter().map(|t| t.0.as_str()).collect();
+    assert!(
+        names.contains(&"optimizer.layers.0.weight.exp_avg_sq"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"best.layers.2.bias"), "{names:?}");
+    assert_eq!(ta.len(), tb.len());
+    for (x, y) in ta.iter().zip(&tb) {
+        assert_eq!(x.0, y.0);
+        assert!(x.1 == y.1 && x.2 == y.2, "tensor {} differs", x.0);
+    }
+    let (ma, mb) = (metrics(&d.path().join("a.jsonl")), metrics(&b_metrics));
+    assert_eq!(mb.len(), 6, "one metrics line per epoch, none twice");
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!(figures(x), figures(y));
+    }
+    // The effective configuration beside the checkpoint now says 6 epochs
+    // and 2 threads.
+    let cfg = std::fs::read_to_string(d.path().join("b.toml")).unwrap();
+    assert!(
+        cfg.contains("epochs = 6") && cfg.contains("threads = 2"),
+        "{cfg}"
+    );
+
+    // Resuming a finished run asks for more epochs; --epochs 7 trains one more.
+    let out = common::bin()
+        .args(["train", "--resume", &s(&b), "--quiet"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("already trained 6 epoch(s)") && err.contains("--epochs 7"),
+        "{err}"
+    );
+    // A resumed run may not change what the state depends on.
+    let out = common::bin()
+        .args([
+            "train",
+            "--resume",
+            &s(&b),
+            "--batch-size",
+            "64",
+            "--epochs",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("`batch_size` differs"), "{err}");
+    ok(&["train", "--resume", &s(&b), "--epochs", "7", "--quiet"]);
+    assert_eq!(metrics(&b_metrics).len(), 7);
+}
+
+#[test]
+fn config_files_layer_under_flags_and_repeat_a_run() {
+    let (d, data) = workdir(3000, 500);
+    let toml = d.path().join("run.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "data_dir = {:?}\nhidden = \"32\"\noptimizer = \"momentum\"\nlr = 0.02\nepochs = 3\nthreads = 2\nquiet = true\n",
+            s(&data)
+        ),
+    )
+    .unwrap();
+    let m1 = d.path().join("m1.safetensors");
+    // The flag overrides the file's epochs.
+    ok(&[
+        "train",
+        "--config",
+        &s(&toml),
+        "--epochs",
+        "2",
+        "--save",
+        &s(&m1),
+    ]);
+    let eff = std::fs::read_to_string(d.path().join("m1.toml")).unwrap();
+    for want in [
+        "epochs = 2",
+        "hidden = \"32\"",
+        "optimizer = \"momentum\"",
+        "lr = 0.02",
+        "layers = \"784,relu,32,softmax,10\"",
+    ] {
+        assert!(eff.contains(want), "missing `{want}` in\n{eff}");
+    }
+    // The effective configuration repeats the run bit for bit.
+    let m2 = d.path().join("m2.safetensors");
+    ok(&[
+        "train",
+        "--config",
+        &s(&d.path().join("m1.toml")),
+        "--save",
+        &s(&m2),
+    ]);
+    let (a, b) = (tensors(&m1), tensors(&m2));
+    assert!(a.iter().zip(&b).all(|(x, y)| x == y) && a.len() == b.len());
+    // The checkpoint's metadata holds the same configuration.
+    let bytes = std::fs::read(&m1).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+    assert_eq!(cfg["lr"], 0.02);
+    assert_eq!(cfg["epochs"], 2);
+
+    // Unknown keys and wrong types name the file, the key and the line.
+    std::fs::write(&toml, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
+    let out = common::bin()
+        .args(["train", "--config", &s(&toml)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("run.toml")
+            && err.contains("unknown field `learning_rate`")
+            && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn early_stopping_keeps_the_best_weights() {
+    let (d, data) = workdir(2000, 500);
+    let m = d.path().join("m.safetensors");
+    // A high learning rate on a small set: the validation loss soon stops improving.
+    let out = ok(&[
+        "train",
+        "--data-dir",
+        &s(&data),
+        "--hidden",
+        "64",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.5",
+        "--schedule",
+        "constant",
+        "--epochs",
+        "60",
+        "--validation",
+        "500",
+        "--patience",
+        "2",
+        "--min-delta",
+        "0.001",
+        "--threads",
+        "2",
+        "--json",
+        "--save",
+        &s(&m),
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["stopped_early"], true, "{summary}");
+    let epochs = lines.len() - 1;
+    assert!(epochs < 60);
+    let best = summary["best_epoch"].as_u64().unwrap() as usize;
+    assert_eq!(
+        best + 2,
+        epochs,
+        "patience 2: stopped two epochs after the best"
+    );
+    // The best epoch had the lowest validation loss so far, and no later
+    // epoch beat it by more than min_delta.
+    let val: Vec<f64> = lines[..epochs]
+        .iter()
+        .map(|l| l["val_loss"].as_f64().unwrap())
+        .collect();
+    assert!(val[..best].iter().all(|&v| v >= val[best - 1]), "{val:?}");
+    assert!(
+        val[best..].iter().all(|&v| v >= val[best - 1] - 0.001),
+        "{val:?}"
+    );
+    // The saved model is the best epoch's: same as the kept copy.
+    let t = tensors(&m);
+    let get = |n: &str| t.iter().find(|x| x.0 == n).unwrap().2.clone();
+    assert_eq!(get("layers.0.weight"), get("best.layers.0.weight"));
+    assert_eq!(summary["test_accuracy"], lines[best - 1]["test_accuracy"]);
+    // A run that ended by early stopping is not resumed.
+    let out = common::bin()
+        .args(["train", "--resume", &s(&m), "--epochs", "80"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already ended (early stopping"));
+}
+
+#[test]
+fn metrics_plot_predict_and_eval() {
+    let (d, data) = workdir(3000, 500);
+    let m = d.path().join("m.safetensors");
+    let (svg, png, jl) = (
+        d.path().join("c.svg"),
+        d.path().join("c.png"),
+        d.path().join("m.jsonl"),
+    );
+    ok(&[
+        "train",
+        "--data-dir",
+        &s(&data),
+        "--hidden",
+        "32",
+        "--epochs",
+        "3",
+        "--threads",
+        "2",
+        "--quiet",
+        "--save",
+        &s(&m),
+        "--metrics-out",
+        &s(&jl),
+        "--plot",
+        &s(&svg),
+        "--validation",
+        "300",
+    ]);
+    let ms = metrics(&jl);
+    assert_eq!(ms.len(), 3);
+    for (i, v) in ms.iter().enumerate() {
+        assert_eq!(v["epoch"], i + 1);
+        for k in [
+            "train_loss",
+            "test_accuracy",
+            "val_loss",
+            "lr",
+            "seconds",
+            "samples_per_s",
+            "rss_mib",
+        ] {
+            assert!(v[k].is_number(), "{k} missing in {v}");
+        }
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("validation"),
+        "{}",
+        &text[..200]
+    );
+    // PNG through a resume-free second run.
+    ok(&[
+        "train",
+        "--data-dir",
+        &s(&data),
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--threads",
+        "2",
+        "--quiet",
+        "--plot",
+        &s(&png),
+    ]);
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    // eval --json and predict on the IDX test file agree.
+    let out = ok(&["eval", "--model", &s(&m), "--data-dir", &s(&data), "--json"]);
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = ev["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.95, "the pattern set is easy: {acc}");
+    let out = ok(&[
+        "predict",
+        "--model",
+        &s(&m),
+        "--json",
+        &s(&data.join("t10k-images-idx3-ubyte.gz")),
+    ]);
+    let preds: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let labels = mnist_mlp::data::idx::read_labels(&data.join("t10k-labels-idx1-ubyte.gz"), None)
+        .unwrap()
+        .data;
+    let hits = preds
+        .iter()
+        .zip(&labels)
+        .filter(|(p, &l)| **p == l as u64)
+        .count();
+    assert_eq!(hits as f64 / labels.len() as f64, acc);
+
+    // A PNG of class 6's pattern, dark on light (inverted by --invert auto).
+    let mut rng = rand::rng();
+    let px = common::picture(6, &mut rng);
+    let img = image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([255 - px[(y * 28 + x) as usize]])
+    });
+    let p = d.path().join("six.png");
+    img.save(&p).unwrap();
+    let out = ok(&[
+        "predict",
+        "--model",
+        &s(&m),
+        "--preprocess",
+        "resize",
+        &s(&p),
+    ]);
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(line.starts_with(&format!("{}: 6 ", s(&p))), "{line}");
+}
