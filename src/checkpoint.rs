@@ -143,6 +143,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(err)?;
+    // tempfile creates 0600 files: keep the mode of the file replaced, or
+    // give a new one the usual 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+    }
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
@@ -394,6 +404,12 @@ mod tests {
             1,
             "no temporary left"
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "readable like any other file");
+        }
 
         let bytes = std::fs::read(&p).unwrap();
         let e = from_bytes(&p, &bytes[..bytes.len() - 3])
