@@ -211,6 +211,7 @@ fn explicit_ids(m: &clap::ArgMatches) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    mnist_mlp::memory::return_large_frees_to_the_os();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let r = match cli.cmd {
@@ -1068,6 +1069,12 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!(
             "{} threads={} ({:?}): {:.0} samples/s ({:.3} s/epoch, median of {}), {:.1} GFLOP/s effective",
             r.workload, r.threads, r.threading, r.samples_per_s, r.sec_per_epoch, r.epoch_secs.len(), r.gflop_per_s_effective
+        );
+        println!(
+            "memory: {:.0} MiB accounted for (data, parameters, buffers, moments); resident {} MiB after the run, peak {} MiB",
+            r.accounted_mib,
+            r.rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
+            r.peak_rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
         );
     }
     Ok(())

@@ -268,6 +268,11 @@ impl<'t> Trainer<'t> {
         Ok(())
     }
 
+    /// Bytes the trainer holds: workspaces, optimizer moments, permutation.
+    pub fn bytes(&self) -> usize {
+        self.ws.bytes() + self.eval_ws.bytes() + self.opt.bytes() + 4 * self.perm.len()
+    }
+
     /// Steps per epoch.
     pub fn steps_per_epoch(&self) -> usize {
         let n = self.perm.len();

@@ -105,6 +105,13 @@ pub struct BenchResult {
     pub final_batch_loss: f64,
     pub flops_per_sample: u64,
     pub gflop_per_s_effective: f64,
+    /// Memory the run accounts for: training data, parameters, and the
+    /// trainer's buffers and moments (MiB).
+    pub accounted_mib: f64,
+    /// Resident memory after the timed epochs, and the process's peak (MiB;
+    /// the peak includes loading the data).
+    pub rss_mib: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// Times `epochs` epochs after one warm-up epoch; the median gives samples/s.
@@ -138,6 +145,8 @@ pub fn run(
     sorted.sort_by(f64::total_cmp);
     let med = sorted[sorted.len() / 2];
     let fps = w.spec().train_flops_per_sample();
+    let params: usize = model.layers.iter().map(|l| l.w.len() + l.b.len()).sum();
+    let accounted = train.images.len() * 4 + train.labels.len() + params * 4 + tr.bytes();
     Ok(BenchResult {
         workload: w.id.to_string(),
         threads: threads.n(),
@@ -148,6 +157,9 @@ pub fn run(
         final_batch_loss: last,
         flops_per_sample: fps,
         gflop_per_s_effective: train.len() as f64 * fps as f64 / med / 1e9,
+        accounted_mib: crate::memory::mib(accounted as u64),
+        rss_mib: crate::memory::rss_bytes().map(crate::memory::mib),
+        peak_rss_mib: crate::memory::peak_rss_bytes().map(crate::memory::mib),
     })
 }
 

@@ -189,6 +189,15 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
+    /// Bytes of state held (moments).
+    pub fn bytes(&self) -> usize {
+        self.state
+            .iter()
+            .flatten()
+            .map(|a| a.len() * std::mem::size_of::<T>())
+            .sum()
+    }
+
     /// The state arrays of one tensor (moments), e.g. for checkpoints.
     pub fn state(&self, tensor: usize) -> &[Array2<T>] {
         &self.state[tensor]
