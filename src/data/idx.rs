@@ -227,8 +227,15 @@ pub fn parse_idx(
             });
         }
     }
-    // Grow with the data actually read, never with the header's claim alone.
-    let mut data = Vec::with_capacity(declared.min(64 << 20) as usize);
+    // Grow with the data actually read, never with the header's claim alone:
+    // a raw file's size was checked above; a gzip stream gets room for a
+    // typical ratio (MNIST's is ~5x) and grows from there as it inflates.
+    let initial = if gz {
+        declared.min(input_len.saturating_mul(8))
+    } else {
+        declared
+    };
+    let mut data = Vec::with_capacity(initial.min(64 << 20) as usize);
     r.by_ref()
         .take(declared)
         .read_to_end(&mut data)
