@@ -104,6 +104,7 @@ fn panel<DB: DrawingBackend>(
     title: &str,
     y_label: &str,
     series: &[Series],
+    legend: SeriesLabelPosition,
 ) -> Result<(), String>
 where
     DB::ErrorType: 'static,
@@ -156,7 +157,7 @@ where
         .label_font((FAMILY, 13))
         .border_style(BLACK)
         .background_style(WHITE.mix(0.85))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .draw()
         .map_err(e)?;
     Ok(())
@@ -196,8 +197,21 @@ where
             series(&|r| r.val_accuracy.map(|a| 100.0 * a)),
         ));
     }
-    panel(&left, "loss", "mean loss", &loss)?;
-    panel(&right, "accuracy", "accuracy (%)", &acc)?;
+    // Legends where the curves are not: losses fall, accuracies rise.
+    panel(
+        &left,
+        "loss",
+        "mean loss",
+        &loss,
+        SeriesLabelPosition::UpperRight,
+    )?;
+    panel(
+        &right,
+        "accuracy",
+        "accuracy (%)",
+        &acc,
+        SeriesLabelPosition::LowerRight,
+    )?;
     root.present().map_err(|e| e.to_string())
 }
 
