@@ -408,3 +408,51 @@ fn metrics_plot_predict_and_eval() {
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(line.starts_with(&format!("{}: 6 ", s(&p))), "{line}");
 }
+
+#[test]
+fn a_diverging_run_stops_with_advice_and_writes_no_nan() {
+    let (d, data) = workdir(2000, 200);
+    let m = d.path().join("m.safetensors");
+    // One good epoch first (checkpointed), then a resumed run at an absurd rate.
+    ok(&[
+        "train",
+        "--data-dir",
+        &s(&data),
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--threads",
+        "2",
+        "--quiet",
+        "--save",
+        &s(&m),
+    ]);
+    let before = std::fs::read(&m).unwrap();
+    let out = common::bin()
+        .args([
+            "train",
+            "--resume",
+            &s(&m),
+            "--epochs",
+            "3",
+            "--lr",
+            "1e30",
+            "--schedule",
+            "constant",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("training diverged")
+            && err.contains("epoch 2")
+            && err.contains("try --lr 1e29"),
+        "{err}"
+    );
+    // The last good checkpoint is untouched and finite.
+    assert_eq!(std::fs::read(&m).unwrap(), before);
+    assert!(mnist_mlp::checkpoint::load(&m).unwrap().model.is_finite());
+}
