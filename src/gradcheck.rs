@@ -62,6 +62,7 @@ pub fn check(
         .collect();
     let b = Batch {
         data: x.view(),
+        pixels: None,
         labels: &labels,
         rows: Rows::Range(0, batch),
     };
@@ -172,6 +173,7 @@ mod tests {
         let labels = [0u8, 1, 2, 1];
         let b = Batch {
             data: x.view(),
+            pixels: None,
             labels: &labels,
             rows: Rows::Range(0, 4),
         };

@@ -30,6 +30,9 @@ pub trait Real:
     const NAME: &'static str;
     /// `dst[i] = src[i]` converted (a plain copy for f32).
     fn copy_from_f32(dst: &mut [Self], src: &[f32]);
+    /// `dst[i] = src[i] as f32 / 255` (converted): pixel bytes to the
+    /// values [`crate::data::Dataset::images`] holds, bit for bit.
+    fn copy_from_u8(dst: &mut [Self], src: &[u8]);
 }
 
 impl Real for f32 {
@@ -45,6 +48,12 @@ impl Real for f32 {
     #[inline]
     fn copy_from_f32(dst: &mut [Self], src: &[f32]) {
         dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn copy_from_u8(dst: &mut [Self], src: &[u8]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s as f32 / 255.0;
+        }
     }
 }
 
@@ -62,6 +71,12 @@ impl Real for f64 {
     fn copy_from_f32(dst: &mut [Self], src: &[f32]) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = s as f64;
+        }
+    }
+    #[inline]
+    fn copy_from_u8(dst: &mut [Self], src: &[u8]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = (s as f32 / 255.0) as f64;
         }
     }
 }

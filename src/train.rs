@@ -292,6 +292,7 @@ impl<'t> Trainer<'t> {
         let n = train.len();
         let rows = self.batch.rows(n);
         let data = train.images.view();
+        let pixels = train.pixels.as_ref().map(|p| p.view());
         let labels = &train.labels[..];
         let per_epoch = n.div_ceil(rows) as u64;
         let total_steps = per_epoch * self.total_epochs.max(epoch) as u64;
@@ -329,6 +330,7 @@ impl<'t> Trainer<'t> {
                     ws,
                     &Batch {
                         data,
+                        pixels,
                         labels,
                         rows: sel,
                     },

@@ -422,13 +422,18 @@ fn shapes_counts_permissions_and_checkpoints() {
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o000)).unwrap();
         let root = unsafe { libc::geteuid() } == 0;
-        let bin = env!("CARGO_BIN_EXE_mnist-mlp");
         let mut cmd = if root {
+            // A copy of the binary where `nobody` may run it, wherever the
+            // checkout lives.
+            let bin = d.path().join("mnist-mlp");
+            std::fs::copy(env!("CARGO_BIN_EXE_mnist-mlp"), &bin).unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin);
             c
         } else {
-            Command::new(bin)
+            Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
         };
         match cmd.arg("info").arg("--data-dir").arg(d.path()).output() {
             Ok(out) if !(root && String::from_utf8_lossy(&out.stderr).contains("setpriv:")) => {

@@ -110,6 +110,7 @@ fn every_product_of_a_training_step_is_an_sgemm() {
         let mut ws = Workspace::new(&spec, 128, nb);
         let batch = Batch {
             data: x.view(),
+            pixels: None,
             labels: &labels,
             rows: Rows::Indices(&idx),
         };
@@ -176,6 +177,7 @@ fn chunked_small_batch_products_are_sgemm() {
     let mut ws = Workspace::new(&spec, b, 1);
     let batch = Batch {
         data: x.view(),
+        pixels: None,
         labels: &labels,
         rows: Rows::Range(0, b),
     };

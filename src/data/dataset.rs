@@ -75,6 +75,10 @@ pub struct Dataset {
     /// Image height and width (28 x 28 for the MNIST family).
     pub rows: usize,
     pub cols: usize,
+    /// The same pixels as bytes, `[n, rows*cols]` (`images = pixels / 255`),
+    /// when the dataset came from bytes: shuffled mini-batches are gathered
+    /// from these, a quarter of the memory traffic of the f32 rows.
+    pub pixels: Option<Array2<u8>>,
 }
 
 impl Dataset {
@@ -119,6 +123,9 @@ impl Dataset {
             labels,
             rows,
             cols,
+            pixels: Some(
+                Array2::from_shape_vec((n, rows * cols), pixels.to_vec()).expect("length checked"),
+            ),
         }
     }
 
@@ -130,6 +137,10 @@ impl Dataset {
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
             rows: self.rows,
             cols: self.cols,
+            pixels: self
+                .pixels
+                .as_ref()
+                .map(|p| p.select(ndarray::Axis(0), idx)),
         }
     }
 }
@@ -345,6 +356,15 @@ mod tests {
     fn pixels_scaled_to_unit_interval() {
         let d = Dataset::from_u8(1, 1, 3, &[0, 51, 255], vec![0]);
         assert_eq!(d.images.row(0).to_vec(), vec![0.0, 0.2, 1.0]);
+        // Gathering from the bytes gives exactly the f32 rows.
+        let all: Vec<u8> = (0..=255).collect();
+        let d = Dataset::from_u8(1, 16, 16, &all, vec![0]);
+        let mut row = vec![0f32; 256];
+        crate::real::Real::copy_from_u8(
+            &mut row,
+            d.pixels.as_ref().unwrap().row(0).as_slice().unwrap(),
+        );
+        assert_eq!(row, d.images.row(0).to_vec());
     }
 
     #[test]

@@ -99,6 +99,9 @@ impl Rows<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     pub data: ArrayView2<'a, f32>,
+    /// The same rows as pixel bytes (`data = pixels / 255`), when known:
+    /// gathered batches are read from these (4x less memory traffic).
+    pub pixels: Option<ArrayView2<'a, u8>>,
     pub labels: &'a [u8],
     pub rows: Rows<'a>,
 }
@@ -427,11 +430,23 @@ impl<T: Real> Mlp<T> {
     /// Row blocks of concurrent calls must be disjoint.
     unsafe fn gather_rows(x: RawMat<T>, batch: &Batch, rows: Range<usize>) {
         for r in rows {
-            let src = batch.data.row(batch.rows.get(r));
-            T::copy_from_f32(
-                x.row_mut(r),
-                src.as_slice().expect("rows of the data are contiguous"),
-            );
+            let i = batch.rows.get(r);
+            match &batch.pixels {
+                Some(px) => T::copy_from_u8(
+                    x.row_mut(r),
+                    px.row(i)
+                        .to_slice()
+                        .expect("rows of the pixels are contiguous"),
+                ),
+                None => T::copy_from_f32(
+                    x.row_mut(r),
+                    batch
+                        .data
+                        .row(i)
+                        .to_slice()
+                        .expect("rows of the data are contiguous"),
+                ),
+            }
         }
     }
 
@@ -755,6 +770,7 @@ impl<T: Real> Mlp<T> {
                 ws,
                 &Batch {
                     data,
+                    pixels: None,
                     labels,
                     rows: Rows::Range(s, e),
                 },
