@@ -105,8 +105,8 @@ pub struct BenchResult {
     pub final_batch_loss: f64,
     pub flops_per_sample: u64,
     pub gflop_per_s_effective: f64,
-    /// Memory the run accounts for: training data, parameters, and the
-    /// trainer's buffers and moments (MiB).
+    /// Memory the run accounts for: training data (f32 images and their
+    /// bytes), parameters, and the trainer's buffers and moments (MiB).
     pub accounted_mib: f64,
     /// Resident memory after the timed epochs, and the process's peak (MiB;
     /// the peak includes loading the data).
@@ -146,7 +146,9 @@ pub fn run(
     let med = sorted[sorted.len() / 2];
     let fps = w.spec().train_flops_per_sample();
     let params: usize = model.layers.iter().map(|l| l.w.len() + l.b.len()).sum();
-    let accounted = train.images.len() * 4 + train.labels.len() + params * 4 + tr.bytes();
+    let data =
+        train.images.len() * 4 + train.pixels.as_ref().map_or(0, |p| p.len()) + train.labels.len();
+    let accounted = data + params * 4 + tr.bytes();
     Ok(BenchResult {
         workload: w.id.to_string(),
         threads: threads.n(),
