@@ -124,31 +124,21 @@ fn killed_and_resumed_run_ends_identical_to_an_uninterrupted_one() {
     );
 
     // Resuming a finished run asks for more epochs; --epochs 7 trains one more.
-    let out = common::bin()
-        .args(["train", "--resume", &s(&b), "--quiet"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let err = common::fails(&["train", "--resume", &s(&b), "--quiet"]);
     assert!(
         err.contains("already trained 6 epoch(s)") && err.contains("--epochs 7"),
         "{err}"
     );
     // A resumed run may not change what the state depends on.
-    let out = common::bin()
-        .args([
-            "train",
-            "--resume",
-            &s(&b),
-            "--batch-size",
-            "64",
-            "--epochs",
-            "7",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let err = common::fails(&[
+        "train",
+        "--resume",
+        &s(&b),
+        "--batch-size",
+        "64",
+        "--epochs",
+        "7",
+    ]);
     assert!(err.contains("`batch_size` differs"), "{err}");
     ok(&["train", "--resume", &s(&b), "--epochs", "7", "--quiet"]);
     assert_eq!(metrics(&b_metrics).len(), 7);
@@ -208,12 +198,7 @@ fn config_files_layer_under_flags_and_repeat_a_run() {
 
     // Unknown keys and wrong types name the file, the key and the line.
     std::fs::write(&toml, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
-    let out = common::bin()
-        .args(["train", "--config", &s(&toml)])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = common::fails(&["train", "--config", &s(&toml)]);
     assert!(
         err.contains("run.toml")
             && err.contains("unknown field `learning_rate`")
@@ -284,11 +269,8 @@ fn early_stopping_keeps_the_best_weights() {
     assert_eq!(get("layers.0.weight"), get("best.layers.0.weight"));
     assert_eq!(summary["test_accuracy"], lines[best - 1]["test_accuracy"]);
     // A run that ended by early stopping is not resumed.
-    let out = common::bin()
-        .args(["train", "--resume", &s(&m), "--epochs", "80"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already ended (early stopping"));
+    let err = common::fails(&["train", "--resume", &s(&m), "--epochs", "80"]);
+    assert!(err.contains("already ended (early stopping"), "{err}");
 }
 
 #[test]
@@ -300,26 +282,21 @@ fn metrics_plot_predict_and_eval() {
         d.path().join("c.png"),
         d.path().join("m.jsonl"),
     );
-    ok(&[
-        "train",
-        "--data-dir",
-        &s(&data),
-        "--hidden",
+    common::train(
+        &data,
         "32",
-        "--epochs",
-        "3",
-        "--threads",
-        "2",
-        "--quiet",
-        "--save",
-        &s(&m),
-        "--metrics-out",
-        &s(&jl),
-        "--plot",
-        &s(&svg),
-        "--validation",
-        "300",
-    ]);
+        3,
+        &[
+            "--save",
+            &s(&m),
+            "--metrics-out",
+            &s(&jl),
+            "--plot",
+            &s(&svg),
+            "--validation",
+            "300",
+        ],
+    );
     let ms = metrics(&jl);
     assert_eq!(ms.len(), 3);
     for (i, v) in ms.iter().enumerate() {
@@ -343,20 +320,7 @@ fn metrics_plot_predict_and_eval() {
         &text[..200]
     );
     // PNG through a resume-free second run.
-    ok(&[
-        "train",
-        "--data-dir",
-        &s(&data),
-        "--hidden",
-        "32",
-        "--epochs",
-        "1",
-        "--threads",
-        "2",
-        "--quiet",
-        "--plot",
-        &s(&png),
-    ]);
+    common::train(&data, "32", 1, &["--plot", &s(&png)]);
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 
     // eval --json and predict on the IDX test file agree.
@@ -414,38 +378,20 @@ fn a_diverging_run_stops_with_advice_and_writes_no_nan() {
     let (d, data) = workdir(2000, 200);
     let m = d.path().join("m.safetensors");
     // One good epoch first (checkpointed), then a resumed run at an absurd rate.
-    ok(&[
-        "train",
-        "--data-dir",
-        &s(&data),
-        "--hidden",
-        "32",
-        "--epochs",
-        "1",
-        "--threads",
-        "2",
-        "--quiet",
-        "--save",
-        &s(&m),
-    ]);
+    common::train(&data, "32", 1, &["--save", &s(&m)]);
     let before = std::fs::read(&m).unwrap();
-    let out = common::bin()
-        .args([
-            "train",
-            "--resume",
-            &s(&m),
-            "--epochs",
-            "3",
-            "--lr",
-            "1e30",
-            "--schedule",
-            "constant",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = common::fails(&[
+        "train",
+        "--resume",
+        &s(&m),
+        "--epochs",
+        "3",
+        "--lr",
+        "1e30",
+        "--schedule",
+        "constant",
+        "--quiet",
+    ]);
     assert!(
         err.contains("training diverged")
             && err.contains("epoch 2")

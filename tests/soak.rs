@@ -4,34 +4,29 @@
 
 mod common;
 
-use common::{ok, s, workdir};
+use common::{s, workdir};
 
 #[test]
 fn resident_memory_does_not_grow_over_many_epochs() {
     let (d, data) = workdir(4000, 500);
     let m = d.path().join("m.jsonl");
-    ok(&[
-        "train",
-        "--data-dir",
-        &s(&data),
-        "--hidden",
+    common::train(
+        &data,
         "256,128",
-        "--epochs",
-        "60",
-        "--threads",
-        "2",
-        "--quiet",
-        "--validation",
-        "500",
-        "--metrics-out",
-        &s(&m),
-        "--save",
-        &s(&d.path().join("m.safetensors")),
-        "--checkpoint-every",
-        "5",
-        "--plot",
-        &s(&d.path().join("c.svg")),
-    ]);
+        60,
+        &[
+            "--validation",
+            "500",
+            "--metrics-out",
+            &s(&m),
+            "--save",
+            &s(&d.path().join("m.safetensors")),
+            "--checkpoint-every",
+            "5",
+            "--plot",
+            &s(&d.path().join("c.svg")),
+        ],
+    );
     let rss: Vec<f64> = std::fs::read_to_string(&m)
         .unwrap()
         .lines()

@@ -28,6 +28,35 @@ pub fn ok(args: &[&str]) -> Output {
     out
 }
 
+/// Runs the binary expecting an error (exit status 1, not a panic's 101);
+/// returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    err
+}
+
+/// `train` on `data` with hidden widths `hidden` for `epochs` epochs, 2
+/// threads, quietly, plus `extra` flags; fails the test if it fails.
+pub fn train(data: &Path, hidden: &str, epochs: usize, extra: &[&str]) -> Output {
+    let (data, epochs) = (s(data), epochs.to_string());
+    let mut args = vec![
+        "train",
+        "--data-dir",
+        &data,
+        "--hidden",
+        hidden,
+        "--epochs",
+        &epochs,
+        "--threads",
+        "2",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
 /// The 28x28 picture of class `c`: a bright 8x8 square at a place of its
 /// own (a 4x3 grid), plus noise.
 pub fn picture(c: u8, rng: &mut impl Rng) -> Vec<u8> {
