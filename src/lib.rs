@@ -20,6 +20,7 @@ pub mod parallel;
 pub mod plot;
 pub mod predict;
 pub mod real;
+pub mod run_state;
 pub mod schedule;
 pub mod train;
 pub mod workloads;

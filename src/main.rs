@@ -10,13 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use mnist_mlp::config::{self, RunConfig, FIXED_ON_RESUME};
 use mnist_mlp::data::{self, fetch, LoadOptions};
-use mnist_mlp::early_stop::{EarlyStopState, EarlyStopping, Verdict};
+use mnist_mlp::early_stop::{EarlyStopping, Verdict};
 use mnist_mlp::gradcheck;
 use mnist_mlp::nn::{Activation, Init, Loss, Mlp, NetSpec};
 use mnist_mlp::optim::{OptConfig, OptKind};
 use mnist_mlp::parallel::{GemmThreading, Threads};
+use mnist_mlp::run_state;
 use mnist_mlp::schedule::Schedule;
-use mnist_mlp::train::{BatchSize, EpochReport, Trainer, TrainerState};
+use mnist_mlp::train::{BatchSize, EpochReport, Trainer};
 use mnist_mlp::workloads::{self, Workload};
 
 #[derive(Parser)]
@@ -282,44 +283,6 @@ fn default_lr(kind: OptKind) -> f64 {
     }
 }
 
-/// The run state a checkpoint carries (JSON in its `run_state` metadata).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RunState {
-    trainer: TrainerState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    early_stopping: Option<EarlyStopState>,
-    /// True when the run ended (early stopping); it cannot be resumed.
-    #[serde(default)]
-    finished: bool,
-    /// Every epoch's figures so far (for plots after a resume).
-    #[serde(default)]
-    history: Vec<EpochReport>,
-}
-
-/// Keeps only the metrics lines of epochs <= `done` (a resumed run goes on
-/// from there), written atomically.
-fn trim_metrics(path: &Path, done: usize) -> Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("--metrics-out: cannot read {}", path.display()))
-        }
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["epoch"].as_u64())
-                .is_some_and(|e| e as usize <= done)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    mnist_mlp::checkpoint::write_atomic(path, kept.as_bytes())?;
-    Ok(())
-}
-
 fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     // Layer the configuration: defaults < checkpoint < --config file < flags.
     let resumed = match &a.resume {
@@ -454,7 +417,9 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         None => NetSpec::from_hidden(features, &hidden, act, splits.classes)
             .map_err(anyhow::Error::msg)?,
     };
-    let (mut model, state) = match (resumed, &a.resume) {
+    // The model: the checkpoint's when resuming (its run state is restored
+    // below, once the trainer exists), else freshly initialized.
+    let (mut model, resumed_ck) = match (resumed, &a.resume) {
         (Some(l), Some(p)) => {
             if l.model.spec != spec || l.model.loss != loss {
                 bail!(
@@ -462,29 +427,13 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
                     p.display(), l.model.spec, l.model.loss.name(), loss.name()
                 );
             }
-            let st: RunState = l
-                .extras
-                .run_state
-                .clone()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .with_context(|| format!("--resume {}: the checkpoint has no run state (it holds a model only); it can be evaluated, not resumed", p.display()))?;
-            (l, Some(st))
+            (l.model.clone(), Some(l))
         }
-        _ => {
-            let m =
-                Mlp::<f32>::new(spec.clone(), loss, init, cfg.seed).map_err(anyhow::Error::msg)?;
-            (
-                mnist_mlp::checkpoint::Loaded {
-                    model: m,
-                    config: serde_json::Value::Null,
-                    extras: Default::default(),
-                },
-                None,
-            )
-        }
+        _ => (
+            Mlp::<f32>::new(spec.clone(), loss, init, cfg.seed).map_err(anyhow::Error::msg)?,
+            None,
+        ),
     };
-    let extras = std::mem::take(&mut model.extras);
-    let mut model = model.model;
     let mut trainer = Trainer::new(
         &model,
         splits.train.len(),
@@ -497,30 +446,12 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     trainer.total_epochs = cfg.epochs;
     let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
     let mut history = Vec::new();
-    if let (Some(st), Some(p)) = (state, &a.resume) {
-        let ctx = |e: String| anyhow::anyhow!("--resume {}: {e}", p.display());
-        if st.finished {
-            bail!("--resume {}: that run already ended (early stopping at epoch {}); start a new run instead", p.display(), st.trainer.epoch);
-        }
-        if st.trainer.epoch >= cfg.epochs {
-            bail!(
-                "--resume {}: the checkpoint has already trained {} epoch(s); --epochs is the total, so ask for more (e.g. --epochs {})",
-                p.display(), st.trainer.epoch, st.trainer.epoch + 1
-            );
-        }
-        trainer
-            .restore(&model, &st.trainer, &extras.tensors)
-            .map_err(ctx)?;
-        match (&mut early, st.early_stopping) {
-            (Some(es), Some(s)) => es.restore(s, &model, &extras.tensors).map_err(ctx)?,
-            (Some(_), None) => bail!("--resume {}: the run had no early stopping; --patience cannot be added when resuming", p.display()),
-            (None, Some(_)) => bail!("--resume {}: the run used early stopping; keep --patience when resuming", p.display()),
-            (None, None) => {}
-        }
-        history = st.history;
-        history.truncate(trainer.epoch);
+    if let (Some(l), Some(p)) = (&resumed_ck, &a.resume) {
+        history = run_state::restore(l, &model, &mut trainer, early.as_mut(), cfg.epochs)
+            .map_err(|e| anyhow::anyhow!("--resume {}: {e}", p.display()))?;
         if let Some(m) = &cfg.metrics_out {
-            trim_metrics(m, trainer.epoch)?;
+            run_state::trim_metrics(m, trainer.epoch)
+                .with_context(|| format!("--metrics-out: cannot rewrite {}", m.display()))?;
         }
     }
     let first = trainer.epoch + 1;
@@ -595,20 +526,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
                 finished: bool|
      -> Result<()> {
         let Some(path) = &cfg.save else { return Ok(()) };
-        let (ts, mut tensors) = trainer.snapshot(model);
-        if let Some(es) = early {
-            tensors.extend(es.tensors());
-        }
-        let st = RunState {
-            trainer: ts,
-            early_stopping: early.as_ref().map(|e| e.state.clone()),
-            finished,
-            history: history.to_vec(),
-        };
-        let extras = mnist_mlp::checkpoint::Extras {
-            run_state: Some(serde_json::to_value(&st)?),
-            tensors,
-        };
+        let extras = run_state::capture(model, trainer, early.as_ref(), history, finished);
         mnist_mlp::checkpoint::save_with(path, model, &effective.to_json(), &extras)?;
         mnist_mlp::checkpoint::write_atomic(
             &path.with_extension("toml"),
