@@ -124,12 +124,9 @@ pub fn to_bytes_with(
     safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let err = |err| CheckpointError::Write {
-        path: path.to_path_buf(),
-        err,
-    };
+/// Where [`write_atomic`] puts its temporary file for `path`: the directory
+/// and the name prefix (the name ends in [`TEMP_SUFFIX`]).
+fn temp_location(path: &Path) -> (&Path, String) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -138,9 +135,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    (dir, format!(".{name}."))
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let err = |err| CheckpointError::Write {
+        path: path.to_path_buf(),
+        err,
+    };
+    let (dir, prefix) = temp_location(path);
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(err)?;
     // tempfile creates 0600 files: keep the mode of the file replaced, or
@@ -167,21 +176,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 /// process was killed mid-write (`.NAME.*.tmp` beside it); returns how
 /// many. Call it before a run starts writing `path`, not while one does.
 pub fn remove_stale_temps(path: &Path) -> usize {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    if path.file_name().is_none() {
         return 0;
-    };
-    let prefix = format!(".{name}.");
+    }
+    let (dir, prefix) = temp_location(path);
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
     rd.flatten()
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with(&prefix) && n.ends_with(".tmp") && e.path().is_file()
+            n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX) && e.path().is_file()
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()

@@ -171,14 +171,6 @@ fn to_table(c: &RunConfig) -> toml::Table {
 }
 
 impl RunConfig {
-    /// Reads a TOML config file: unknown keys and wrong types are errors
-    /// naming the file and the key.
-    pub fn from_toml_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--config {}: cannot read: {e}", path.display()))?;
-        Self::from_toml(&text).map_err(|e| format!("--config {}: {e}", path.display()))
-    }
-
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, &e))
     }
@@ -186,13 +178,6 @@ impl RunConfig {
     /// The configuration as a TOML document (keys in declaration order).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config serializes to TOML")
-    }
-
-    /// The keys a TOML text sets (for layering).
-    fn keys_of_toml(text: &str) -> Vec<String> {
-        text.parse::<toml::Table>()
-            .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// Layers `top`'s values for `keys` over `self`.
@@ -216,11 +201,18 @@ impl RunConfig {
             .expect("keys of a valid config")
     }
 
-    /// Layers the keys a TOML file sets over `self`.
+    /// Layers the keys a TOML config file sets over `self`: unknown keys
+    /// and wrong types are errors naming the file, the key and the line.
     pub fn overlay_toml_file(&self, path: &Path) -> Result<RunConfig, String> {
-        let file = Self::from_toml_file(path)?;
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        Ok(self.overlay(&file, &Self::keys_of_toml(&text)))
+        let ctx = |e: String| format!("--config {}: {e}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| ctx(format!("cannot read: {e}")))?;
+        let file = Self::from_toml(&text).map_err(ctx)?;
+        // Valid TOML by now: the keys it sets.
+        let keys: Vec<String> = text
+            .parse::<toml::Table>()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(self.overlay(&file, &keys))
     }
 
     /// The keys on which `self` and `other` differ.

@@ -55,12 +55,7 @@ impl EarlyStopping {
             s.best_epoch = epoch;
             s.bad_epochs = 0;
             match &mut self.best {
-                Some(b) => {
-                    for (d, l) in b.layers.iter_mut().zip(&model.layers) {
-                        d.w.assign(&l.w);
-                        d.b.assign(&l.b);
-                    }
-                }
+                Some(b) => copy_params(b, model),
                 None => self.best = Some(model.clone()),
             }
             return Verdict::Improved;
@@ -78,10 +73,7 @@ impl EarlyStopping {
     /// Copies the best weights into `model` (no-op before the first epoch).
     pub fn restore_best(&self, model: &mut Mlp<f32>) {
         if let Some(b) = &self.best {
-            for (d, l) in model.layers.iter_mut().zip(&b.layers) {
-                d.w.assign(&l.w);
-                d.b.assign(&l.b);
-            }
+            copy_params(model, b);
         }
     }
 
@@ -139,6 +131,14 @@ impl EarlyStopping {
         }
         self.best = Some(best);
         Ok(())
+    }
+}
+
+/// `dst`'s weights and biases := `src`'s (same architecture), in place.
+fn copy_params(dst: &mut Mlp<f32>, src: &Mlp<f32>) {
+    for (d, l) in dst.layers.iter_mut().zip(&src.layers) {
+        d.w.assign(&l.w);
+        d.b.assign(&l.b);
     }
 }
 

@@ -294,12 +294,8 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     let mut saved_cfg = None;
     let mut base = RunConfig::default();
     if let (Some(l), Some(p)) = (&resumed, &a.resume) {
-        if l.extras.run_state.is_none() {
-            bail!(
-                "--resume {}: the checkpoint holds a model only, without the training state (optimizer moments, epoch, RNG position); it can be evaluated, not resumed (checkpoints from `train --save` can be)",
-                p.display()
-            );
-        }
+        // A model-only checkpoint has no run configuration either: say so first.
+        run_state::read(&l.extras).map_err(|e| anyhow::anyhow!("--resume {}: {e}", p.display()))?;
         let c: RunConfig = serde_json::from_value(l.config.clone()).map_err(|e| {
             anyhow::anyhow!(
                 "--resume {}: the checkpoint's configuration is not a run configuration of this version ({e}); only checkpoints written by `train --save` can be resumed",
@@ -419,7 +415,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     };
     // The model: the checkpoint's when resuming (its run state is restored
     // below, once the trainer exists), else freshly initialized.
-    let (mut model, resumed_ck) = match (resumed, &a.resume) {
+    let (mut model, resumed_extras) = match (resumed, &a.resume) {
         (Some(l), Some(p)) => {
             if l.model.spec != spec || l.model.loss != loss {
                 bail!(
@@ -427,7 +423,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
                     p.display(), l.model.spec, l.model.loss.name(), loss.name()
                 );
             }
-            (l.model.clone(), Some(l))
+            (l.model, Some(l.extras))
         }
         _ => (
             Mlp::<f32>::new(spec.clone(), loss, init, cfg.seed).map_err(anyhow::Error::msg)?,
@@ -446,12 +442,11 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     trainer.total_epochs = cfg.epochs;
     let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
     let mut history = Vec::new();
-    if let (Some(l), Some(p)) = (&resumed_ck, &a.resume) {
-        history = run_state::restore(l, &model, &mut trainer, early.as_mut(), cfg.epochs)
+    if let (Some(x), Some(p)) = (&resumed_extras, &a.resume) {
+        history = run_state::restore(x, &model, &mut trainer, early.as_mut(), cfg.epochs)
             .map_err(|e| anyhow::anyhow!("--resume {}: {e}", p.display()))?;
         if let Some(m) = &cfg.metrics_out {
-            run_state::trim_metrics(m, trainer.epoch)
-                .with_context(|| format!("--metrics-out: cannot rewrite {}", m.display()))?;
+            run_state::trim_metrics(m, trainer.epoch).context("--metrics-out")?;
         }
     }
     let first = trainer.epoch + 1;
@@ -473,6 +468,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     effective.lr = Some(opt.lr);
     effective.weight_decay = Some(opt.weight_decay);
     effective.layers = Some(spec.to_string());
+    let (effective_json, effective_toml) = (effective.to_json(), effective.to_toml());
 
     let say = |s: String| {
         if cfg.json {
@@ -519,25 +515,25 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         }
         None => None,
     };
-    let save = |model: &Mlp<f32>,
+    // The checkpoint, and beside it the configuration that repeats the run.
+    let save = |path: &Path,
+                model: &Mlp<f32>,
                 trainer: &Trainer,
                 early: &Option<EarlyStopping>,
                 history: &[EpochReport],
                 finished: bool|
      -> Result<()> {
-        let Some(path) = &cfg.save else { return Ok(()) };
         let extras = run_state::capture(model, trainer, early.as_ref(), history, finished);
-        mnist_mlp::checkpoint::save_with(path, model, &effective.to_json(), &extras)?;
+        mnist_mlp::checkpoint::save_with(path, model, &effective_json, &extras)?;
         mnist_mlp::checkpoint::write_atomic(
             &path.with_extension("toml"),
-            effective.to_toml().as_bytes(),
+            effective_toml.as_bytes(),
         )?;
         Ok(())
     };
     let steps = trainer.steps_per_epoch();
     let mut train_seconds = 0.0;
-    let mut epochs_run = 0;
-    let mut stopped_at = None;
+    let mut stopped = false;
     for e in first..=cfg.epochs {
         let pb = if tty {
             let pb = ProgressBar::new(steps as u64);
@@ -569,7 +565,6 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         pb.finish_and_clear();
         let r = r?;
         train_seconds += r.seconds;
-        epochs_run += 1;
         let val = match (r.val_loss, r.val_accuracy) {
             (Some(l), Some(acc)) => format!("  val loss {l:.4} acc {:.2}%", acc * 100.0),
             _ => String::new(),
@@ -590,16 +585,16 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
                 "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
                 es.patience, es.state.best_epoch, es.state.best_loss
             ));
-            stopped_at = Some(e);
+            stopped = true;
         }
-        let last = e == cfg.epochs || stopped_at.is_some();
+        let last = e == cfg.epochs || stopped;
         let every = cfg.checkpoint_every.unwrap_or(0);
         if let Some(path) = cfg
             .save
             .as_ref()
             .filter(|_| last || (every > 0 && e % every == 0))
         {
-            save(&model, &trainer, &early, &history, stopped_at.is_some())?;
+            save(path, &model, &trainer, &early, &history, stopped)?;
             say(format!("saved {} (epoch {e})", path.display()));
         }
         if cfg.json || metrics.is_some() {
@@ -619,26 +614,29 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             mnist_mlp::plot::draw_curves(p, &history)
                 .map_err(|e| anyhow::anyhow!("--plot: cannot draw {}: {e}", p.display()))?;
         }
-        if stopped_at.is_some() {
+        if stopped {
             break;
         }
     }
     // The figures of the model as it ends (the best epoch's after early stopping).
-    let r = match (stopped_at, &early) {
-        (Some(_), Some(es)) => history[es.state.best_epoch - 1].clone(),
+    let r = match (stopped, &early) {
+        (true, Some(es)) => history[es.state.best_epoch - 1].clone(),
         _ => history.last().expect("at least one epoch").clone(),
     };
     let n_done = history.len();
+    // Epochs this process trained (a resumed run's history starts earlier).
+    let epochs_run = n_done + 1 - first;
     let samples_per_s = (splits.train.len() * epochs_run) as f64 / train_seconds;
+    let peak_rss_mib = mnist_mlp::memory::peak_rss_mib();
     say(format!(
         "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
         r.test_accuracy * 100.0,
         r.test_loss,
         n_done,
-        if stopped_at.is_some() { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
+        if stopped { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
         train_seconds,
         samples_per_s,
-        mnist_mlp::memory::peak_rss_bytes().map_or(String::new(), |b| format!(", peak memory {:.0} MiB", mnist_mlp::memory::mib(b)))
+        peak_rss_mib.map_or(String::new(), |m| format!(", peak memory {m:.0} MiB"))
     ));
     if cfg.json {
         let s = serde_json::json!({
@@ -650,7 +648,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             "batch_size": batch.to_string(),
             "epochs": n_done,
             "best_epoch": r.epoch,
-            "stopped_early": stopped_at.is_some(),
+            "stopped_early": stopped,
             "threads": threads.n(),
             "test_accuracy": r.test_accuracy,
             "test_loss": r.test_loss,
@@ -660,7 +658,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             "val_loss": r.val_loss,
             "train_seconds": train_seconds,
             "samples_per_s": samples_per_s,
-            "peak_rss_mib": mnist_mlp::memory::peak_rss_bytes().map(mnist_mlp::memory::mib),
+            "peak_rss_mib": peak_rss_mib,
         });
         println!("{s}");
     }
@@ -804,7 +802,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             items.push((p.display().to_string(), None, v));
         }
     }
-    let x = predict::stack(&items.iter().map(|i| i.2.clone()).collect::<Vec<_>>());
+    let x = predict::stack(&items.iter().map(|i| &i.2[..]).collect::<Vec<_>>());
     let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
         &model.spec,
         mnist_mlp::train::EVAL_CHUNK.min(x.nrows().max(1)),

@@ -44,6 +44,16 @@ pub fn return_large_frees_to_the_os() {
     }
 }
 
+/// [`rss_bytes`] in MiB.
+pub fn rss_mib() -> Option<f64> {
+    rss_bytes().map(mib)
+}
+
+/// [`peak_rss_bytes`] in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    peak_rss_bytes().map(mib)
+}
+
 /// Bytes to MiB.
 pub fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -244,8 +245,6 @@ pub fn draw_curves(path: &Path, history: &[EpochReport]) -> Result<(), String> {
     };
     crate::checkpoint::write_atomic(path, &bytes).map_err(|e| e.to_string())
 }
-
-use image::ImageEncoder;
 
 #[cfg(test)]
 mod tests {

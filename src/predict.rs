@@ -43,7 +43,7 @@ pub fn load_picture(
     invert: Invert,
     pre: Preprocess,
 ) -> Result<Vec<f32>, String> {
-    let img = image::ImageReader::open(path)
+    let mut img = image::ImageReader::open(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
         .with_guessed_format()
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -52,7 +52,6 @@ pub fn load_picture(
     limits.max_image_width = Some(16384);
     limits.max_image_height = Some(16384);
     limits.max_alloc = Some(512 << 20);
-    let mut img = img;
     img.limits(limits);
     let dynimg = img.decode().map_err(|e| {
         format!(
@@ -104,7 +103,6 @@ fn border_mean(g: &Gray) -> f32 {
 }
 
 fn mnist_style(g: &Gray, side: u32) -> Gray {
-    let (w, h) = g.dimensions();
     let mut bbox: Option<(u32, u32, u32, u32)> = None;
     for (x, y, p) in g.enumerate_pixels() {
         if p.0[0] > INK {
@@ -126,7 +124,6 @@ fn mnist_style(g: &Gray, side: u32) -> Gray {
         ((cw as f32 * scale).round() as u32).clamp(1, box_side),
         ((ch as f32 * scale).round() as u32).clamp(1, box_side),
     );
-    let _ = (w, h);
     let digit = image::imageops::resize(&crop, nw, nh, FilterType::Triangle);
     // Center of mass of the scaled digit.
     let (mut m, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
@@ -149,11 +146,11 @@ fn mnist_style(g: &Gray, side: u32) -> Gray {
 }
 
 /// Pictures as rows of a `[n, side*side]` matrix.
-pub fn stack(rows: &[Vec<f32>]) -> Array2<f32> {
+pub fn stack(rows: &[&[f32]]) -> Array2<f32> {
     let d = rows.first().map_or(0, |r| r.len());
     let mut a = Array2::zeros((rows.len(), d));
     for (mut dst, r) in a.rows_mut().into_iter().zip(rows) {
-        dst.assign(&ndarray::ArrayView1::from(&r[..]));
+        dst.assign(&ndarray::ArrayView1::from(*r));
     }
     a
 }

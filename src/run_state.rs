@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::checkpoint::{Extras, Loaded};
+use crate::checkpoint::{CheckpointError, Extras};
 use crate::early_stop::{EarlyStopState, EarlyStopping};
 use crate::nn::Mlp;
 use crate::train::{EpochReport, Trainer, TrainerState};
@@ -48,22 +48,30 @@ pub fn capture(
     }
 }
 
-/// Restores `trainer` (and `early`) from a loaded checkpoint of `model` so
-/// that training continues from epoch `trainer.epoch + 1` of `total_epochs`;
-/// returns the history so far.
+/// The run state of a checkpoint's extras, or why it cannot be resumed.
+pub fn read(extras: &Extras) -> Result<RunState, String> {
+    extras
+        .run_state
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| {
+            "the checkpoint holds a model only, without the training state (optimizer moments, \
+             epoch, RNG position); it can be evaluated, not resumed (checkpoints from `train --save` can be)"
+                .into()
+        })
+}
+
+/// Restores `trainer` (and `early`) from the extras of a checkpoint of
+/// `model` so that training continues from epoch `trainer.epoch + 1` of
+/// `total_epochs`; returns the history so far.
 pub fn restore(
-    loaded: &Loaded,
+    extras: &Extras,
     model: &Mlp<f32>,
     trainer: &mut Trainer,
     early: Option<&mut EarlyStopping>,
     total_epochs: usize,
 ) -> Result<Vec<EpochReport>, String> {
-    let st: RunState = loaded
-        .extras
-        .run_state
-        .clone()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or("the checkpoint has no run state (it holds a model only); it can be evaluated, not resumed")?;
+    let st = read(extras)?;
     if st.finished {
         return Err(format!(
             "that run already ended (early stopping at epoch {}); start a new run instead",
@@ -88,7 +96,7 @@ pub fn restore(
         }
         _ => {}
     }
-    let tensors = &loaded.extras.tensors;
+    let tensors = &extras.tensors;
     trainer.restore(model, &st.trainer, tensors)?;
     if let (Some(es), Some(s)) = (early, st.early_stopping) {
         es.restore(s, model, tensors)?;
@@ -101,11 +109,16 @@ pub fn restore(
 /// Keeps only the lines of a metrics file (`--metrics-out`) whose epoch is
 /// at most `done`, so that a resumed run appends each later epoch once.
 /// Written atomically; a missing file is fine.
-pub fn trim_metrics(path: &Path, done: usize) -> std::io::Result<()> {
+pub fn trim_metrics(path: &Path, done: usize) -> Result<(), CheckpointError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+        Err(err) => {
+            return Err(CheckpointError::Read {
+                path: path.to_path_buf(),
+                err,
+            })
+        }
     };
     let kept: String = text
         .lines()
@@ -117,10 +130,7 @@ pub fn trim_metrics(path: &Path, done: usize) -> std::io::Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    crate::checkpoint::write_atomic(path, kept.as_bytes()).map_err(|e| match e {
-        crate::checkpoint::CheckpointError::Write { err, .. } => err,
-        other => std::io::Error::other(other.to_string()),
-    })
+    crate::checkpoint::write_atomic(path, kept.as_bytes())
 }
 
 #[cfg(test)]
@@ -167,9 +177,9 @@ mod tests {
         let loaded = from_bytes(Path::new("ck"), &bytes).unwrap();
         let (_, mut tc) = fresh();
         let mut c = loaded.model.clone();
-        let e = restore(&loaded, &c, &mut tc, None, 1).unwrap_err();
+        let e = restore(&loaded.extras, &c, &mut tc, None, 1).unwrap_err();
         assert!(e.contains("already trained 1 epoch(s)"), "{e}");
-        restore(&loaded, &c, &mut tc, None, 3).unwrap();
+        restore(&loaded.extras, &c, &mut tc, None, 3).unwrap();
         for _ in 0..2 {
             tc.train_epoch(&mut c, &data, &|_| {}).unwrap();
         }
@@ -178,7 +188,7 @@ mod tests {
             assert_eq!(x.b, y.b);
         }
         let mut es = EarlyStopping::new(2, 0.0);
-        let e = restore(&loaded, &c, &mut tc, Some(&mut es), 3).unwrap_err();
+        let e = restore(&loaded.extras, &c, &mut tc, Some(&mut es), 3).unwrap_err();
         assert!(e.contains("no early stopping"), "{e}");
     }
 

@@ -392,8 +392,8 @@ impl<'t> Trainer<'t> {
             eval_seconds: t1.elapsed().as_secs_f64(),
             samples_per_s: train.len() as f64 / seconds,
             lr: self.opt.cfg.lr,
-            rss_mib: crate::memory::rss_bytes().map(crate::memory::mib),
-            peak_rss_mib: crate::memory::peak_rss_bytes().map(crate::memory::mib),
+            rss_mib: crate::memory::rss_mib(),
+            peak_rss_mib: crate::memory::peak_rss_mib(),
         })
     }
 }

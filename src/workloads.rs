@@ -160,8 +160,8 @@ pub fn run(
         flops_per_sample: fps,
         gflop_per_s_effective: train.len() as f64 * fps as f64 / med / 1e9,
         accounted_mib: crate::memory::mib(accounted as u64),
-        rss_mib: crate::memory::rss_bytes().map(crate::memory::mib),
-        peak_rss_mib: crate::memory::peak_rss_bytes().map(crate::memory::mib),
+        rss_mib: crate::memory::rss_mib(),
+        peak_rss_mib: crate::memory::peak_rss_mib(),
     })
 }
 

@@ -2,6 +2,8 @@
 //! names the file and what is wrong, a non-zero exit (1, not a panic's 101),
 //! and no huge allocation or long stall.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -17,16 +19,7 @@ const TEST_LAB: &str = "t10k-labels-idx1-ubyte";
 
 /// A valid tiny dataset: 10 train and 5 test images of 2x2.
 fn good_dir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let w = |name: &str, bytes: Vec<u8>| std::fs::write(d.path().join(name), bytes).unwrap();
-    w(TRAIN_IMG, encode_idx(&[10, 2, 2], &[7; 40]));
-    w(
-        TRAIN_LAB,
-        encode_idx(&[10], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
-    );
-    w(TEST_IMG, encode_idx(&[5, 2, 2], &[9; 20]));
-    w(TEST_LAB, encode_idx(&[5], &[0, 1, 2, 3, 4]));
-    d
+    dir_of(10, 5, 2, 2)
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
@@ -78,17 +71,7 @@ fn expect_error(case: &str, dir: &Path, extra: &[&str], file: &str, needle: &str
 #[test]
 fn the_good_dataset_is_accepted() {
     let d = good_dir();
-    let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
-        .arg("info")
-        .arg("--data-dir")
-        .arg(d.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::ok(&["info", "--data-dir", &common::s(d.path())]);
     let s = String::from_utf8(out.stdout).unwrap();
     assert!(s.contains("train: 10 images of 2x2"), "{s}");
     assert!(s.contains("per class: 1 1 1 1 1 1 1 1 1 1"), "{s}");

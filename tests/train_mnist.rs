@@ -3,8 +3,9 @@
 //! Without the data the tests say so and pass, except under CI (`CI` set),
 //! where missing data is a failure.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use mnist_mlp::data::{load_dir, LoadOptions, Splits};
@@ -219,28 +220,20 @@ fn cli_train_json_summary() {
     let Some(dir) = mnist_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let metrics = tmp.path().join("run.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
-        .args([
-            "train",
-            "--hidden",
-            "64",
-            "--epochs",
-            "2",
-            "--json",
-            "--threads",
-            "2",
-            "--metrics-out",
-        ])
-        .arg(&metrics)
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::ok(&[
+        "train",
+        "--hidden",
+        "64",
+        "--epochs",
+        "2",
+        "--json",
+        "--threads",
+        "2",
+        "--metrics-out",
+        &common::s(&metrics),
+        "--data-dir",
+        &common::s(&dir),
+    ]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
@@ -278,21 +271,19 @@ fn cli_save_then_eval_reports_the_same_accuracy() {
     let Some(dir) = mnist_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("m.safetensors");
-    let bin = env!("CARGO_BIN_EXE_mnist-mlp");
-    let out = Command::new(bin)
-        .args([
-            "train", "--hidden", "32", "--epochs", "1", "--json", "--save",
-        ])
-        .arg(&model)
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (model_arg, dir_arg) = (common::s(&model), common::s(&dir));
+    let out = common::ok(&[
+        "train",
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--json",
+        "--save",
+        &model_arg,
+        "--data-dir",
+        &dir_arg,
+    ]);
     let summary: serde_json::Value = serde_json::from_str(
         String::from_utf8(out.stdout)
             .unwrap()
@@ -301,18 +292,14 @@ fn cli_save_then_eval_reports_the_same_accuracy() {
             .unwrap(),
     )
     .unwrap();
-    let out = Command::new(bin)
-        .args(["eval", "--json", "--model"])
-        .arg(&model)
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::ok(&[
+        "eval",
+        "--json",
+        "--model",
+        &model_arg,
+        "--data-dir",
+        &dir_arg,
+    ]);
     let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(eval["test_accuracy"], summary["test_accuracy"]);
     let confusion = eval["confusion"].as_array().unwrap();
@@ -339,15 +326,13 @@ fn cli_save_then_eval_reports_the_same_accuracy() {
         bytes[at + 10] = b'3';
     }
     std::fs::write(&other, &bytes).unwrap();
-    let out = Command::new(bin)
-        .args(["eval", "--model"])
-        .arg(&other)
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::fails(&[
+        "eval",
+        "--model",
+        &common::s(&other),
+        "--data-dir",
+        &dir_arg,
+    ]);
     assert!(
         err.contains("o.safetensors") && err.contains("has shape [784, 32], expected [784, 33]"),
         "{err}"
