@@ -1,9 +1,17 @@
-//! Scratch: one product timed as rayon row/column blocks with 1-thread
-//! OpenBLAS vs one OpenBLAS-threaded call.
+//! One product `C (m x n) = A (m x k) B (k x n)` timed three ways (see
+//! BENCHMARKS.md, "Threading policy"): one OpenBLAS-threaded call, and
+//! rayon row or column blocks of single-threaded calls. Operands hot in
+//! cache. `MODE=nt` takes B transposed, `MODE=tn` A transposed (the
+//! back-propagation and weight-gradient products).
+//!
+//!     cargo run --release --example split_vs_blas -- M K N THREADS
 use ndarray::{linalg::general_mat_mul, s, Array2};
 use std::time::Instant;
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|s| s.parse().unwrap())
+        .collect();
     let (m, k, n, th) = (args[0], args[1], args[2], args[3]);
     let mode = std::env::var("MODE").unwrap_or("nn".into());
     let a0 = Array2::<f32>::from_elem(if mode == "tn" { (k, m) } else { (m, k) }, 0.5);
@@ -13,7 +21,10 @@ fn main() {
     let mut c = Array2::<f32>::zeros((m, n));
     let reps = 200;
     let fl = 2.0 * (m * k * n) as f64 * reps as f64;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(th)
+        .build()
+        .unwrap();
     for round in 0..3 {
         mnist_mlp::parallel::set_blas_threads(th);
         let t = Instant::now();

@@ -215,6 +215,28 @@ impl<T> RawMat<T> {
             ..self
         }
     }
+    /// The block `rows x cols` of this matrix.
+    pub fn block(self, rows: Range<usize>, cols: Range<usize>) -> Self {
+        self.row_block(rows).col_block(cols)
+    }
+    /// Whether the rows follow each other in memory (no gaps).
+    pub fn is_contiguous(&self) -> bool {
+        self.stride == self.cols || self.rows <= 1
+    }
+    /// A contiguous matrix as one row (elementwise loops then run over one
+    /// long slice); any other matrix as it is.
+    pub fn flat(self) -> Self {
+        if self.is_contiguous() {
+            Self {
+                rows: 1.min(self.rows * self.cols),
+                cols: self.rows * self.cols,
+                stride: self.rows * self.cols,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
     /// # Safety
     /// No one may write the block while the view lives.
     pub unsafe fn view<'a>(self) -> ArrayView2<'a, T> {

@@ -59,6 +59,17 @@ fn col_split_rows() -> usize {
     })
 }
 
+/// `MLP_GW_SPLIT=rows|cols` from the environment forces how weight
+/// gradients are split (for measuring the policy; see [`Mlp::update_block`]).
+fn gw_split() -> Option<bool> {
+    static V: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    *V.get_or_init(|| match std::env::var("MLP_GW_SPLIT").as_deref() {
+        Ok("rows") => Some(true),
+        Ok("cols") => Some(false),
+        _ => None,
+    })
+}
+
 /// A multilayer perceptron.
 #[derive(Debug, Clone)]
 pub struct Mlp<T: Real> {
@@ -672,10 +683,18 @@ impl<T: Real> Mlp<T> {
         }
     }
 
-    /// Gradient and update of layer `i` on column block `t` of `nb`.
+    /// Gradient and update of layer `i`'s block `t` of `nb`.
+    ///
+    /// The weight gradient `A^T D` (`fan_in x fan_out`) is split by rows
+    /// (input features) when `fan_in >= fan_out`, else by columns: each
+    /// thread packs its share of one operand and all of the other, so the
+    /// split runs along the larger side (half of the larger operand packed
+    /// per thread instead of all of it). Row blocks are also contiguous in
+    /// memory, so the optimizer streams each of its arrays in one run. The
+    /// bias (column sums of `D`) is always split by columns.
     ///
     /// # Safety
-    /// Column blocks of concurrent calls are disjoint; nobody reads W_i now.
+    /// Blocks of concurrent calls are disjoint; nobody reads W_i now.
     #[allow(clippy::too_many_arguments)]
     unsafe fn update_block(
         &self,
@@ -688,45 +707,55 @@ impl<T: Real> Mlp<T> {
         nb: usize,
         update: Update<T>,
     ) {
-        let n_out = self.spec.widths[i + 1];
-        let cols = block(t, nb, n_out, COL_ALIGN);
-        if cols.is_empty() {
-            return;
-        }
+        let (n_in, n_out) = (self.spec.widths[i], self.spec.widths[i + 1]);
         let a_in = if i == 0 { x } else { acts[i - 1] };
-        let d = deltas[i].col_block(cols.clone());
+        let by_rows = match gw_split() {
+            Some(r) => r,
+            None => n_in >= n_out,
+        };
+        let (rows, cols) = if by_rows {
+            (block(t, nb, n_in, 1), 0..n_out)
+        } else {
+            (0..n_in, block(t, nb, n_out, COL_ALIGN))
+        };
+        let bias_cols = block(t, nb, n_out, COL_ALIGN);
         // db[c] = column sums of D[:, c].
-        let gb = p[i].gb.col_block(cols.clone()).row_mut(0);
+        let gb = p[i].gb.col_block(bias_cols.clone()).row_mut(0);
         gb.iter_mut().for_each(|v| *v = T::zero());
-        for r in 0..d.rows {
-            for (g, &v) in gb.iter_mut().zip(d.row(r)) {
+        let db = deltas[i].col_block(bias_cols.clone());
+        for r in 0..db.rows {
+            for (g, &v) in gb.iter_mut().zip(db.row(r)) {
                 *g += v;
             }
         }
-        let w = p[i].w.col_block(cols.clone());
-        let b = p[i].b.col_block(cols.clone());
+        let a = a_in.col_block(rows.clone());
+        let d = deltas[i].col_block(cols.clone());
+        let w = p[i].w.block(rows.clone(), cols.clone());
+        let gw = p[i].gw.block(rows.clone(), cols.clone());
+        let b = p[i].b.col_block(bias_cols.clone());
+        let nonempty = !rows.is_empty() && !cols.is_empty();
         match update {
             Update::Apply(opt) => {
                 if let Some((lr, l2)) = opt.folded_sgd() {
-                    gemm(-lr, a_in.view().t(), d.view(), T::one() - lr * l2, w);
+                    if nonempty {
+                        gemm(-lr, a.view().t(), d.view(), T::one() - lr * l2, w);
+                    }
                     for (b, &g) in b.row_mut(0).iter_mut().zip(gb.iter()) {
                         *b -= lr * g;
                     }
                 } else {
-                    let gw = p[i].gw.col_block(cols.clone());
-                    gemm(T::one(), a_in.view().t(), d.view(), T::zero(), gw);
-                    opt.update_block(2 * i, true, cols.clone(), w, gw);
-                    opt.update_block(2 * i + 1, false, cols.clone(), b, p[i].gb.col_block(cols));
+                    if nonempty {
+                        gemm(T::one(), a.view().t(), d.view(), T::zero(), gw);
+                        opt.update_block(2 * i, true, rows, cols, w, gw);
+                    }
+                    let gb = p[i].gb.col_block(bias_cols.clone());
+                    opt.update_block(2 * i + 1, false, 0..1, bias_cols, b, gb);
                 }
             }
             Update::GradOnly => {
-                gemm(
-                    T::one(),
-                    a_in.view().t(),
-                    d.view(),
-                    T::zero(),
-                    p[i].gw.col_block(cols),
-                );
+                if nonempty {
+                    gemm(T::one(), a.view().t(), d.view(), T::zero(), gw);
+                }
             }
         }
     }

@@ -224,9 +224,9 @@ impl<T: Real> Optimizer<T> {
         (self.cfg.kind == OptKind::Sgd).then(|| (T::of(self.cfg.lr), T::of(self.cfg.l2)))
     }
 
-    /// Updates columns `cols` of tensor `tensor`: `p` and `g` are those
-    /// blocks of the parameter and its gradient. `decay`: weights (L2 and
-    /// weight decay apply), not biases.
+    /// Updates the block `rows x cols` of tensor `tensor`: `p` and `g` are
+    /// those blocks of the parameter and its gradient. `decay`: weights (L2
+    /// and weight decay apply), not biases.
     ///
     /// # Safety
     /// Between [`Optimizer::begin_step`] calls, blocks updated concurrently
@@ -235,6 +235,7 @@ impl<T: Real> Optimizer<T> {
         &self,
         tensor: usize,
         decay: bool,
+        rows: Range<usize>,
         cols: Range<usize>,
         p: RawMat<T>,
         g: RawMat<T>,
@@ -242,8 +243,19 @@ impl<T: Real> Optimizer<T> {
         let c = &self.cfg;
         let lr = T::of(c.lr);
         let l2 = if decay { T::of(c.l2) } else { T::zero() };
-        let s0 = self.raw[tensor][0];
-        let s1 = self.raw[tensor][1];
+        let (mut s0, mut s1) = (self.raw[tensor][0], self.raw[tensor][1]);
+        let (mut p, mut g) = (p, g);
+        if s0.rows > 0 {
+            s0 = s0.block(rows.clone(), cols.clone());
+        }
+        if s1.rows > 0 {
+            s1 = s1.block(rows, cols);
+        }
+        // Whole rows of a tensor are one contiguous run: one long loop
+        // (one stream per array for the prefetchers) instead of one per row.
+        if p.is_contiguous() && g.is_contiguous() && s0.is_contiguous() && s1.is_contiguous() {
+            (p, g, s0, s1) = (p.flat(), g.flat(), s0.flat(), s1.flat());
+        }
         let mut k = self.adam;
         if !decay {
             k.decay = T::zero();
@@ -260,21 +272,21 @@ impl<T: Real> Optimizer<T> {
                 }
                 OptKind::Momentum | OptKind::Nesterov => {
                     let (mu, nest) = (T::of(c.momentum), c.kind == OptKind::Nesterov);
-                    let v = s0.col_block(cols.clone()).row_mut(r);
+                    let v = s0.row_mut(r);
                     for ((p, &g), v) in pr.iter_mut().zip(gr).zip(v) {
                         momentum::update(p, v, g, lr, mu, l2, nest);
                     }
                 }
                 OptKind::RmsProp => {
                     let (rho, eps) = (T::of(c.rho), T::of(c.eps));
-                    let s = s0.col_block(cols.clone()).row_mut(r);
+                    let s = s0.row_mut(r);
                     for ((p, &g), s) in pr.iter_mut().zip(gr).zip(s) {
                         rmsprop::update(p, s, g, lr, rho, eps, l2);
                     }
                 }
                 OptKind::Adam | OptKind::AdamW => {
-                    let m = s0.col_block(cols.clone()).row_mut(r);
-                    let v = s1.col_block(cols.clone()).row_mut(r);
+                    let m = s0.row_mut(r);
+                    let v = s1.row_mut(r);
                     for (((p, &g), m), v) in pr.iter_mut().zip(gr).zip(m).zip(v) {
                         adam::update(p, m, v, g, &k);
                     }
@@ -305,14 +317,27 @@ mod tests {
             let g = ndarray::arr2(&[[0.1, 0.2, -0.3], [0.0, -0.5, 0.7]]);
             let mut want = p.clone();
             let mut s = [[0.0f64; 6]; 2];
-            for step in 1..=3u64 {
+            for step in 1..=4u64 {
                 opt.begin_step();
                 let mut gg = g.clone();
-                // Two column blocks, as two threads would do them.
+                // Blocks as threads would do them: column blocks (strided),
+                // row blocks, a 1 x 2 block beside the rest, and the whole
+                // tensor (contiguous: one flat loop).
+                let blocks: &[(Range<usize>, Range<usize>)] = match step {
+                    1 => &[(0..2, 0..1), (0..2, 1..3)],
+                    2 => &[(0..1, 0..3), (1..2, 0..3)],
+                    3 => &[(0..1, 1..3), (0..1, 0..1), (1..2, 0..3)],
+                    _ => &[(0..2, 0..3)],
+                };
                 unsafe {
                     let (pr, gr) = (RawMat::of(&mut p), RawMat::of(&mut gg));
-                    opt.update_block(0, true, 0..1, pr.col_block(0..1), gr.col_block(0..1));
-                    opt.update_block(0, true, 1..3, pr.col_block(1..3), gr.col_block(1..3));
+                    for (r, c) in blocks.iter().cloned() {
+                        let (pb, gb) = (
+                            pr.block(r.clone(), c.clone()),
+                            gr.block(r.clone(), c.clone()),
+                        );
+                        opt.update_block(0, true, r, c, pb, gb);
+                    }
                 }
                 for (i, (w, &g)) in want.iter_mut().zip(g.iter()).enumerate() {
                     let (lr, l2) = (0.05, 0.01);
