@@ -19,8 +19,9 @@ for spec in "$@"; do
   if [[ ! -x $out/mnist-mlp-$sha ]]; then
     wt=$out/wt-$sha
     git -C "$root" worktree add -q "$wt" "$sha"
-    (cd "$wt" && CARGO_TARGET_DIR=$out/target-$sha cargo build --release -q)
-    cp "$out/target-$sha/release/mnist-mlp" "$out/mnist-mlp-$sha"
+    # One target directory for all commits: the dependencies build once.
+    (cd "$wt" && CARGO_TARGET_DIR=$out/target cargo build --release -q)
+    cp "$out/target/release/mnist-mlp" "$out/mnist-mlp-$sha"
     git -C "$root" worktree remove --force "$wt"
   fi
   bin[$spec]=$out/mnist-mlp-$sha

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::{Activation, Init, Loss, NetSpec};
+use crate::optim::{OptConfig, OptKind};
 use crate::parallel::GemmThreading;
+use crate::schedule::Schedule;
+use crate::train::BatchSize;
 
 /// Every setting of a training run.
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
@@ -232,6 +236,128 @@ impl RunConfig {
     }
 }
 
+/// A run's settings parsed and checked: what the network, optimizer and
+/// trainer are built from. Every error names the flag (= config key).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub loss: Loss,
+    pub opt: OptConfig,
+    pub schedule: Schedule,
+    pub batch: BatchSize,
+    pub init: Init,
+    /// The network of `--layers`; `None`: from `--hidden`/`--activation`
+    /// once the data's widths are known ([`Plan::network`]).
+    pub layers: Option<NetSpec>,
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+}
+
+impl Plan {
+    /// The network for data with `features` inputs and `classes` classes.
+    pub fn network(&self, features: usize, classes: usize) -> Result<NetSpec, String> {
+        match &self.layers {
+            Some(s) => Ok(s.clone()),
+            None => NetSpec::from_hidden(features, &self.hidden, self.activation, classes),
+        }
+    }
+}
+
+/// The learning rate when none is given.
+pub fn default_lr(kind: OptKind) -> f64 {
+    match kind {
+        OptKind::Sgd => 0.1,
+        OptKind::Momentum | OptKind::Nesterov => 0.05,
+        _ => 1e-3,
+    }
+}
+
+/// A comma-separated list of layer widths (`--hidden`).
+pub fn parse_widths(s: &str, flag: &str) -> Result<Vec<usize>, String> {
+    let max = crate::nn::spec::MAX_WIDTH;
+    s.split(',')
+        .map(|t| {
+            let t = t.trim();
+            let w: u128 = t
+                .parse()
+                .map_err(|_| format!("{flag}: `{t}` is not a width"))?;
+            if w == 0 || w > max as u128 {
+                return Err(format!("{flag}: width {t} is out of range (1..={max})"));
+            }
+            Ok(w as usize)
+        })
+        .collect()
+}
+
+impl RunConfig {
+    /// Parses and checks every setting (ranges, names, combinations).
+    pub fn plan(&self) -> Result<Plan, String> {
+        let loss = Loss::parse(&self.loss)
+            .ok_or_else(|| format!("--loss: unknown loss `{}` (expected ce or mse)", self.loss))?;
+        let kind = OptKind::parse(&self.optimizer).ok_or_else(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", self.optimizer))?;
+        let mut opt = OptConfig::new(kind, self.lr.unwrap_or_else(|| default_lr(kind)));
+        opt.l2 = self.l2;
+        opt.momentum = self.momentum;
+        opt.beta1 = self.beta1;
+        opt.beta2 = self.beta2;
+        opt.eps = self.eps;
+        opt.rho = self.rho;
+        if let Some(wd) = self.weight_decay {
+            opt.weight_decay = wd;
+        }
+        opt.validate()?;
+        let schedule = Schedule::parse(&self.schedule)?;
+        let batch = BatchSize::parse(&self.batch_size)?;
+        let init = Init::parse(&self.init).map_err(|e| format!("--init: {e}"))?;
+        if self.epochs == 0 {
+            return Err("--epochs must be at least 1".into());
+        }
+        if self.checkpoint_every == Some(0) {
+            return Err("--checkpoint-every must be at least 1".into());
+        }
+        if self.checkpoint_every.is_some() && self.save.is_none() {
+            return Err("--checkpoint-every needs --save FILE".into());
+        }
+        if let Some(p) = &self.save {
+            if p.extension().is_some_and(|e| e == "toml") {
+                return Err(format!("--save {}: the configuration is written beside the model as .toml; give the model another extension (.safetensors)", p.display()));
+            }
+        }
+        if let Some(p) = &self.plot {
+            crate::plot::Format::of(p).map_err(|e| format!("--plot: {e}"))?;
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(format!(
+                "--min-delta must be a finite number >= 0, got {}",
+                self.min_delta
+            ));
+        }
+        match self.patience {
+            Some(0) => return Err("--patience must be at least 1".into()),
+            Some(_) if self.validation == 0 => return Err(
+                "--patience needs a validation set: add --validation N (e.g. --validation 5000)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        let layers = match &self.layers {
+            Some(l) => Some(NetSpec::parse(l).map_err(|e| format!("--layers: {e}"))?),
+            None => None,
+        };
+        let hidden = parse_widths(&self.hidden, "--hidden")?;
+        let activation = Activation::parse(&self.activation).ok_or_else(|| format!("--activation: unknown activation `{}` (expected relu, leaky_relu, sigmoid, tanh or identity)", self.activation))?;
+        Ok(Plan {
+            loss,
+            opt,
+            schedule,
+            batch,
+            init,
+            layers,
+            hidden,
+            activation,
+        })
+    }
+}
+
 fn location(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(s) => {
@@ -304,5 +430,54 @@ mod tests {
             ..RunConfig::default()
         };
         assert!(base.overlay(&nan, &["lr".into()]).lr.unwrap().is_nan());
+    }
+
+    #[test]
+    fn plan_checks_every_setting_and_names_the_flag() {
+        let p = RunConfig::default().plan().unwrap();
+        assert_eq!(p.opt.kind, OptKind::Adam);
+        assert_eq!(p.opt.lr, 1e-3, "the optimizer's default rate");
+        assert_eq!(p.hidden, vec![512, 256]);
+        assert_eq!(
+            p.network(784, 10).unwrap().to_string(),
+            "784,relu,512,relu,256,softmax,10"
+        );
+        let sgd = RunConfig {
+            optimizer: "sgd".into(),
+            layers: Some("4,tanh,3,softmax,2".into()),
+            ..RunConfig::default()
+        };
+        let p = sgd.plan().unwrap();
+        assert_eq!(p.opt.lr, 0.1);
+        assert_eq!(
+            p.network(784, 10).unwrap().to_string(),
+            "4,tanh,3,softmax,2"
+        );
+        let bad = |f: fn(&mut RunConfig), want: &str| {
+            let mut c = RunConfig::default();
+            f(&mut c);
+            let e = c.plan().unwrap_err();
+            assert!(e.contains(want), "{e:?} should mention {want:?}");
+        };
+        bad(|c| c.loss = "hinge".into(), "--loss: unknown loss `hinge`");
+        bad(|c| c.optimizer = "lbfgs".into(), "--optimizer");
+        bad(|c| c.lr = Some(f64::NAN), "--lr");
+        bad(|c| c.batch_size = "0".into(), "batch");
+        bad(|c| c.epochs = 0, "--epochs");
+        bad(
+            |c| c.checkpoint_every = Some(2),
+            "--checkpoint-every needs --save",
+        );
+        bad(|c| c.save = Some("m.toml".into()), "--save m.toml");
+        bad(|c| c.plot = Some("c.pdf".into()), "--plot");
+        bad(|c| c.min_delta = -1.0, "--min-delta");
+        bad(
+            |c| c.patience = Some(3),
+            "--patience needs a validation set",
+        );
+        bad(|c| c.layers = Some("784,relu".into()), "--layers");
+        bad(|c| c.hidden = "64,0".into(), "--hidden: width 0");
+        bad(|c| c.activation = "swish".into(), "--activation");
+        bad(|c| c.init = "zeros".into(), "--init");
     }
 }

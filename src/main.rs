@@ -8,16 +8,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use mnist_mlp::checkpoint::Loaded;
 use mnist_mlp::config::{self, RunConfig, FIXED_ON_RESUME};
 use mnist_mlp::data::{self, fetch, LoadOptions};
 use mnist_mlp::early_stop::{EarlyStopping, Verdict};
 use mnist_mlp::gradcheck;
-use mnist_mlp::nn::{Activation, Init, Loss, Mlp, NetSpec};
-use mnist_mlp::optim::{OptConfig, OptKind};
+use mnist_mlp::nn::{Loss, Mlp, NetSpec};
 use mnist_mlp::parallel::{GemmThreading, Threads};
 use mnist_mlp::run_state;
-use mnist_mlp::schedule::Schedule;
-use mnist_mlp::train::{BatchSize, EpochReport, Trainer};
+use mnist_mlp::train::{EpochReport, Trainer};
 use mnist_mlp::workloads::{self, Workload};
 
 #[derive(Parser)]
@@ -236,24 +235,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_list(s: &str, flag: &str) -> Result<Vec<usize>> {
-    s.split(',')
-        .map(|t| {
-            let t = t.trim();
-            let w: u128 = t
-                .parse()
-                .with_context(|| format!("{flag}: `{t}` is not a width"))?;
-            if w == 0 || w > mnist_mlp::nn::spec::MAX_WIDTH as u128 {
-                bail!(
-                    "{flag}: width {t} is out of range (1..={})",
-                    mnist_mlp::nn::spec::MAX_WIDTH
-                );
-            }
-            Ok(w as usize)
-        })
-        .collect()
-}
-
 /// Loads the splits, downloading MNIST into the default directory on first use.
 fn load_data(
     dir_flag: Option<&Path>,
@@ -275,25 +256,18 @@ fn load_data(
     Ok(data::load_dir(&dir, opts)?)
 }
 
-fn default_lr(kind: OptKind) -> f64 {
-    match kind {
-        OptKind::Sgd => 0.1,
-        OptKind::Momentum | OptKind::Nesterov => 0.05,
-        _ => 1e-3,
-    }
-}
-
-fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
-    // Layer the configuration: defaults < checkpoint < --config file < flags.
-    let resumed = match &a.resume {
-        Some(p) => Some(
-            mnist_mlp::checkpoint::load(p).with_context(|| format!("--resume {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let mut saved_cfg = None;
+/// The run's configuration, layered: defaults < the checkpoint being
+/// resumed < `--config` file < flags given. Returns it with the checkpoint
+/// and the checkpoint's own configuration when resuming.
+fn layered_config(
+    a: &TrainArgs,
+    explicit: &[String],
+) -> Result<(RunConfig, Option<(Loaded, RunConfig)>)> {
     let mut base = RunConfig::default();
-    if let (Some(l), Some(p)) = (&resumed, &a.resume) {
+    let mut resumed = None;
+    if let Some(p) = &a.resume {
+        let l =
+            mnist_mlp::checkpoint::load(p).with_context(|| format!("--resume {}", p.display()))?;
         // A model-only checkpoint has no run configuration either: say so first.
         run_state::read(&l.extras).map_err(|e| anyhow::anyhow!("--resume {}: {e}", p.display()))?;
         let c: RunConfig = serde_json::from_value(l.config.clone()).map_err(|e| {
@@ -303,13 +277,13 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             )
         })?;
         base = c.clone();
-        saved_cfg = Some(c);
+        resumed = Some((l, c));
     }
     if let Some(p) = &a.config {
         base = base.overlay_toml_file(p).map_err(anyhow::Error::msg)?;
     }
     let cfg = base.overlay(&a.run, explicit);
-    if let (Some(saved), Some(p)) = (&saved_cfg, &a.resume) {
+    if let (Some((_, saved)), Some(p)) = (&resumed, &a.resume) {
         for k in saved.differing_keys(&cfg) {
             if FIXED_ON_RESUME.contains(&k.as_str()) {
                 bail!(
@@ -321,64 +295,129 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             }
         }
     }
+    Ok((cfg, resumed))
+}
 
-    let loss = Loss::parse(&cfg.loss)
-        .with_context(|| format!("--loss: unknown loss `{}` (expected ce or mse)", cfg.loss))?;
-    let kind = OptKind::parse(&cfg.optimizer)
-        .with_context(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", cfg.optimizer))?;
-    let mut opt = OptConfig::new(kind, cfg.lr.unwrap_or_else(|| default_lr(kind)));
-    opt.l2 = cfg.l2;
-    opt.momentum = cfg.momentum;
-    opt.beta1 = cfg.beta1;
-    opt.beta2 = cfg.beta2;
-    opt.eps = cfg.eps;
-    opt.rho = cfg.rho;
-    if let Some(wd) = cfg.weight_decay {
-        opt.weight_decay = wd;
+/// Where a run reports: the console (stdout, or stderr under `--json`),
+/// `--json` lines, `--metrics-out`, `--plot`, and checkpoints with the
+/// configuration that repeats the run beside them.
+struct Outputs<'a> {
+    cfg: &'a RunConfig,
+    metrics: Option<std::io::BufWriter<std::fs::File>>,
+    effective_json: serde_json::Value,
+    effective_toml: String,
+}
+
+impl<'a> Outputs<'a> {
+    fn open(cfg: &'a RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self> {
+        // Leftovers of a run killed while writing (the files themselves are intact).
+        for p in [
+            cfg.save.clone(),
+            cfg.save.as_ref().map(|p| p.with_extension("toml")),
+            cfg.plot.clone(),
+            cfg.metrics_out.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            mnist_mlp::checkpoint::remove_stale_temps(&p);
+        }
+        let metrics = match &cfg.metrics_out {
+            Some(p) => {
+                let mut o = std::fs::OpenOptions::new();
+                if resuming {
+                    o.append(true).create(true);
+                } else {
+                    o.write(true).create(true).truncate(true);
+                }
+                Some(std::io::BufWriter::new(o.open(p).with_context(|| {
+                    format!("--metrics-out: cannot open {}", p.display())
+                })?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            cfg,
+            metrics,
+            effective_json: effective.to_json(),
+            effective_toml: effective.to_toml(),
+        })
     }
-    opt.validate().map_err(anyhow::Error::msg)?;
-    let schedule = Schedule::parse(&cfg.schedule).map_err(anyhow::Error::msg)?;
-    let batch = BatchSize::parse(&cfg.batch_size).map_err(anyhow::Error::msg)?;
-    let init = Init::parse(&cfg.init).map_err(|e| anyhow::anyhow!("--init: {e}"))?;
-    if cfg.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if cfg.checkpoint_every == Some(0) {
-        bail!("--checkpoint-every must be at least 1");
-    }
-    if cfg.checkpoint_every.is_some() && cfg.save.is_none() {
-        bail!("--checkpoint-every needs --save FILE");
-    }
-    if let Some(p) = &cfg.save {
-        if p.extension().is_some_and(|e| e == "toml") {
-            bail!("--save {}: the configuration is written beside the model as .toml; give the model another extension (.safetensors)", p.display());
+
+    /// A line for the person watching.
+    fn say(&self, s: String) {
+        if self.cfg.json {
+            eprintln!("{s}")
+        } else {
+            println!("{s}")
         }
     }
-    if let Some(p) = &cfg.plot {
-        mnist_mlp::plot::Format::of(p).map_err(|e| anyhow::anyhow!("--plot: {e}"))?;
+
+    /// The checkpoint, and beside it the configuration that repeats the run.
+    fn save(
+        &self,
+        path: &Path,
+        model: &Mlp<f32>,
+        trainer: &Trainer,
+        early: Option<&EarlyStopping>,
+        history: &[EpochReport],
+        finished: bool,
+    ) -> Result<()> {
+        let extras = run_state::capture(model, trainer, early, history, finished);
+        mnist_mlp::checkpoint::save_with(path, model, &self.effective_json, &extras)?;
+        mnist_mlp::checkpoint::write_atomic(
+            &path.with_extension("toml"),
+            self.effective_toml.as_bytes(),
+        )?;
+        Ok(())
     }
-    if !(cfg.min_delta.is_finite() && cfg.min_delta >= 0.0) {
-        bail!(
-            "--min-delta must be a finite number >= 0, got {}",
-            cfg.min_delta
-        );
-    }
-    match cfg.patience {
-        Some(0) => bail!("--patience must be at least 1"),
-        Some(_) if cfg.validation == 0 => {
-            bail!("--patience needs a validation set: add --validation N (e.g. --validation 5000)")
+
+    /// The machine-readable record of an epoch (`--json`, `--metrics-out`)
+    /// and the curves so far (`--plot`).
+    fn record(&mut self, r: &EpochReport, history: &[EpochReport]) -> Result<()> {
+        if self.cfg.json || self.metrics.is_some() {
+            let mut v = serde_json::to_value(r)?;
+            v["event"] = "epoch".into();
+            if self.cfg.json {
+                println!("{v}");
+            }
+            if let (Some(w), Some(p)) = (self.metrics.as_mut(), self.cfg.metrics_out.as_ref()) {
+                use std::io::Write;
+                writeln!(w, "{v}")
+                    .and_then(|_| w.flush())
+                    .with_context(|| format!("--metrics-out: cannot write {}", p.display()))?;
+            }
         }
-        _ => {}
+        if let Some(p) = &self.cfg.plot {
+            mnist_mlp::plot::draw_curves(p, history)
+                .map_err(|e| anyhow::anyhow!("--plot: cannot draw {}: {e}", p.display()))?;
+        }
+        Ok(())
     }
-    let spec = match &cfg.layers {
-        Some(l) => Some(NetSpec::parse(l).map_err(|e| anyhow::anyhow!("--layers: {e}"))?),
-        None => None,
-    };
-    let hidden = parse_list(&cfg.hidden, "--hidden")?;
-    let act = Activation::parse(&cfg.activation)
-        .with_context(|| format!("--activation: unknown activation `{}` (expected relu, leaky_relu, sigmoid, tanh or identity)", cfg.activation))?;
+}
+
+/// A progress bar over an epoch's steps (hidden unless on a terminal).
+fn epoch_bar(show: bool, steps: usize, e: usize, epochs: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_message(format!("{e}/{epochs}"));
+    pb
+}
+
+fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
+    let (cfg, resumed) = layered_config(&a, explicit)?;
+    let plan = cfg.plan().map_err(anyhow::Error::msg)?;
     let threads = thread_pool(cfg.threads, cfg.threading)?;
-    if let (Some(saved), Some(p)) = (&saved_cfg, &a.resume) {
+    if let (Some((_, saved)), Some(p)) = (&resumed, &a.resume) {
         if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
             eprintln!(
                 "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but not bit for bit as the original would have",
@@ -388,11 +427,10 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     }
 
     let tty = std::io::stderr().is_terminal() && !cfg.quiet;
-    let classes = spec.as_ref().map(|s| s.output_width());
     let splits = load_data(
         cfg.data_dir.as_deref(),
         &LoadOptions {
-            classes,
+            classes: plan.layers.as_ref().map(|s| s.output_width()),
             validation: cfg.validation,
             seed: cfg.seed,
         },
@@ -400,23 +438,20 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         tty,
     )?;
     let features = splits.train.features();
-    let spec = match spec {
-        Some(s) => {
-            if s.input() != features {
-                bail!(
-                    "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
-                    s.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
-                );
-            }
-            s
-        }
-        None => NetSpec::from_hidden(features, &hidden, act, splits.classes)
-            .map_err(anyhow::Error::msg)?,
-    };
+    let spec = plan
+        .network(features, splits.classes)
+        .map_err(anyhow::Error::msg)?;
+    if spec.input() != features {
+        bail!(
+            "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
+            spec.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
+        );
+    }
+    let (loss, opt) = (plan.loss, &plan.opt);
     // The model: the checkpoint's when resuming (its run state is restored
     // below, once the trainer exists), else freshly initialized.
     let (mut model, resumed_extras) = match (resumed, &a.resume) {
-        (Some(l), Some(p)) => {
+        (Some((l, _)), Some(p)) => {
             if l.model.spec != spec || l.model.loss != loss {
                 bail!(
                     "--resume {}: the checkpoint holds {} ({}), the configuration asks for {spec} ({})",
@@ -426,19 +461,19 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             (l.model, Some(l.extras))
         }
         _ => (
-            Mlp::<f32>::new(spec.clone(), loss, init, cfg.seed).map_err(anyhow::Error::msg)?,
+            Mlp::<f32>::new(spec.clone(), loss, plan.init, cfg.seed).map_err(anyhow::Error::msg)?,
             None,
         ),
     };
     let mut trainer = Trainer::new(
         &model,
         splits.train.len(),
-        batch,
+        plan.batch,
         opt.clone(),
         cfg.seed,
         &threads,
     )?;
-    trainer.schedule = schedule;
+    trainer.schedule = plan.schedule;
     trainer.total_epochs = cfg.epochs;
     let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
     let mut history = Vec::new();
@@ -450,38 +485,20 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         }
     }
     let first = trainer.epoch + 1;
-    // Leftovers of a run killed while writing (the files themselves are intact).
-    for p in [
-        cfg.save.clone(),
-        cfg.save.as_ref().map(|p| p.with_extension("toml")),
-        cfg.plot.clone(),
-        cfg.metrics_out.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        mnist_mlp::checkpoint::remove_stale_temps(&p);
-    }
     // The configuration that repeats this run exactly.
-    let mut effective = cfg.clone();
-    effective.threads = Some(threads.n());
-    effective.lr = Some(opt.lr);
-    effective.weight_decay = Some(opt.weight_decay);
-    effective.layers = Some(spec.to_string());
-    let (effective_json, effective_toml) = (effective.to_json(), effective.to_toml());
-
-    let say = |s: String| {
-        if cfg.json {
-            eprintln!("{s}")
-        } else {
-            println!("{s}")
-        }
+    let effective = RunConfig {
+        threads: Some(threads.n()),
+        lr: Some(opt.lr),
+        weight_decay: Some(opt.weight_decay),
+        layers: Some(spec.to_string()),
+        ..cfg.clone()
     };
-    say(format!(
-        "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {batch}, {} epochs, {} threads ({:?})",
-        spec.params(), loss.name(), kind.name(), opt.lr, cfg.schedule, cfg.epochs, threads.n(), threads.policy()
+    let mut out = Outputs::open(&cfg, &effective, a.resume.is_some())?;
+    out.say(format!(
+        "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
+        spec.params(), loss.name(), opt.kind.name(), opt.lr, cfg.schedule, plan.batch, cfg.epochs, threads.n(), threads.policy()
     ));
-    say(format!(
+    out.say(format!(
         "data {}: train {} x {}, test {}{}",
         data::resolve_data_dir(cfg.data_dir.as_deref()).display(),
         splits.train.len(),
@@ -493,7 +510,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             .map_or(String::new(), |v| format!(", validation {}", v.len()))
     ));
     if let Some(p) = &a.resume {
-        say(format!(
+        out.say(format!(
             "resuming {} after epoch {} (step {})",
             p.display(),
             trainer.epoch,
@@ -501,54 +518,11 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         ));
     }
 
-    let mut metrics = match &cfg.metrics_out {
-        Some(p) => {
-            let mut o = std::fs::OpenOptions::new();
-            if a.resume.is_some() {
-                o.append(true).create(true);
-            } else {
-                o.write(true).create(true).truncate(true);
-            }
-            Some(std::io::BufWriter::new(o.open(p).with_context(|| {
-                format!("--metrics-out: cannot open {}", p.display())
-            })?))
-        }
-        None => None,
-    };
-    // The checkpoint, and beside it the configuration that repeats the run.
-    let save = |path: &Path,
-                model: &Mlp<f32>,
-                trainer: &Trainer,
-                early: &Option<EarlyStopping>,
-                history: &[EpochReport],
-                finished: bool|
-     -> Result<()> {
-        let extras = run_state::capture(model, trainer, early.as_ref(), history, finished);
-        mnist_mlp::checkpoint::save_with(path, model, &effective_json, &extras)?;
-        mnist_mlp::checkpoint::write_atomic(
-            &path.with_extension("toml"),
-            effective_toml.as_bytes(),
-        )?;
-        Ok(())
-    };
     let steps = trainer.steps_per_epoch();
     let mut train_seconds = 0.0;
     let mut stopped = false;
     for e in first..=cfg.epochs {
-        let pb = if tty {
-            let pb = ProgressBar::new(steps as u64);
-            pb.set_style(
-                ProgressStyle::with_template(
-                    "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            pb.set_message(format!("{e}/{}", cfg.epochs));
-            pb
-        } else {
-            ProgressBar::hidden()
-        };
+        let pb = epoch_bar(tty, steps, e, cfg.epochs);
         let every = (steps / 200).max(1);
         let on_step = |k: usize| {
             if k % every == 0 || k == steps {
@@ -569,51 +543,28 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             (Some(l), Some(acc)) => format!("  val loss {l:.4} acc {:.2}%", acc * 100.0),
             _ => String::new(),
         };
-        say(format!(
+        out.say(format!(
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%{val}  {:.2} s  {:.0} samples/s",
             e, cfg.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
         ));
-        let verdict = match (&mut early, r.val_loss) {
-            (Some(es), Some(vl)) => Some(es.observe(e, vl, &model)),
-            _ => None,
-        };
+        if let (Some(es), Some(vl)) = (&mut early, r.val_loss) {
+            if es.observe(e, vl, &model) == Verdict::Stop {
+                es.restore_best(&mut model);
+                out.say(format!(
+                    "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
+                    es.patience, es.state.best_epoch, es.state.best_loss
+                ));
+                stopped = true;
+            }
+        }
         history.push(r.clone());
-        if let Some(Verdict::Stop) = verdict {
-            let es = early.as_ref().expect("verdict from early stopping");
-            es.restore_best(&mut model);
-            say(format!(
-                "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
-                es.patience, es.state.best_epoch, es.state.best_loss
-            ));
-            stopped = true;
-        }
-        let last = e == cfg.epochs || stopped;
         let every = cfg.checkpoint_every.unwrap_or(0);
-        if let Some(path) = cfg
-            .save
-            .as_ref()
-            .filter(|_| last || (every > 0 && e % every == 0))
-        {
-            save(path, &model, &trainer, &early, &history, stopped)?;
-            say(format!("saved {} (epoch {e})", path.display()));
+        let due = e == cfg.epochs || stopped || (every > 0 && e % every == 0);
+        if let Some(path) = cfg.save.as_ref().filter(|_| due) {
+            out.save(path, &model, &trainer, early.as_ref(), &history, stopped)?;
+            out.say(format!("saved {} (epoch {e})", path.display()));
         }
-        if cfg.json || metrics.is_some() {
-            let mut v = serde_json::to_value(&r)?;
-            v["event"] = "epoch".into();
-            if cfg.json {
-                println!("{v}");
-            }
-            if let (Some(w), Some(p)) = (metrics.as_mut(), cfg.metrics_out.as_ref()) {
-                use std::io::Write;
-                writeln!(w, "{v}")
-                    .and_then(|_| w.flush())
-                    .with_context(|| format!("--metrics-out: cannot write {}", p.display()))?;
-            }
-        }
-        if let Some(p) = &cfg.plot {
-            mnist_mlp::plot::draw_curves(p, &history)
-                .map_err(|e| anyhow::anyhow!("--plot: cannot draw {}: {e}", p.display()))?;
-        }
+        out.record(&r, &history)?;
         if stopped {
             break;
         }
@@ -628,7 +579,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     let epochs_run = n_done + 1 - first;
     let samples_per_s = (splits.train.len() * epochs_run) as f64 / train_seconds;
     let peak_rss_mib = mnist_mlp::memory::peak_rss_mib();
-    say(format!(
+    out.say(format!(
         "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
         r.test_accuracy * 100.0,
         r.test_loss,
@@ -643,9 +594,9 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             "event": "summary",
             "layers": spec.to_string(),
             "loss": loss.name(),
-            "optimizer": kind.name(),
+            "optimizer": opt.kind.name(),
             "lr": opt.lr,
-            "batch_size": batch.to_string(),
+            "batch_size": plan.batch.to_string(),
             "epochs": n_done,
             "best_epoch": r.epoch,
             "stopped_early": stopped,
