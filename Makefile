@@ -29,12 +29,12 @@ info: build
 
 # The whole test suite, optimized (numeric code is 10-50x slower in debug).
 # Set MNIST_DIR to run the MNIST end-to-end tests on the real data.
-# Then the unit tests and the reader's property tests once more in the test
-# profile (optimized too, but with overflow checks and debug assertions on,
-# which `--release` turns off).
+# Then the unit tests, the reader's property tests and the fuzz-corpus replay
+# once more in the test profile (optimized too, but with overflow checks and
+# debug assertions on, which `--release` turns off).
 test: deps
 	cargo test --release
-	cargo test --lib --test idx_props
+	cargo test --lib --test idx_props --test fuzz_corpus
 
 bench: deps
 	cargo bench

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod early_stop;
+pub mod fuzzing;
 pub mod gradcheck;
 pub mod memory;
 pub mod nn;

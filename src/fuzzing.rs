@@ -1,0 +1,62 @@
+//! The properties the fuzz targets in `fuzz/` check, as plain functions: the
+//! targets call them under libFuzzer, and `tests/fuzz_corpus.rs` replays the
+//! corpus (and byte-level mutations of it) through them in every test run.
+//! Each panics when a property fails, which is what a fuzzer reports.
+
+use std::path::Path;
+
+use flate2::bufread::MultiGzDecoder;
+
+use crate::checkpoint::from_bytes;
+use crate::data::idx::parse_idx;
+
+/// The IDX reader on arbitrary bytes, raw and as a gzip stream: it must
+/// return Ok or Err, never panic, and what it accepts is self-consistent and
+/// no larger than the input can hold (raw) or decompress to (gzip). The
+/// first byte picks the interpretation (bit 0: gzip; bits 1-2: no expected
+/// rank, images of rank 3, labels of rank 1), the rest is the file.
+pub fn idx_reader(data: &[u8]) {
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let rank = match mode >> 1 & 3 {
+        1 => Some(("images", 3)),
+        2 => Some(("labels", 1)),
+        _ => None,
+    };
+    let r = if mode & 1 == 0 {
+        parse_idx(body, body.len() as u64, false, rank)
+    } else {
+        parse_idx(MultiGzDecoder::new(body), body.len() as u64, true, rank)
+    };
+    if let Ok(a) = r {
+        let n: usize = a.dims.iter().product();
+        assert_eq!(n, a.data.len(), "dims {:?}", a.dims);
+        let cap = if mode & 1 == 0 {
+            body.len()
+        } else {
+            body.len() * 1100
+        };
+        assert!(
+            a.data.len() <= cap,
+            "{} bytes from {}",
+            a.data.len(),
+            body.len()
+        );
+    }
+}
+
+/// The checkpoint loader on arbitrary bytes: it must return Ok or Err, never
+/// panic; what it accepts is a finite model whose shapes match its layer
+/// list.
+pub fn checkpoint_loader(data: &[u8]) {
+    if let Ok(l) = from_bytes(Path::new("fuzz.safetensors"), data) {
+        assert!(l.model.is_finite());
+        let w = &l.model.spec.widths;
+        assert_eq!(l.model.layers.len() + 1, w.len());
+        for (layer, io) in l.model.layers.iter().zip(w.windows(2)) {
+            assert_eq!(layer.w.dim(), (io[0], io[1]));
+            assert_eq!(layer.b.len(), io[1]);
+        }
+    }
+}
