@@ -5,14 +5,18 @@
 //! back-propagation and weight-gradient products).
 //!
 //!     cargo run --release --example split_vs_blas -- M K N THREADS
+use mnist_mlp::parallel::{block, par_for, set_blas_threads, RawMat};
 use ndarray::{linalg::general_mat_mul, s, Array2};
 use std::time::Instant;
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
-        .map(|s| s.parse().unwrap())
+        .map(|s| s.parse().expect("M K N THREADS are numbers"))
         .collect();
-    let (m, k, n, th) = (args[0], args[1], args[2], args[3]);
+    let [m, k, n, th] = args[..] else {
+        panic!("usage: split_vs_blas M K N THREADS");
+    };
     let mode = std::env::var("MODE").unwrap_or("nn".into());
     let a0 = Array2::<f32>::from_elem(if mode == "tn" { (k, m) } else { (m, k) }, 0.5);
     let w0 = Array2::<f32>::from_elem(if mode == "nt" { (n, k) } else { (k, n) }, 0.25);
@@ -20,50 +24,43 @@ fn main() {
     let w = if mode == "nt" { w0.t() } else { w0.view() };
     let mut c = Array2::<f32>::zeros((m, n));
     let reps = 200;
-    let fl = 2.0 * (m * k * n) as f64 * reps as f64;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(th)
         .build()
-        .unwrap();
-    for round in 0..3 {
-        mnist_mlp::parallel::set_blas_threads(th);
+        .expect("thread pool");
+    // GFLOP/s of `reps` runs of `f` with OpenBLAS on `blas_threads` threads;
+    // the split variants (one OpenBLAS thread) run in the rayon pool, the
+    // OpenBLAS-threaded call on the main thread with the pool idle.
+    let gflops = |blas_threads: usize, f: &(dyn Fn() + Sync)| {
+        set_blas_threads(blas_threads);
         let t = Instant::now();
-        for _ in 0..reps {
-            general_mat_mul(1.0, &a, &w, 0.0, &mut c);
+        if blas_threads == 1 {
+            pool.install(|| (0..reps).for_each(|_| f()));
+        } else {
+            (0..reps).for_each(|_| f());
         }
-        let blas = fl / t.elapsed().as_secs_f64() / 1e9;
-        mnist_mlp::parallel::set_blas_threads(1);
-        let rows = |c: &mut Array2<f32>| {
-            let cp = mnist_mlp::parallel::RawMat::of(c);
-            pool.install(|| {
-                for _ in 0..reps {
-                    mnist_mlp::parallel::par_for(th, &|t| {
-                        let r = mnist_mlp::parallel::block(t, th, m, 1);
-                        let out = cp.row_block(r.clone());
-                        unsafe {
-                            general_mat_mul(1.0, &a.slice(s![r, ..]), &w, 0.0, &mut out.view_mut())
-                        };
-                    });
-                }
-            })
-        };
-        let t = Instant::now();
-        rows(&mut c);
-        let rs = fl / t.elapsed().as_secs_f64() / 1e9;
-        let cp = mnist_mlp::parallel::RawMat::of(&mut c);
-        let t = Instant::now();
-        pool.install(|| {
-            for _ in 0..reps {
-                mnist_mlp::parallel::par_for(th, &|t| {
-                    let r = mnist_mlp::parallel::block(t, th, n, 16);
-                    let out = cp.col_block(r.clone());
-                    unsafe {
-                        general_mat_mul(1.0, &a, &w.slice(s![.., r]), 0.0, &mut out.view_mut())
-                    };
-                });
-            }
+        2.0 * (m * k * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
+    };
+    for round in 0..3 {
+        let cp = RawMat::of(&mut c);
+        // SAFETY: each call writes `cp` alone, or disjoint blocks of it.
+        let blas = gflops(th, &|| unsafe {
+            general_mat_mul(1.0, &a, &w, 0.0, &mut cp.view_mut())
         });
-        let cs = fl / t.elapsed().as_secs_f64() / 1e9;
-        println!("round {round} m={m} k={k} n={n} threads={th}: blas {blas:.1}  row-split {rs:.1}  col-split {cs:.1} GF/s");
+        let rows = gflops(1, &|| {
+            par_for(th, &|t| {
+                let r = block(t, th, m, 1);
+                let out = cp.row_block(r.clone());
+                unsafe { general_mat_mul(1.0, &a.slice(s![r, ..]), &w, 0.0, &mut out.view_mut()) };
+            })
+        });
+        let cols = gflops(1, &|| {
+            par_for(th, &|t| {
+                let r = block(t, th, n, 16);
+                let out = cp.col_block(r.clone());
+                unsafe { general_mat_mul(1.0, &a, &w.slice(s![.., r]), 0.0, &mut out.view_mut()) };
+            })
+        });
+        println!("round {round} m={m} k={k} n={n} threads={th}: blas {blas:.1}  row-split {rows:.1}  col-split {cols:.1} GF/s");
     }
 }
