@@ -720,11 +720,12 @@ impl<T: Real> Mlp<T> {
         };
         let bias_cols = block(t, nb, n_out, COL_ALIGN);
         // db[c] = column sums of D[:, c].
-        let gb = p[i].gb.col_block(bias_cols.clone()).row_mut(0);
-        gb.iter_mut().for_each(|v| *v = T::zero());
+        let gb = p[i].gb.col_block(bias_cols.clone());
+        let sums = gb.row_mut(0);
+        sums.iter_mut().for_each(|v| *v = T::zero());
         let db = deltas[i].col_block(bias_cols.clone());
         for r in 0..db.rows {
-            for (g, &v) in gb.iter_mut().zip(db.row(r)) {
+            for (g, &v) in sums.iter_mut().zip(db.row(r)) {
                 *g += v;
             }
         }
@@ -740,7 +741,7 @@ impl<T: Real> Mlp<T> {
                     if nonempty {
                         gemm(-lr, a.view().t(), d.view(), T::one() - lr * l2, w);
                     }
-                    for (b, &g) in b.row_mut(0).iter_mut().zip(gb.iter()) {
+                    for (b, &g) in b.row_mut(0).iter_mut().zip(sums.iter()) {
                         *b -= lr * g;
                     }
                 } else {
@@ -748,7 +749,6 @@ impl<T: Real> Mlp<T> {
                         gemm(T::one(), a.view().t(), d.view(), T::zero(), gw);
                         opt.update_block(2 * i, true, rows, cols, w, gw);
                     }
-                    let gb = p[i].gb.col_block(bias_cols.clone());
                     opt.update_block(2 * i + 1, false, 0..1, bias_cols, b, gb);
                 }
             }

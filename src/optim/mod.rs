@@ -237,14 +237,13 @@ impl<T: Real> Optimizer<T> {
         decay: bool,
         rows: Range<usize>,
         cols: Range<usize>,
-        p: RawMat<T>,
-        g: RawMat<T>,
+        mut p: RawMat<T>,
+        mut g: RawMat<T>,
     ) {
         let c = &self.cfg;
         let lr = T::of(c.lr);
         let l2 = if decay { T::of(c.l2) } else { T::zero() };
         let (mut s0, mut s1) = (self.raw[tensor][0], self.raw[tensor][1]);
-        let (mut p, mut g) = (p, g);
         if s0.rows > 0 {
             s0 = s0.block(rows.clone(), cols.clone());
         }
