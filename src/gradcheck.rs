@@ -10,7 +10,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
+use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, SplitPolicy, Update, Workspace};
 
 /// Result for one parameter tensor.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,6 +50,18 @@ pub fn check(
     blocks: usize,
     seed: u64,
 ) -> Result<GradCheck, String> {
+    check_split(spec, loss, batch, blocks, seed, SplitPolicy::from_env())
+}
+
+/// [`check`] with the step's products split by `split`.
+pub fn check_split(
+    spec: &NetSpec,
+    loss: Loss,
+    batch: usize,
+    blocks: usize,
+    seed: u64,
+    split: SplitPolicy,
+) -> Result<GradCheck, String> {
     let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
     // Non-zero biases, so that their gradients are exercised off the origin.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
@@ -67,6 +79,7 @@ pub fn check(
         rows: Rows::Range(0, batch),
     };
     let mut ws = Workspace::<f64>::new(spec, batch, blocks);
+    ws.set_split(split);
     net.train_step(&mut ws, &b, Update::GradOnly);
     let mut loss_at = |net: &mut Mlp<f64>| net.forward(&mut ws, &b).mean_loss();
 
@@ -158,6 +171,34 @@ mod tests {
                     "{} {:?} batch={batch} blocks={blocks}: {:#?}",
                     spec,
                     loss,
+                    r.tensors
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_row_and_column_stages_pass_in_f64() {
+        // Batch 34 on 2 blocks is row-split by default; with `big_weights`
+        // 0 every product wider than 34 columns (all but the output layer's
+        // here) is split by columns, in the forward pass, back-propagation,
+        // or both: regions of row blocks and of column blocks alternate.
+        let spec = NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").unwrap();
+        for (big_fwd, big_bwd) in [(true, false), (false, true), (true, true)] {
+            let split = SplitPolicy {
+                col_split_rows: crate::nn::mlp::COL_SPLIT_ROWS,
+                big_weights: 0,
+                big_fwd,
+                big_bwd,
+            };
+            assert!(!split.split_cols(34, 2, 40, 5, true), "the output layer");
+            assert_eq!(split.split_cols(34, 2, 12, 40, true), big_fwd);
+            assert_eq!(split.split_cols(34, 2, 35, 40, false), big_bwd);
+            for blocks in [2, 3] {
+                let r = check_split(&spec, Loss::CrossEntropy, 34, blocks, 7, split).unwrap();
+                assert!(
+                    r.max_rel_err() < 1e-6,
+                    "fwd={big_fwd} bwd={big_bwd} blocks={blocks}: {:#?}",
                     r.tensors
                 );
             }

@@ -3,24 +3,31 @@
 //! Layer `i` maps `[B, n_i]` to `[B, n_{i+1}]`; `A_0` is the input batch,
 //! `A_{i+1} = f_i(A_i W_i + b_i)`, and `D_{i+1} = dL/dZ_{i+1}`.
 //!
-//! A step is two *parallel regions*, each split into one block per thread
+//! A step runs in *parallel regions*, each split into one block per thread
 //! (see [`crate::parallel`]); inside a block the work is single-threaded
 //! GEMMs on slices, each followed by its fused elementwise pass, on buffers
 //! of the [`Workspace`] allocated once:
 //!
-//! 1. row blocks of the batch: gather the rows; for each layer
-//!    `A_{i+1}[rows] = f(A_i[rows] W_i + b)`; at the output the fused loss,
-//!    accuracy and `D_L = (p - onehot) / B` in place of the logits; then back
-//!    through the layers `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])`
-//!    (not for the input). A block needs only its own rows and the weights,
-//!    which nobody writes in this region.
-//! 2. column blocks of every layer's weights: `dW[:, c] = A_i^T D_{i+1}[:, c]`,
-//!    `db[c] = sum_rows D_{i+1}[:, c]`, then the optimizer on that block while
-//!    it is hot in cache. Plain SGD folds the update into the GEMM:
-//!    `W[:, c] = (1 - lr l2) W[:, c] - lr A_i^T D_{i+1}[:, c]`.
+//! 1. the *stages* of the pass: gather the rows; for each hidden layer
+//!    `A_{i+1} = f(A_i W_i + b)`; at the output the fused loss, accuracy and
+//!    `D_L = (p - onehot) / B` in place of the logits; then back through the
+//!    layers `D_i = (D_{i+1} W_i^T) * f'(A_i)` (not for the input). Each
+//!    stage is split by rows of the batch or by columns of its output
+//!    ([`SplitPolicy`]). Consecutive row-split stages share one region: a
+//!    row block needs only its own rows and the weights, which nobody
+//!    writes here. By default a batch with at least [`COL_SPLIT_ROWS`] rows
+//!    per block is one region of row blocks; smaller batches split every
+//!    product by columns (each thread reads only its share of the weights),
+//!    one region per stage.
+//! 2. blocks of every layer's weights (rows or columns, along the longer
+//!    side): `dW = A_i^T D_{i+1}` on the block, `db = sum_rows D_{i+1}` on a
+//!    column block, then the optimizer on that block while it is hot in
+//!    cache. Plain SGD folds the update into the GEMM:
+//!    `W = (1 - lr l2) W - lr A_i^T D_{i+1}`.
 //!
-//! So a step costs two synchronizations whatever the depth, and the result
-//! depends only on the number of blocks, not on timing.
+//! So a step with the default policy costs two synchronizations whatever
+//! the depth, and the result depends only on the number of blocks, not on
+//! timing.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -47,18 +54,6 @@ const COL_ALIGN: usize = 16;
 /// reading all weights). Chosen by measurement: see BENCHMARKS.md.
 pub const COL_SPLIT_ROWS: usize = 16;
 
-/// [`COL_SPLIT_ROWS`], or `MLP_COL_SPLIT_ROWS` from the environment (for
-/// measuring the policy).
-fn col_split_rows() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("MLP_COL_SPLIT_ROWS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(COL_SPLIT_ROWS)
-    })
-}
-
 /// `MLP_GW_SPLIT=rows|cols` from the environment forces how weight
 /// gradients are split (for measuring the policy; see [`Mlp::update_block`]).
 fn gw_split() -> Option<bool> {
@@ -68,6 +63,67 @@ fn gw_split() -> Option<bool> {
         Ok("cols") => Some(false),
         _ => None,
     })
+}
+
+/// How the forward and back-propagation products of a training step are
+/// split between threads (see BENCHMARKS.md, "Threading policy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitPolicy {
+    /// Below this many batch rows per block, every product is split by
+    /// columns ([`COL_SPLIT_ROWS`]).
+    pub col_split_rows: usize,
+    /// Products with at least this many weights and more output columns
+    /// than batch rows are split by columns (`usize::MAX`: none; measured
+    /// no faster on T5, see BENCHMARKS.md) ...
+    pub big_weights: usize,
+    /// ... in the forward pass ...
+    pub big_fwd: bool,
+    /// ... and in back-propagation.
+    pub big_bwd: bool,
+}
+
+impl SplitPolicy {
+    /// The default, or from the environment for measuring the policy:
+    /// `MLP_COL_SPLIT_ROWS=N` sets `col_split_rows`, `MLP_BIG_COLS=MIN[:f|b|fb]`
+    /// sets `big_weights` and which passes it applies to (both by default).
+    pub fn from_env() -> Self {
+        static V: std::sync::OnceLock<SplitPolicy> = std::sync::OnceLock::new();
+        *V.get_or_init(|| {
+            let col_split_rows = std::env::var("MLP_COL_SPLIT_ROWS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(COL_SPLIT_ROWS);
+            let big = std::env::var("MLP_BIG_COLS").unwrap_or_default();
+            let (min, which) = big.split_once(':').unwrap_or((&big, "fb"));
+            SplitPolicy {
+                col_split_rows,
+                big_weights: min.parse().unwrap_or(usize::MAX),
+                big_fwd: which.contains('f'),
+                big_bwd: which.contains('b'),
+            }
+        })
+    }
+
+    /// Whether a product `[n, k] x [k, cols]` on `nb` blocks (`fwd`: of the
+    /// forward pass, else of back-propagation) is split by columns.
+    pub fn split_cols(&self, n: usize, nb: usize, k: usize, cols: usize, fwd: bool) -> bool {
+        if nb <= 1 {
+            return false;
+        }
+        if n < self.col_split_rows * nb {
+            return true;
+        }
+        k * cols >= self.big_weights && cols > n && if fwd { self.big_fwd } else { self.big_bwd }
+    }
+}
+
+/// A step of a pass: the forward product of hidden layer `i`, the output
+/// layer with its loss, or the back-propagation through layer `i`.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Fwd(usize),
+    Out,
+    Bwd(usize),
 }
 
 /// A multilayer perceptron.
@@ -164,6 +220,7 @@ impl Stats {
 pub struct Workspace<T: Real> {
     cap: usize,
     blocks: usize,
+    split: SplitPolicy,
     /// Gathered input rows `[cap, n_0]` (allocated on first use).
     x: Array2<T>,
     /// `A_{i+1}`: outputs of layer `i`, `[cap, n_{i+1}]`; the last holds the
@@ -182,6 +239,7 @@ impl<T: Real> Workspace<T> {
         Self {
             cap,
             blocks: blocks.max(1),
+            split: SplitPolicy::from_env(),
             x: Array2::zeros((0, spec.input())),
             acts: (0..l)
                 .map(|i| Array2::zeros((cap, spec.widths[i + 1])))
@@ -199,6 +257,14 @@ impl<T: Real> Workspace<T> {
     }
     pub fn blocks(&self) -> usize {
         self.blocks
+    }
+    /// How training steps split their products ([`SplitPolicy::from_env`]
+    /// unless set).
+    pub fn split(&self) -> SplitPolicy {
+        self.split
+    }
+    pub fn set_split(&mut self, split: SplitPolicy) {
+        self.split = split;
     }
     /// Bytes held.
     pub fn bytes(&self) -> usize {
@@ -429,30 +495,11 @@ impl<T: Real> Mlp<T> {
         if gather {
             Self::gather_rows(x, batch, rows.clone());
         }
-        let l = self.spec.layers();
-        for i in 0..l - 1 {
-            let input = if i == 0 { x } else { acts[i - 1] };
-            let out = acts[i].row_block(rows.clone());
-            gemm(
-                T::one(),
-                input.row_block(rows.clone()).view(),
-                p[i].w.view(),
-                T::zero(),
-                out,
-            );
-            let bias = p[i].b.row(0);
-            for r in 0..out.rows {
-                self.spec.hidden[i].forward_row(out.row_mut(r), bias);
-            }
+        for i in 0..self.spec.layers() - 1 {
+            self.stage_rows(Stage::Fwd(i), p, x, acts, &[], batch, rows.clone(), None);
         }
-        self.output_rows(
-            p,
-            if l == 1 { x } else { acts[l - 2] },
-            acts,
-            batch,
-            rows,
-            scale,
-        )
+        self.stage_rows(Stage::Out, p, x, acts, &[], batch, rows, scale)
+            .expect("the output stage returns statistics")
     }
 
     /// Copies the batch's rows `rows` into the gather buffer `x`.
@@ -558,86 +605,87 @@ impl<T: Real> Mlp<T> {
         let nb = ws.blocks;
         let scale = T::one() / T::of(n as f64);
         let stats = &ws.stats;
+        let split = ws.split;
         let this = &*self;
 
-        if nb > 1 && n < col_split_rows() * nb {
-            // Small batches: split every product by columns instead, so that
-            // each thread reads only its share of the weights (one region per
-            // layer; see `COL_SPLIT_ROWS`).
-            if gather {
-                // SAFETY: single-threaded here.
-                unsafe { Self::gather_rows(x, batch, 0..n) };
+        // 1. Forward, loss and back-propagation as a sequence of stages,
+        //    each split by rows of the batch or by columns of its product
+        //    ([`SplitPolicy::split_cols`]). Consecutive row-split stages run in one
+        //    parallel region: a row block needs only its own rows and the
+        //    (not yet updated) weights.
+        let mut stages = [Stage::Out; 2 * MAX_LAYERS];
+        let mut ns = 0;
+        for i in 0..l - 1 {
+            stages[ns] = Stage::Fwd(i);
+            ns += 1;
+        }
+        stages[ns] = Stage::Out;
+        ns += 1;
+        for i in (1..l).rev() {
+            stages[ns] = Stage::Bwd(i);
+            ns += 1;
+        }
+        let stages = &stages[..ns];
+        let cols_of = |s: Stage| match s {
+            Stage::Fwd(i) => {
+                split.split_cols(n, nb, this.spec.widths[i], this.spec.widths[i + 1], true)
             }
-            for i in 0..l - 1 {
+            Stage::Bwd(i) => {
+                split.split_cols(n, nb, this.spec.widths[i + 1], this.spec.widths[i], false)
+            }
+            Stage::Out => false,
+        };
+        let mut gathered = !gather;
+        let mut s = 0;
+        while s < stages.len() {
+            if cols_of(stages[s]) {
+                if !gathered {
+                    par_for(nb, &|t| {
+                        // SAFETY: row blocks are disjoint.
+                        unsafe { Self::gather_rows(x, batch, block(t, nb, n, 1)) };
+                    });
+                    gathered = true;
+                }
+                let stage = stages[s];
                 par_for(nb, &|t| {
-                    let cols = block(t, nb, this.spec.widths[i + 1], COL_ALIGN);
-                    if cols.is_empty() {
-                        return;
-                    }
-                    let input = if i == 0 { x } else { acts[i - 1] };
-                    let out = acts[i].col_block(cols.clone());
-                    // SAFETY: column blocks of A_{i+1} are disjoint; A_i and W_i are read.
+                    // SAFETY: column blocks of the stage's output are disjoint;
+                    // everything else is only read.
+                    unsafe { this.stage_cols(stage, p, x, acts, deltas, n, t, nb) };
+                });
+                s += 1;
+            } else {
+                let mut e = s + 1;
+                while e < stages.len() && !cols_of(stages[e]) {
+                    e += 1;
+                }
+                let group = &stages[s..e];
+                let gather_here = !gathered;
+                par_for(nb, &|t| {
+                    let rows = block(t, nb, n, 1);
+                    // SAFETY: row blocks are disjoint; weights are only read.
                     unsafe {
-                        gemm(
-                            T::one(),
-                            input.view(),
-                            p[i].w.col_block(cols.clone()).view(),
-                            T::zero(),
-                            out,
-                        );
-                        let bias = p[i].b.col_block(cols).row(0);
-                        for r in 0..n {
-                            this.spec.hidden[i].forward_row(out.row_mut(r), bias);
+                        if gather_here {
+                            Self::gather_rows(x, batch, rows.clone());
+                        }
+                        for &stage in group {
+                            if let Some(st) = this.stage_rows(
+                                stage,
+                                p,
+                                x,
+                                acts,
+                                deltas,
+                                batch,
+                                rows.clone(),
+                                Some(scale),
+                            ) {
+                                *stats[t].lock().expect("no panics while held") = st;
+                            }
                         }
                     }
                 });
+                gathered = true;
+                s = e;
             }
-            par_for(nb, &|t| {
-                let input = if l == 1 { x } else { acts[l - 2] };
-                // SAFETY: row blocks of the output are disjoint.
-                let s = unsafe {
-                    this.output_rows(p, input, acts, batch, block(t, nb, n, 1), Some(scale))
-                };
-                *stats[t].lock().expect("no panics while held") = s;
-            });
-            for i in (1..l).rev() {
-                par_for(nb, &|t| {
-                    let cols = block(t, nb, this.spec.widths[i], COL_ALIGN);
-                    if cols.is_empty() {
-                        return;
-                    }
-                    let d_in = deltas[i - 1].col_block(cols.clone());
-                    // SAFETY: column blocks of D_i are disjoint; D_{i+1}, W_i, A_i are read.
-                    unsafe {
-                        gemm(
-                            T::one(),
-                            deltas[i].view(),
-                            p[i].w.row_block(cols.clone()).view().t(),
-                            T::zero(),
-                            d_in,
-                        );
-                        let a = acts[i - 1].col_block(cols);
-                        for r in 0..n {
-                            this.spec.hidden[i - 1].backward_row(d_in.row_mut(r), a.row(r));
-                        }
-                    }
-                });
-            }
-        } else {
-            // 1. Row blocks: forward, loss and output delta, then
-            //    back-propagation of the deltas through every layer. A block
-            //    needs only its own rows and the (not yet updated) weights.
-            par_for(nb, &|t| {
-                let rows = block(t, nb, n, 1);
-                // SAFETY: row blocks are disjoint; weights are only read.
-                let s = unsafe {
-                    let s =
-                        this.forward_block(p, x, gather, acts, batch, rows.clone(), Some(scale));
-                    this.backprop_block(p, acts, deltas, rows);
-                    s
-                };
-                *stats[t].lock().expect("no panics while held") = s;
-            });
         }
 
         // 2. Column blocks: weight gradients and updates of every layer.
@@ -652,34 +700,126 @@ impl<T: Real> Mlp<T> {
         ws.total()
     }
 
-    /// `D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])` for `i = L-1 .. 1`.
+    /// One stage on the row block `rows`; the output stage returns its
+    /// statistics.
     ///
     /// # Safety
     /// Row blocks of concurrent calls must be disjoint; nobody writes weights.
-    unsafe fn backprop_block(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn stage_rows(
         &self,
+        stage: Stage,
         p: &[LayerPtrs<T>],
+        x: RawMat<T>,
         acts: &[RawMat<T>],
         deltas: &[RawMat<T>],
+        batch: &Batch,
         rows: Range<usize>,
-    ) {
-        if rows.is_empty() {
-            return;
-        }
-        for i in (1..self.spec.layers()).rev() {
-            let d_in = deltas[i - 1].row_block(rows.clone());
-            gemm(
-                T::one(),
-                deltas[i].row_block(rows.clone()).view(),
-                p[i].w.view().t(),
-                T::zero(),
-                d_in,
-            );
-            let act = self.spec.hidden[i - 1];
-            let a = acts[i - 1].row_block(rows.clone());
-            for r in 0..d_in.rows {
-                act.backward_row(d_in.row_mut(r), a.row(r));
+        scale: Option<T>,
+    ) -> Option<Stats> {
+        let l = self.spec.layers();
+        match stage {
+            Stage::Fwd(i) => {
+                // A_{i+1}[rows] = f(A_i[rows] W_i + b_i)
+                let input = if i == 0 { x } else { acts[i - 1] };
+                let out = acts[i].row_block(rows.clone());
+                gemm(
+                    T::one(),
+                    input.row_block(rows).view(),
+                    p[i].w.view(),
+                    T::zero(),
+                    out,
+                );
+                let bias = p[i].b.row(0);
+                for r in 0..out.rows {
+                    self.spec.hidden[i].forward_row(out.row_mut(r), bias);
+                }
+                None
             }
+            Stage::Out => Some(self.output_rows(
+                p,
+                if l == 1 { x } else { acts[l - 2] },
+                acts,
+                batch,
+                rows,
+                scale,
+            )),
+            Stage::Bwd(i) => {
+                // D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])
+                let d_in = deltas[i - 1].row_block(rows.clone());
+                gemm(
+                    T::one(),
+                    deltas[i].row_block(rows.clone()).view(),
+                    p[i].w.view().t(),
+                    T::zero(),
+                    d_in,
+                );
+                let act = self.spec.hidden[i - 1];
+                let a = acts[i - 1].row_block(rows);
+                for r in 0..d_in.rows {
+                    act.backward_row(d_in.row_mut(r), a.row(r));
+                }
+                None
+            }
+        }
+    }
+
+    /// A forward or back-propagation stage on column block `t` of `nb` of
+    /// its output (all `n` rows).
+    ///
+    /// # Safety
+    /// Column blocks of concurrent calls must be disjoint; nobody writes weights.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn stage_cols(
+        &self,
+        stage: Stage,
+        p: &[LayerPtrs<T>],
+        x: RawMat<T>,
+        acts: &[RawMat<T>],
+        deltas: &[RawMat<T>],
+        n: usize,
+        t: usize,
+        nb: usize,
+    ) {
+        match stage {
+            Stage::Fwd(i) => {
+                let cols = block(t, nb, self.spec.widths[i + 1], COL_ALIGN);
+                if cols.is_empty() {
+                    return;
+                }
+                let input = if i == 0 { x } else { acts[i - 1] };
+                let out = acts[i].col_block(cols.clone());
+                gemm(
+                    T::one(),
+                    input.view(),
+                    p[i].w.col_block(cols.clone()).view(),
+                    T::zero(),
+                    out,
+                );
+                let bias = p[i].b.col_block(cols).row(0);
+                for r in 0..n {
+                    self.spec.hidden[i].forward_row(out.row_mut(r), bias);
+                }
+            }
+            Stage::Bwd(i) => {
+                let cols = block(t, nb, self.spec.widths[i], COL_ALIGN);
+                if cols.is_empty() {
+                    return;
+                }
+                let d_in = deltas[i - 1].col_block(cols.clone());
+                gemm(
+                    T::one(),
+                    deltas[i].view(),
+                    p[i].w.row_block(cols.clone()).view().t(),
+                    T::zero(),
+                    d_in,
+                );
+                let a = acts[i - 1].col_block(cols);
+                for r in 0..n {
+                    self.spec.hidden[i - 1].backward_row(d_in.row_mut(r), a.row(r));
+                }
+            }
+            Stage::Out => unreachable!("the output stage is split by rows"),
         }
     }
 

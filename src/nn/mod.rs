@@ -11,5 +11,5 @@ pub mod spec;
 pub use activation::Activation;
 pub use init::Init;
 pub use loss::{Loss, OutputAct};
-pub use mlp::{Batch, Mlp, Rows, Stats, Update, Workspace};
+pub use mlp::{Batch, Mlp, Rows, SplitPolicy, Stats, Update, Workspace};
 pub use spec::NetSpec;
