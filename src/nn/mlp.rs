@@ -720,20 +720,7 @@ impl<T: Real> Mlp<T> {
         let l = self.spec.layers();
         match stage {
             Stage::Fwd(i) => {
-                // A_{i+1}[rows] = f(A_i[rows] W_i + b_i)
-                let input = if i == 0 { x } else { acts[i - 1] };
-                let out = acts[i].row_block(rows.clone());
-                gemm(
-                    T::one(),
-                    input.row_block(rows).view(),
-                    p[i].w.view(),
-                    T::zero(),
-                    out,
-                );
-                let bias = p[i].b.row(0);
-                for r in 0..out.rows {
-                    self.spec.hidden[i].forward_row(out.row_mut(r), bias);
-                }
+                self.forward_product(i, p, x, acts, rows, 0..self.spec.widths[i + 1]);
                 None
             }
             Stage::Out => Some(self.output_rows(
@@ -745,20 +732,7 @@ impl<T: Real> Mlp<T> {
                 scale,
             )),
             Stage::Bwd(i) => {
-                // D_i[rows] = (D_{i+1}[rows] W_i^T) * f'(A_i[rows])
-                let d_in = deltas[i - 1].row_block(rows.clone());
-                gemm(
-                    T::one(),
-                    deltas[i].row_block(rows.clone()).view(),
-                    p[i].w.view().t(),
-                    T::zero(),
-                    d_in,
-                );
-                let act = self.spec.hidden[i - 1];
-                let a = acts[i - 1].row_block(rows);
-                for r in 0..d_in.rows {
-                    act.backward_row(d_in.row_mut(r), a.row(r));
-                }
+                self.backward_product(i, p, acts, deltas, rows, 0..self.spec.widths[i]);
                 None
             }
         }
@@ -784,42 +758,76 @@ impl<T: Real> Mlp<T> {
         match stage {
             Stage::Fwd(i) => {
                 let cols = block(t, nb, self.spec.widths[i + 1], COL_ALIGN);
-                if cols.is_empty() {
-                    return;
-                }
-                let input = if i == 0 { x } else { acts[i - 1] };
-                let out = acts[i].col_block(cols.clone());
-                gemm(
-                    T::one(),
-                    input.view(),
-                    p[i].w.col_block(cols.clone()).view(),
-                    T::zero(),
-                    out,
-                );
-                let bias = p[i].b.col_block(cols).row(0);
-                for r in 0..n {
-                    self.spec.hidden[i].forward_row(out.row_mut(r), bias);
-                }
+                self.forward_product(i, p, x, acts, 0..n, cols);
             }
             Stage::Bwd(i) => {
                 let cols = block(t, nb, self.spec.widths[i], COL_ALIGN);
-                if cols.is_empty() {
-                    return;
-                }
-                let d_in = deltas[i - 1].col_block(cols.clone());
-                gemm(
-                    T::one(),
-                    deltas[i].view(),
-                    p[i].w.row_block(cols.clone()).view().t(),
-                    T::zero(),
-                    d_in,
-                );
-                let a = acts[i - 1].col_block(cols);
-                for r in 0..n {
-                    self.spec.hidden[i - 1].backward_row(d_in.row_mut(r), a.row(r));
-                }
+                self.backward_product(i, p, acts, deltas, 0..n, cols);
             }
             Stage::Out => unreachable!("the output stage is split by rows"),
+        }
+    }
+
+    /// `A_{i+1}[rows, cols] = f(A_i[rows] W_i[:, cols] + b_i[cols])`: a row
+    /// block (all columns) or a column block (all rows) of hidden layer `i`.
+    ///
+    /// # Safety
+    /// Blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn forward_product(
+        &self,
+        i: usize,
+        p: &[LayerPtrs<T>],
+        x: RawMat<T>,
+        acts: &[RawMat<T>],
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) {
+        if cols.is_empty() {
+            return;
+        }
+        let input = if i == 0 { x } else { acts[i - 1] };
+        let out = acts[i].block(rows.clone(), cols.clone());
+        gemm(
+            T::one(),
+            input.row_block(rows).view(),
+            p[i].w.col_block(cols.clone()).view(),
+            T::zero(),
+            out,
+        );
+        let bias = p[i].b.col_block(cols).row(0);
+        for r in 0..out.rows {
+            self.spec.hidden[i].forward_row(out.row_mut(r), bias);
+        }
+    }
+
+    /// `D_i[rows, cols] = (D_{i+1}[rows] W_i[cols, :]^T) * f'(A_i[rows, cols])`:
+    /// a row block (all columns) or a column block (all rows).
+    ///
+    /// # Safety
+    /// Blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn backward_product(
+        &self,
+        i: usize,
+        p: &[LayerPtrs<T>],
+        acts: &[RawMat<T>],
+        deltas: &[RawMat<T>],
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) {
+        if cols.is_empty() {
+            return;
+        }
+        let d_in = deltas[i - 1].block(rows.clone(), cols.clone());
+        gemm(
+            T::one(),
+            deltas[i].row_block(rows.clone()).view(),
+            p[i].w.row_block(cols.clone()).view().t(),
+            T::zero(),
+            d_in,
+        );
+        let a = acts[i - 1].block(rows, cols);
+        for r in 0..d_in.rows {
+            self.spec.hidden[i - 1].backward_row(d_in.row_mut(r), a.row(r));
         }
     }
 
