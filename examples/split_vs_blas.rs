@@ -1,6 +1,8 @@
-//! One product `C (m x n) = A (m x k) B (k x n)` timed three ways (see
-//! BENCHMARKS.md, "Threading policy"): one OpenBLAS-threaded call, and
-//! rayon row or column blocks of single-threaded calls. Operands hot in
+//! One product `C (m x n) = A (m x k) B (k x n)` timed four ways (see
+//! BENCHMARKS.md, "Threading policy"): one OpenBLAS-threaded call, rayon
+//! row or column blocks of single-threaded calls, and blocks of the inner
+//! dimension (each thread packs only its rows of B) whose partial sums are
+//! then added in order, by rows. Operands hot in
 //! cache. `MODE=nt` takes B transposed, `MODE=tn` A transposed (the
 //! back-propagation and weight-gradient products).
 //!
@@ -23,6 +25,8 @@ fn main() {
     let a = if mode == "tn" { a0.t() } else { a0.view() };
     let w = if mode == "nt" { w0.t() } else { w0.view() };
     let mut c = Array2::<f32>::zeros((m, n));
+    // Partial sums of the K-split variant: one m x n buffer per thread but the first.
+    let mut parts = Array2::<f32>::zeros(((th - 1).max(1) * m, n));
     let reps = 200;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(th)
@@ -61,6 +65,38 @@ fn main() {
                 unsafe { general_mat_mul(1.0, &a, &w.slice(s![.., r]), 0.0, &mut out.view_mut()) };
             })
         });
-        println!("round {round} m={m} k={k} n={n} threads={th}: blas {blas:.1}  row-split {rows:.1}  col-split {cols:.1} GF/s");
+        let pp = RawMat::of(&mut parts);
+        let ks = gflops(1, &|| {
+            par_for(th, &|t| {
+                let r = block(t, th, k, 1);
+                let out = if t == 0 {
+                    cp
+                } else {
+                    pp.row_block((t - 1) * m..t * m)
+                };
+                unsafe {
+                    general_mat_mul(
+                        1.0,
+                        &a.slice(s![.., r.clone()]),
+                        &w.slice(s![r, ..]),
+                        0.0,
+                        &mut out.view_mut(),
+                    )
+                };
+            });
+            // In-order reduction by rows: C += the other threads' partials.
+            par_for(th, &|t| {
+                let r = block(t, th, m, 1);
+                let mut out = unsafe { cp.row_block(r.clone()).view_mut() };
+                for u in 1..th {
+                    let part = unsafe {
+                        pp.row_block((u - 1) * m + r.start..(u - 1) * m + r.end)
+                            .view_mut()
+                    };
+                    out += &part;
+                }
+            });
+        });
+        println!("round {round} m={m} k={k} n={n} threads={th}: blas {blas:.1}  row-split {rows:.1}  col-split {cols:.1}  k-split {ks:.1} GF/s");
     }
 }
