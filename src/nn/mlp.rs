@@ -502,43 +502,49 @@ impl<T: Real> Mlp<T> {
             .expect("the output stage returns statistics")
     }
 
-    /// Copies the batch's rows `rows` into the gather buffer `x`.
+    /// Copies the batch's rows `rows` into the gather buffer `x`, from the
+    /// pixel bytes when the batch has them, else from the f32 data.
     ///
     /// # Safety
     /// Row blocks of concurrent calls must be disjoint.
     unsafe fn gather_rows(x: RawMat<T>, batch: &Batch, rows: Range<usize>) {
+        match &batch.pixels {
+            Some(px) => Self::gather_from(x, batch, px, rows, T::copy_from_u8),
+            None => Self::gather_from(x, batch, &batch.data, rows, T::copy_from_f32),
+        }
+    }
+
+    /// [`Self::gather_rows`] from the source matrix `src` (one row per
+    /// sample), converting each row with `copy`.
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint.
+    #[inline(always)]
+    unsafe fn gather_from<S>(
+        x: RawMat<T>,
+        batch: &Batch,
+        src: &ArrayView2<S>,
+        rows: Range<usize>,
+        copy: impl Fn(&mut [T], &[S]),
+    ) {
         let end = rows.end;
         for r in rows {
-            let i = batch.rows.get(r);
             // The rows are scattered over the whole training set (47 MiB of
             // bytes for MNIST), so each one starts with cache misses: ask
             // for a row a few places ahead while this one is converted.
             if r + PREFETCH_ROWS < end {
-                let ahead = batch.rows.get(r + PREFETCH_ROWS);
-                match &batch.pixels {
-                    Some(px) => prefetch(px.row(ahead).as_ptr(), px.ncols()),
-                    None => prefetch(
-                        batch.data.row(ahead).as_ptr() as *const u8,
-                        4 * batch.data.ncols(),
-                    ),
-                }
+                let ahead = src.row(batch.rows.get(r + PREFETCH_ROWS));
+                prefetch(
+                    ahead.as_ptr() as *const u8,
+                    std::mem::size_of::<S>() * ahead.len(),
+                );
             }
-            match &batch.pixels {
-                Some(px) => T::copy_from_u8(
-                    x.row_mut(r),
-                    px.row(i)
-                        .to_slice()
-                        .expect("rows of the pixels are contiguous"),
-                ),
-                None => T::copy_from_f32(
-                    x.row_mut(r),
-                    batch
-                        .data
-                        .row(i)
-                        .to_slice()
-                        .expect("rows of the data are contiguous"),
-                ),
-            }
+            let row = src.row(batch.rows.get(r));
+            copy(
+                x.row_mut(r),
+                row.to_slice()
+                    .expect("rows of the batch's source are contiguous"),
+            );
         }
     }
 
