@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, TensorInfo, TensorView};
 use thiserror::Error;
 
 use crate::nn::dense::Dense;
@@ -276,14 +276,19 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         path: path.to_path_buf(),
         msg,
     };
-    let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
+    // The header is parsed once; `read_metadata` has checked that every
+    // tensor's byte range lies inside the data that follows it.
+    let (header_len, md) =
+        SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+    // The format: an 8-byte little-endian header length, the header, the data.
+    let data = &bytes[std::mem::size_of::<u64>() + header_len..];
+    let tensor = |name: &str| {
+        md.info(name)
+            .map(|t| (t, &data[t.data_offsets.0..t.data_offsets.1]))
+    };
     let meta = md.metadata().clone().unwrap_or_default();
     let get = |k: &str| {
         meta.get(k).cloned().ok_or_else(|| {
@@ -311,15 +316,14 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         ),
         None => None,
     };
-    let decode = |name: &str, t: &TensorView| -> Result<Vec<f32>, CheckpointError> {
-        if t.dtype() != Dtype::F32 {
+    let decode = |name: &str, t: &TensorInfo, raw: &[u8]| -> Result<Vec<f32>, CheckpointError> {
+        if t.dtype != Dtype::F32 {
             return Err(content(format!(
                 "tensor `{name}` is {:?}, expected F32",
-                t.dtype()
+                t.dtype
             )));
         }
-        let v: Vec<f32> = t
-            .data()
+        let v: Vec<f32> = raw
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
@@ -332,18 +336,18 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         Ok(v)
     };
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
-        let t = st.tensor(name).map_err(|_| {
+        let (t, raw) = tensor(name).ok_or_else(|| {
             content(format!(
                 "missing tensor `{name}` (expected by layers {spec})"
             ))
         })?;
-        if t.shape() != shape {
+        if t.shape != shape {
             return Err(content(format!(
                 "tensor `{name}` has shape {:?}, expected {shape:?} for layers {spec}",
-                t.shape()
+                t.shape
             )));
         }
-        decode(name, &t)
+        decode(name, t, raw)
     };
     let mut layers = Vec::with_capacity(spec.layers());
     for (i, w) in spec.widths.windows(2).enumerate() {
@@ -356,29 +360,26 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         layers.push(l);
     }
     let known = 2 * layers.len();
-    let model_tensors = st
-        .names()
-        .iter()
-        .filter(|n| n.starts_with("layers."))
-        .count();
+    let all = md.tensors();
+    let model_tensors = all.keys().filter(|n| n.starts_with("layers.")).count();
     if model_tensors != known {
         return Err(content(format!(
             "holds {model_tensors} layer tensors, but layers {spec} has {known}"
         )));
     }
     let mut tensors = Vec::new();
-    let mut names: Vec<&str> = st
-        .names()
-        .into_iter()
+    let mut names: Vec<&str> = all
+        .keys()
+        .map(|n| n.as_str())
         .filter(|n| !n.starts_with("layers."))
         .collect();
     names.sort();
     for name in names {
-        let t = st.tensor(name).expect("listed");
+        let (t, raw) = tensor(name).expect("listed");
         tensors.push(NamedTensor {
             name: name.to_string(),
-            shape: t.shape().to_vec(),
-            data: decode(name, &t)?,
+            shape: t.shape.clone(),
+            data: decode(name, t, raw)?,
         });
     }
     Ok(Loaded {
