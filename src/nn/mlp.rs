@@ -1007,6 +1007,68 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    /// One Adam step on the batch `rows` of `data`, from the bytes when
+    /// `bytes`; returns the new weights of every layer.
+    fn step_on<T: Real>(data: &crate::data::Dataset, rows: Rows, bytes: bool) -> Vec<Array2<T>> {
+        use crate::optim::{OptConfig, OptKind, Optimizer};
+        let spec = NetSpec::parse("20,relu,16,softmax,10").unwrap();
+        let mut net = Mlp::<T>::new(spec.clone(), Loss::CrossEntropy, Init::He, 7).unwrap();
+        let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
+        let mut ws = Workspace::new(&spec, rows.len(), 2);
+        let batch = Batch {
+            data: data.images.view(),
+            pixels: if bytes {
+                Some(data.pixels.as_ref().unwrap().view())
+            } else {
+                None
+            },
+            labels: &data.labels,
+            rows,
+        };
+        opt.begin_step();
+        net.train_step(&mut ws, &batch, Update::Apply(&opt));
+        net.layers.iter().map(|l| l.w.clone()).collect()
+    }
+
+    /// A batch gathered from the pixel bytes, gathered from the f32 images,
+    /// or (f32) read in place trains to the same bits.
+    fn gathered_batches_agree<T: Real>() {
+        let n = 40;
+        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        let labels = (0..n).map(|i| (i % 10) as u8).collect();
+        let data = crate::data::Dataset::from_u8(n, 4, 5, &px, labels);
+        let identity: Vec<u32> = (3..35).collect();
+        let in_place = step_on::<T>(&data, Rows::Range(3, 35), false);
+        assert_eq!(
+            step_on::<T>(&data, Rows::Indices(&identity), true),
+            in_place
+        );
+        assert_eq!(
+            step_on::<T>(&data, Rows::Indices(&identity), false),
+            in_place
+        );
+        let shuffled: Vec<u32> = (0..32).map(|i| (i * 7 + 5) % n as u32).collect();
+        let from_bytes = step_on::<T>(&data, Rows::Indices(&shuffled), true);
+        assert_eq!(
+            step_on::<T>(&data, Rows::Indices(&shuffled), false),
+            from_bytes
+        );
+        assert_ne!(
+            from_bytes, in_place,
+            "a different batch must change the step"
+        );
+    }
+
+    #[test]
+    fn gathered_batches_agree_f32() {
+        gathered_batches_agree::<f32>();
+    }
+
+    #[test]
+    fn gathered_batches_agree_f64() {
+        gathered_batches_agree::<f64>();
+    }
+
     #[test]
     fn chunked_products_equal_plain_ones() {
         for (m, k, n) in [(4, 784, 512), (8, 512, 300), (784, 8, 512), (40, 40, 40)] {
