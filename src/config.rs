@@ -111,7 +111,7 @@ pub struct RunConfig {
     /// Do not download MNIST into data/mnist when it is missing.
     #[arg(long)]
     pub no_download: bool,
-    /// Save the model here after the last epoch (safetensors, written atomically), with the run's configuration beside it (FILE with the extension .toml).
+    /// Save the model here after the last epoch (safetensors, written atomically), with the run's configuration beside it (FILE with the extension .toml). Missing folders are created before training starts.
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save: Option<PathBuf>,

@@ -322,6 +322,22 @@ impl<'a> Outputs<'a> {
         {
             mnist_mlp::checkpoint::remove_stale_temps(&p);
         }
+        // Missing folders are created now, so that a run is not lost at its
+        // first checkpoint for want of one (and a folder that cannot be
+        // made is reported before any training).
+        for (flag, p) in [
+            ("--save", &cfg.save),
+            ("--plot", &cfg.plot),
+            ("--metrics-out", &cfg.metrics_out),
+        ] {
+            if let Some(dir) = p.as_ref().and_then(|p| p.parent()) {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("{flag}: cannot create the folder {}", dir.display())
+                    })?;
+                }
+            }
+        }
         let metrics = match &cfg.metrics_out {
             Some(p) => {
                 let mut o = std::fs::OpenOptions::new();

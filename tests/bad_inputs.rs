@@ -342,6 +342,40 @@ fn cli_values_out_of_range_are_refused() {
     }
 }
 
+#[test]
+fn output_folders_are_made_or_refused_before_training() {
+    let d = good_dir();
+    let file = d.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    for flag in ["--save", "--plot", "--metrics-out"] {
+        let target = file.join("run").join(match flag {
+            "--plot" => "c.svg",
+            "--metrics-out" => "m.jsonl",
+            _ => "m.safetensors",
+        });
+        let (code, err) = run(
+            d.path(),
+            &[
+                "train",
+                "--epochs",
+                "1",
+                flag,
+                &target.display().to_string(),
+            ],
+        );
+        assert_eq!(code, 1, "{flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag}: cannot create the folder")),
+            "{flag}: {err}"
+        );
+        assert!(err.contains("a-file"), "{flag}: {err}");
+        assert!(
+            !err.contains("epoch"),
+            "{flag}: refused only after training: {err}"
+        );
+    }
+}
+
 /// A dataset of `n_train`/`n_test` images of `rows` x `cols` (labels 0..9).
 fn dir_of(n_train: u32, n_test: u32, rows: u32, cols: u32) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();

@@ -276,11 +276,12 @@ fn early_stopping_keeps_the_best_weights() {
 #[test]
 fn metrics_plot_predict_and_eval() {
     let (d, data) = workdir(3000, 500);
-    let m = d.path().join("m.safetensors");
+    // Folders that do not exist yet are made.
+    let m = d.path().join("run").join("m.safetensors");
     let (svg, png, jl) = (
-        d.path().join("c.svg"),
+        d.path().join("plots").join("c.svg"),
         d.path().join("c.png"),
-        d.path().join("m.jsonl"),
+        d.path().join("logs").join("deeper").join("m.jsonl"),
     );
     common::train(
         &data,
