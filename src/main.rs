@@ -310,33 +310,27 @@ struct Outputs<'a> {
 
 impl<'a> Outputs<'a> {
     fn open(cfg: &'a RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self> {
-        // Leftovers of a run killed while writing (the files themselves are intact).
-        for p in [
-            cfg.save.clone(),
-            cfg.save.as_ref().map(|p| p.with_extension("toml")),
-            cfg.plot.clone(),
-            cfg.metrics_out.clone(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            mnist_mlp::checkpoint::remove_stale_temps(&p);
-        }
-        // Missing folders are created now, so that a run is not lost at its
-        // first checkpoint for want of one (and a folder that cannot be
-        // made is reported before any training).
-        for (flag, p) in [
-            ("--save", &cfg.save),
-            ("--plot", &cfg.plot),
-            ("--metrics-out", &cfg.metrics_out),
-        ] {
-            if let Some(dir) = p.as_ref().and_then(|p| p.parent()) {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).with_context(|| {
-                        format!("{flag}: cannot create the folder {}", dir.display())
-                    })?;
-                }
+        // Every file the run writes, with the flag that names it. Missing
+        // folders are created now, so that a run is not lost at its first
+        // checkpoint for want of one (and a folder that cannot be made is
+        // reported before any training); leftovers of a run killed while
+        // writing are removed (the files themselves are intact).
+        let files = [
+            ("--save", cfg.save.clone()),
+            (
+                "--save",
+                cfg.save.as_ref().map(|p| p.with_extension("toml")),
+            ),
+            ("--plot", cfg.plot.clone()),
+            ("--metrics-out", cfg.metrics_out.clone()),
+        ];
+        for (flag, p) in files.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("{flag}: cannot create the folder {}", dir.display())
+                })?;
             }
+            mnist_mlp::checkpoint::remove_stale_temps(p);
         }
         let metrics = match &cfg.metrics_out {
             Some(p) => {
