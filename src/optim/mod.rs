@@ -260,12 +260,38 @@ impl<T: Real> Optimizer<T> {
             k.decay = T::zero();
             k.l2 = T::zero();
         }
+        let u = BlockUpdate {
+            c,
+            k,
+            lr,
+            l2,
+            p,
+            g,
+            s0,
+            s1,
+        };
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            return update_rows_avx2(c, &k, lr, l2, p, g, s0, s1);
+            return update_rows_avx2(u);
         }
-        update_rows(c, &k, lr, l2, p, g, s0, s1)
+        update_rows(u)
     }
+}
+
+/// One block's update, as [`Optimizer::update_block`] prepared it: the
+/// configuration, this step's Adam constants, the learning rate and L2
+/// factor, and the blocks of the parameter, its gradient and the state
+/// (`s0`, `s1`; empty where the optimizer has fewer slots).
+#[derive(Clone, Copy)]
+struct BlockUpdate<'a, T> {
+    c: &'a OptConfig,
+    k: adam::AdamStep<T>,
+    lr: T,
+    l2: T,
+    p: RawMat<T>,
+    g: RawMat<T>,
+    s0: RawMat<T>,
+    s1: RawMat<T>,
 }
 
 /// The update loop over the rows of one block (see [`Optimizer::update_block`]).
@@ -277,20 +303,19 @@ impl<T: Real> Optimizer<T> {
 /// partly compute-bound rather than purely memory-bound.
 ///
 /// # Safety
-/// As for [`Optimizer::update_block`]; `s0`, `s1` are the blocks of the
-/// state (empty where the optimizer has fewer slots).
+/// As for [`Optimizer::update_block`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn update_rows<T: Real>(
-    c: &OptConfig,
-    k: &adam::AdamStep<T>,
-    lr: T,
-    l2: T,
-    p: RawMat<T>,
-    g: RawMat<T>,
-    s0: RawMat<T>,
-    s1: RawMat<T>,
-) {
+unsafe fn update_rows<T: Real>(u: BlockUpdate<T>) {
+    let BlockUpdate {
+        c,
+        k,
+        lr,
+        l2,
+        p,
+        g,
+        s0,
+        s1,
+    } = u;
     for r in 0..p.rows {
         let pr = p.row_mut(r);
         let gr = g.row(r);
@@ -318,7 +343,7 @@ unsafe fn update_rows<T: Real>(
                 let m = s0.row_mut(r);
                 let v = s1.row_mut(r);
                 for (((p, &g), m), v) in pr.iter_mut().zip(gr).zip(m).zip(v) {
-                    adam::update(p, m, v, g, k);
+                    adam::update(p, m, v, g, &k);
                 }
             }
         }
@@ -331,18 +356,8 @@ unsafe fn update_rows<T: Real>(
 /// As for [`update_rows`]; the processor must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn update_rows_avx2<T: Real>(
-    c: &OptConfig,
-    k: &adam::AdamStep<T>,
-    lr: T,
-    l2: T,
-    p: RawMat<T>,
-    g: RawMat<T>,
-    s0: RawMat<T>,
-    s1: RawMat<T>,
-) {
-    update_rows(c, k, lr, l2, p, g, s0, s1)
+unsafe fn update_rows_avx2<T: Real>(u: BlockUpdate<T>) {
+    update_rows(u)
 }
 
 #[cfg(test)]
