@@ -953,6 +953,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             r.rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
             r.peak_rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
         );
+        if let (Some(p10), Some(med)) = (r.step_ms_p10, r.step_ms_median) {
+            println!("steps: median {med:.3} ms, fastest tenth under {p10:.3} ms");
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! backward, update), the shuffle included, data already in memory;
 //! samples/s = 60000 / median seconds per epoch after a warm-up epoch.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::data::Dataset;
@@ -112,6 +113,13 @@ pub struct BenchResult {
     /// the peak includes loading the data).
     pub rss_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// Durations of the timed steps (each but an epoch's first, which
+    /// includes the shuffle), in ms: the 10th percentile and the median.
+    /// A host's other tenants only ever add time, so the low percentile
+    /// resolves small differences that the epoch medians' noise hides.
+    /// `None` with one step per epoch (full batch).
+    pub step_ms_p10: Option<f64>,
+    pub step_ms_median: Option<f64>,
 }
 
 /// Times `epochs` epochs after one warm-up epoch; the median gives samples/s.
@@ -135,12 +143,29 @@ pub fn run(
     tr.train_epoch(&mut model, train, &noop)?;
     let mut secs = Vec::with_capacity(epochs);
     let mut last = 0.0;
+    let per_epoch = train.len().div_ceil(w.batch.rows(train.len()).max(1));
+    // Nanoseconds since the epoch's start at the end of each step.
+    let ends: Vec<AtomicU64> = (0..per_epoch + 1).map(|_| AtomicU64::new(0)).collect();
+    let mut steps_ms = Vec::with_capacity(per_epoch * epochs.max(1));
     for _ in 0..epochs.max(1) {
         let t = Instant::now();
-        let st = tr.train_epoch(&mut model, train, &noop)?;
+        let mark = |k: usize| {
+            if let Some(e) = ends.get(k) {
+                e.store(t.elapsed().as_nanos() as u64, Relaxed);
+            }
+        };
+        let st = tr.train_epoch(&mut model, train, &mark)?;
         secs.push(t.elapsed().as_secs_f64());
         last = st.mean_loss();
+        for k in 2..=per_epoch {
+            let d = ends[k]
+                .load(Relaxed)
+                .saturating_sub(ends[k - 1].load(Relaxed));
+            steps_ms.push(d as f64 / 1e6);
+        }
     }
+    steps_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| steps_ms.get((steps_ms.len() as f64 * q) as usize).copied();
     let mut sorted = secs.clone();
     sorted.sort_by(f64::total_cmp);
     let med = sorted[sorted.len() / 2];
@@ -162,6 +187,8 @@ pub fn run(
         accounted_mib: crate::memory::mib(accounted as u64),
         rss_mib: crate::memory::rss_mib(),
         peak_rss_mib: crate::memory::peak_rss_mib(),
+        step_ms_p10: at(0.1),
+        step_ms_median: at(0.5),
     })
 }
 
@@ -179,5 +206,24 @@ mod tests {
             f,
             vec![4_972_032, 238_200, 4_972_032, 1_041_600, 11_169_792]
         );
+    }
+
+    #[test]
+    fn a_run_reports_its_epochs_and_step_times() {
+        let data = synthetic(3_000, 1);
+        let threads = Threads::new(1, crate::parallel::GemmThreading::Split).unwrap();
+        let t2 = Workload::find("T2").unwrap();
+        let r = run(t2, &data, &threads, 2, 7).unwrap();
+        assert_eq!(r.epoch_secs.len(), 2);
+        assert!(r.samples_per_s > 0.0 && r.final_batch_loss.is_finite());
+        let (p10, med) = (r.step_ms_p10.unwrap(), r.step_ms_median.unwrap());
+        assert!(0.0 < p10 && p10 <= med, "p10 {p10} median {med}");
+        // 30 steps per epoch, the first of each left out: the steps' time
+        // is at most the epochs' time.
+        assert!(29.0 * med / 1e3 <= r.epoch_secs.iter().copied().fold(0.0, f64::max) * 1.5);
+        // One step per epoch: no step times.
+        let t4 = Workload::find("T4").unwrap();
+        let r = run(t4, &data, &threads, 1, 7).unwrap();
+        assert_eq!((r.step_ms_p10, r.step_ms_median), (None, None));
     }
 }
