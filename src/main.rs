@@ -430,7 +430,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     if let (Some((_, saved)), Some(p)) = (&resumed, &a.resume) {
         if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
             eprintln!(
-                "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but not bit for bit as the original would have",
+                "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but its results may differ in the last bits from the original's (OpenBLAS can round differently on the other thread count's blocks)",
                 p.display(), saved.threads.unwrap_or(0), saved.threading, threads.n(), cfg.threading
             );
         }

@@ -142,6 +142,25 @@ fn killed_and_resumed_run_ends_identical_to_an_uninterrupted_one() {
     assert!(err.contains("`batch_size` differs"), "{err}");
     ok(&["train", "--resume", &s(&b), "--epochs", "7", "--quiet"]);
     assert_eq!(metrics(&b_metrics).len(), 7);
+    // Another thread count continues, saying that the bits may differ.
+    let out = ok(&[
+        "train",
+        "--resume",
+        &s(&b),
+        "--epochs",
+        "8",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: --resume")
+            && err.contains("used 2 threads")
+            && err.contains("this one 1"),
+        "{err}"
+    );
+    assert_eq!(metrics(&b_metrics).len(), 8);
 }
 
 #[test]
