@@ -139,6 +139,12 @@ struct PredictArgs {
     /// Fit pictures as MNIST's digits were made (crop, scale to 20/28, center by mass) or just resize them.
     #[arg(long, value_enum, default_value = "mnist")]
     preprocess: mnist_mlp::predict::Preprocess,
+    /// Transpose pictures after fitting them (for models trained on EMNIST, whose IDX files store every character transposed). IDX inputs are used as stored.
+    #[arg(long)]
+    transpose: bool,
+    /// Class names: EMNIST's mapping file (`CLASS CODE...` per line, Unicode codes, e.g. `emnist-letters-mapping.txt`) or `CLASS NAME` lines (`0 T-shirt/top`).
+    #[arg(long, value_name = "FILE")]
+    mapping: Option<PathBuf>,
     /// Show this many most likely classes (all probabilities are in --json).
     #[arg(long, default_value_t = 3, value_name = "K")]
     top: usize,
@@ -730,6 +736,15 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     let input = model.spec.input();
     let classes = model.spec.output_width();
     let side = (input as f64).sqrt().round() as usize;
+    let names = match &a.mapping {
+        Some(m) => predict::read_mapping(m, classes).map_err(anyhow::Error::msg)?,
+        None => vec![None; classes],
+    };
+    let label = |c: usize| {
+        names[c]
+            .as_deref()
+            .map_or(String::new(), |n| format!(" {n}"))
+    };
     // (file, index within an IDX file, pixels)
     let mut items: Vec<(String, Option<usize>, Vec<f32>)> = Vec::new();
     for p in &a.inputs {
@@ -758,8 +773,11 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
                     a.model.display()
                 );
             }
-            let v = predict::load_picture(p, side as u32, a.invert, a.preprocess)
+            let mut v = predict::load_picture(p, side as u32, a.invert, a.preprocess)
                 .map_err(anyhow::Error::msg)?;
+            if a.transpose {
+                predict::transpose_square(&mut v, side);
+            }
             items.push((p.display().to_string(), None, v));
         }
     }
@@ -775,23 +793,25 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         let p = row.as_slice().expect("contiguous");
         let class = mnist_mlp::nn::loss::argmax(p);
         if a.json {
-            println!(
-                "{}",
-                serde_json::json!({"file": file, "index": idx, "class": class, "probabilities": p})
-            );
+            let mut o =
+                serde_json::json!({"file": file, "index": idx, "class": class, "probabilities": p});
+            if let Some(n) = &names[class] {
+                o["name"] = n.as_str().into();
+            }
+            println!("{o}");
         } else {
             let mut order: Vec<usize> = (0..classes).collect();
             order.sort_by(|&i, &j| p[j].total_cmp(&p[i]));
             let top: Vec<String> = order
                 .iter()
                 .take(a.top.max(1))
-                .map(|&c| format!("{c} {:.4}", p[c]))
+                .map(|&c| format!("{c}{} {:.4}", label(c), p[c]))
                 .collect();
             let name = match idx {
                 Some(i) => format!("{file}[{i}]"),
                 None => file.clone(),
             };
-            println!("{name}: {class}  ({})", top.join(", "));
+            println!("{name}: {class}{}  ({})", label(class), top.join(", "));
         }
     }
     Ok(())

@@ -145,6 +145,85 @@ fn mnist_style(g: &Gray, side: u32) -> Gray {
     frame
 }
 
+/// Transposes a `side x side` row-major picture in place (row `r` becomes
+/// column `r`). EMNIST's IDX files store every character transposed, so a
+/// model trained on them expects upright pictures transposed the same way.
+pub fn transpose_square(v: &mut [f32], side: usize) {
+    assert_eq!(v.len(), side * side, "a side x side picture");
+    for r in 0..side {
+        for c in r + 1..side {
+            v.swap(r * side + c, c * side + r);
+        }
+    }
+}
+
+/// Reads class names for a model with `classes` outputs. One line per class,
+/// blank lines and `#` comments skipped:
+/// - `CLASS CODE [CODE ...]`, all numbers: EMNIST's mapping files
+///   (`emnist-letters-mapping.txt`: `1 65 97`), codes are Unicode scalar
+///   values, and the name is their characters joined by `/` (`A/a`);
+/// - `CLASS NAME...`: the rest of the line is the name (`0 T-shirt/top`).
+///
+/// Classes not listed have no name. Errors name the file and line.
+pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the class mapping: {e}", path.display()))?;
+    let mut names = vec![None; classes];
+    for (i, line) in text.lines().enumerate() {
+        let at = || format!("{} line {}", path.display(), i + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (class, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let class: usize = class.parse().map_err(|_| {
+            format!(
+                "{}: `{class}` is not a class number (lines are `CLASS CODE...` or `CLASS NAME`)",
+                at()
+            )
+        })?;
+        if class >= classes {
+            return Err(format!(
+                "{}: class {class}, but the model has {classes} classes (0..{})",
+                at(),
+                classes - 1
+            ));
+        }
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Err(format!("{}: class {class} has no name", at()));
+        }
+        let name = if rest
+            .split_whitespace()
+            .all(|t| t.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let chars = rest
+                .split_whitespace()
+                .map(|t| {
+                    t.parse::<u32>()
+                        .ok()
+                        .and_then(char::from_u32)
+                        .map(String::from)
+                        .ok_or_else(|| format!("{}: {t} is not a Unicode character code", at()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut uniq: Vec<String> = Vec::new();
+            for c in chars {
+                if !uniq.contains(&c) {
+                    uniq.push(c);
+                }
+            }
+            uniq.join("/")
+        } else {
+            rest.to_string()
+        };
+        if names[class].replace(name).is_some() {
+            return Err(format!("{}: class {class} is named twice", at()));
+        }
+    }
+    Ok(names)
+}
+
 /// Pictures as rows of a `[n, side*side]` matrix.
 pub fn stack(rows: &[&[f32]]) -> Array2<f32> {
     let d = rows.first().map_or(0, |r| r.len());
@@ -198,6 +277,46 @@ mod tests {
             .all(|&v| v == 0.0));
         let v = prepare(blank, 28, Invert::No, Preprocess::Resize);
         assert!(v.iter().all(|&v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let mut v: Vec<f32> = (0..9).map(|i| i as f32).collect();
+        transpose_square(&mut v, 3);
+        assert_eq!(v, [0., 3., 6., 1., 4., 7., 2., 5., 8.]);
+        transpose_square(&mut v, 3);
+        assert_eq!(v, (0..9).map(|i| i as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn mappings_of_codes_and_of_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.txt");
+        // EMNIST letters: class 0 unused, 1 = A/a, 2 = B/b; digits: 5 = '5'.
+        std::fs::write(&p, "1 65 97\n2 66 98\n\n# comment\n5 53\n").unwrap();
+        let m = read_mapping(&p, 6).unwrap();
+        let want = [None, Some("A/a"), Some("B/b"), None, None, Some("5")];
+        assert_eq!(m.iter().map(|n| n.as_deref()).collect::<Vec<_>>(), want);
+        std::fs::write(&p, "0 T-shirt/top\n1 Trouser\n9 Ankle boot\n").unwrap();
+        let m = read_mapping(&p, 10).unwrap();
+        assert_eq!(m[0].as_deref(), Some("T-shirt/top"));
+        assert_eq!(m[9].as_deref(), Some("Ankle boot"));
+        for (text, msg) in [
+            ("1 65\nx 66\n", "line 2: `x` is not a class number"),
+            ("10 65\n", "line 1: class 10, but the model has 10 classes"),
+            ("3\n", "line 1: class 3 has no name"),
+            (
+                "3 1114112\n",
+                "line 1: 1114112 is not a Unicode character code",
+            ),
+            ("3 65\n3 66\n", "line 2: class 3 is named twice"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = read_mapping(&p, 10).unwrap_err();
+            assert!(e.contains("m.txt") && e.contains(msg), "{text:?}: {e}");
+        }
+        let e = read_mapping(&dir.path().join("none.txt"), 10).unwrap_err();
+        assert!(e.contains("none.txt") && e.contains("cannot read"), "{e}");
     }
 
     #[test]

@@ -391,6 +391,84 @@ fn metrics_plot_predict_and_eval() {
     ]);
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(line.starts_with(&format!("{}: 6 ", s(&p))), "{line}");
+
+    // The same picture stored transposed (as EMNIST stores characters),
+    // classified with --transpose; class names from a mapping file.
+    let t = d.path().join("six_t.png");
+    image::GrayImage::from_fn(28, 28, |x, y| *img.get_pixel(y, x))
+        .save(&t)
+        .unwrap();
+    let names = d.path().join("names.txt");
+    let mapping: String = (0..10).map(|c| format!("{c} class-{c}\n")).collect();
+    std::fs::write(&names, mapping).unwrap();
+    let args = [
+        "predict",
+        "--model",
+        &s(&m),
+        "--preprocess",
+        "resize",
+        "--transpose",
+        "--mapping",
+        &s(&names),
+        &s(&t),
+    ];
+    let line = String::from_utf8_lossy(&ok(&args).stdout).into_owned();
+    assert!(
+        line.starts_with(&format!("{}: 6 class-6  (6 class-6 ", s(&t))),
+        "{line}"
+    );
+    let probs = |args: &[&str]| -> (serde_json::Value, Vec<f64>) {
+        let mut json = args.to_vec();
+        json.push("--json");
+        let v: serde_json::Value = serde_json::from_slice(&ok(&json).stdout).unwrap();
+        let p = v["probabilities"].as_array().unwrap();
+        let p = p.iter().map(|x| x.as_f64().unwrap()).collect();
+        (v, p)
+    };
+    let (v, transposed) = probs(&args);
+    assert_eq!(
+        (v["class"].as_u64(), v["name"].as_str()),
+        (Some(6), Some("class-6"))
+    );
+    // --transpose undoes the transposition: the original picture gets the
+    // same probabilities, the transposed one without the flag others.
+    let (_, upright) = probs(&[
+        "predict",
+        "--model",
+        &s(&m),
+        "--preprocess",
+        "resize",
+        &s(&p),
+    ]);
+    let (_, as_stored) = probs(&[
+        "predict",
+        "--model",
+        &s(&m),
+        "--preprocess",
+        "resize",
+        &s(&t),
+    ]);
+    let dist = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        dist(&transposed, &upright) < 1e-5,
+        "{transposed:?} vs {upright:?}"
+    );
+    assert!(
+        dist(&as_stored, &upright) > 1e-3,
+        "{as_stored:?} vs {upright:?}"
+    );
+    // A mapping with a class the model lacks is refused, naming the file.
+    std::fs::write(&names, "10 65\n").unwrap();
+    let err = common::fails(&args);
+    assert!(
+        err.contains("names.txt line 1: class 10, but the model has 10 classes"),
+        "{err}"
+    );
 }
 
 #[test]
