@@ -28,6 +28,10 @@ pub struct RunConfig {
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// When the data directory holds several datasets, the one whose file names start with NAME (EMNIST's folder: --subset letters reads emnist-letters-*).
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
     /// Network as a layer list: input width, then activation,width pairs; the activation before the output width is softmax (default), sigmoid or identity. Example: 784,relu,200,sigmoid,80,softmax,10.
     #[arg(long, value_name = "LIST", conflicts_with_all = ["hidden", "activation"])]
     #[serde(skip_serializing_if = "Option::is_none")]

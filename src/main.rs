@@ -57,6 +57,25 @@ struct DataArgs {
     /// Directory with the four IDX files (raw or .gz) [default: $MNIST_DIR, else data/mnist].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// When the directory holds several datasets, the one whose file names start with NAME (EMNIST's folder: --subset letters reads emnist-letters-*).
+    #[arg(long, value_name = "NAME")]
+    subset: Option<String>,
+}
+
+impl DataArgs {
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            subset: self.subset.clone(),
+            ..LoadOptions::default()
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct DirArgs {
+    /// Directory to download into [default: $MNIST_DIR, else data/mnist].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -181,7 +200,7 @@ struct GradArgs {
 #[derive(Args)]
 struct FetchArgs {
     #[command(flatten)]
-    data: DataArgs,
+    data: DirArgs,
     /// Mirror URL prefix to try (repeatable; replaces the defaults and $MNIST_MIRRORS).
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
@@ -250,7 +269,7 @@ fn load_data(
 ) -> Result<data::Splits> {
     let dir = data::resolve_data_dir(dir_flag);
     let default = dir_flag.is_none() && data::dataset::data_dir_from_env().is_none();
-    if default && allow_download && data::dataset::locate(&dir).is_err() {
+    if default && allow_download && opts.subset.is_none() && data::dataset::locate(&dir).is_err() {
         eprintln!("MNIST not found in {}: downloading it (use --data-dir or MNIST_DIR for an existing copy)", dir.display());
         fetch::fetch(
             &dir,
@@ -449,6 +468,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
             classes: plan.layers.as_ref().map(|s| s.output_width()),
             validation: cfg.validation,
             seed: cfg.seed,
+            subset: cfg.subset.clone(),
         },
         !cfg.no_download,
         tty,
@@ -642,7 +662,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         &dir,
         &LoadOptions {
             classes: Some(classes),
-            ..LoadOptions::default()
+            ..a.data.options()
         },
     )?;
     let test = &splits.test;
@@ -883,7 +903,7 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
 
 fn cmd_info(a: DataArgs) -> Result<()> {
     let dir = data::resolve_data_dir(a.data_dir.as_deref());
-    let s = data::load_dir(&dir, &LoadOptions::default())?;
+    let s = data::load_dir(&dir, &a.options())?;
     println!("data directory {}", dir.display());
     println!("classes {}", s.classes);
     for (name, d, img, lab) in [
@@ -955,7 +975,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         workloads::synthetic(60_000, a.seed)
     } else {
         let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
-        data::load_dir(&dir, &LoadOptions::default())
+        data::load_dir(&dir, &a.data.options())
             .with_context(|| "cannot load the data (use --synthetic to time on synthetic data)")?
             .train
     };

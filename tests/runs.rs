@@ -500,3 +500,67 @@ fn a_diverging_run_stops_with_advice_and_writes_no_nan() {
     assert_eq!(std::fs::read(&m).unwrap(), before);
     assert!(mnist_mlp::checkpoint::load(&m).unwrap().model.is_finite());
 }
+
+#[test]
+fn several_datasets_in_one_folder_are_told_apart_by_subset() {
+    // EMNIST's folder holds every split, named `emnist-<split>-train-images-
+    // idx3-ubyte.gz`, `emnist-<split>-test-...`: two such sets here.
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("emnist");
+    std::fs::create_dir(&data).unwrap();
+    for (set, n, seed) in [("emnist-aa", 600, 1), ("emnist-bb", 900, 2)] {
+        let tmp = tempfile::tempdir().unwrap();
+        common::write_dataset(tmp.path(), n, 100, seed);
+        for e in std::fs::read_dir(tmp.path()).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let to = format!("{set}-{}", name.replace("t10k", "test"));
+            std::fs::rename(tmp.path().join(&name), data.join(to)).unwrap();
+        }
+    }
+    let err = common::fails(&["info", "--data-dir", &s(&data)]);
+    assert!(
+        err.contains("several files could be the training images file")
+            && err.contains("choose one with --subset (emnist-aa, emnist-bb)"),
+        "{err}"
+    );
+    let out = ok(&["info", "--data-dir", &s(&data), "--subset", "bb"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("train: 900 images") && text.contains("emnist-bb-test-labels-idx1-ubyte.gz"),
+        "{text}"
+    );
+    let err = common::fails(&["info", "--data-dir", &s(&data), "--subset", "cc"]);
+    assert!(
+        err.contains("no training images file") && err.contains("cc-train-images"),
+        "{err}"
+    );
+    // Training reads the chosen set and records the choice in its config.
+    let m = d.path().join("m.safetensors");
+    let out = common::train(
+        &data,
+        "16",
+        1,
+        &["--subset", "emnist-aa", "--save", &s(&m), "--json"],
+    );
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert!(v["test_accuracy"].is_number(), "{last}");
+    let toml = std::fs::read_to_string(d.path().join("m.toml")).unwrap();
+    assert!(toml.contains("subset = \"emnist-aa\""), "{toml}");
+    let out = ok(&[
+        "eval",
+        "--model",
+        &s(&m),
+        "--data-dir",
+        &s(&data),
+        "--subset",
+        "aa",
+        "--json",
+    ]);
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(ev["test_accuracy"].is_number());
+}

@@ -38,7 +38,7 @@ pub enum DataError {
         pattern: String,
         hint: &'static str,
     },
-    #[error("{}: several files could be the {what} file: {}", dir.display(), names.join(", "))]
+    #[error("{}: several files could be the {what} file: {}{}", dir.display(), names.join(", "), subset_hint(names))]
     Ambiguous {
         dir: PathBuf,
         what: &'static str,
@@ -180,15 +180,51 @@ pub fn data_dir_from_env() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The dataset prefix of a file name: what comes before its split stem,
+/// without the joining `-`/`.`/`_` (`emnist-letters` for
+/// `emnist-letters-train-images-idx3-ubyte.gz`, empty for MNIST's names).
+pub fn subset_of(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let at = ["train-", "t10k-", "test-"]
+        .iter()
+        .filter_map(|s| lower.find(s))
+        .min()
+        .unwrap_or(0);
+    lower[..at].trim_end_matches(['-', '.', '_']).to_string()
+}
+
+/// Whether a file of dataset prefix `prefix` ([`subset_of`]) belongs to the
+/// subset `want`: the whole prefix, or its last `-`-separated part(s)
+/// (`letters` and `emnist-letters` both select `emnist-letters`).
+fn in_subset(prefix: &str, want: &str) -> bool {
+    let want = want.to_ascii_lowercase();
+    prefix == want || prefix.ends_with(&format!("-{want}"))
+}
+
+/// The end of the ambiguity error: how to choose, when the names differ in
+/// their dataset prefix.
+fn subset_hint(names: &[String]) -> String {
+    let mut subsets: Vec<String> = names.iter().map(|n| subset_of(n)).collect();
+    subsets.sort();
+    subsets.dedup();
+    if subsets.len() > 1 && subsets.iter().all(|s| !s.is_empty()) {
+        format!("; choose one with --subset ({})", subsets.join(", "))
+    } else {
+        "; keep one of them in the directory".to_string()
+    }
+}
+
 /// Finds the one file in `dir` whose name contains `stem` and `kind`
 /// (`train-images` and `idx3`, say), compressed or not. Accepts the usual
 /// spellings: `train-images-idx3-ubyte(.gz)`, `train-images.idx3-ubyte`,
-/// `emnist-letters-train-images-idx3-ubyte.gz`.
+/// `emnist-letters-train-images-idx3-ubyte.gz`. With `subset`, only files of
+/// that dataset prefix count (EMNIST ships all its splits in one folder).
 pub fn find_split_file(
     dir: &Path,
     stems: &[&str],
     kind: &str,
     what: &'static str,
+    subset: Option<&str>,
 ) -> Result<PathBuf, DataError> {
     let rd = std::fs::read_dir(dir).map_err(|_| DataError::NoDir {
         dir: dir.to_path_buf(),
@@ -203,7 +239,8 @@ pub fn find_split_file(
                 && lower.contains(kind)
                 && !lower.starts_with('.')
                 && !lower.ends_with(".tmp")
-                && !lower.contains(".part");
+                && !lower.contains(".part")
+                && subset.map_or(true, |want| in_subset(&subset_of(&name), want));
             ok.then(|| (name, e.path()))
         })
         .collect();
@@ -218,7 +255,10 @@ pub fn find_split_file(
             what,
             pattern: stems
                 .iter()
-                .map(|s| format!("{s}*{kind}"))
+                .map(|s| match subset {
+                    Some(want) => format!("{want}-{s}*{kind}"),
+                    None => format!("{s}*{kind}"),
+                })
                 .collect::<Vec<_>>()
                 .join("` or `"),
             hint: FETCH_HINT,
@@ -234,6 +274,12 @@ pub fn find_split_file(
 
 /// Locates the four standard files in `dir`.
 pub fn locate(dir: &Path) -> Result<SplitFiles, DataError> {
+    locate_subset(dir, None)
+}
+
+/// Locates the four files of dataset prefix `subset` ([`subset_of`]) in
+/// `dir`, or of the only dataset there when `None`.
+pub fn locate_subset(dir: &Path, subset: Option<&str>) -> Result<SplitFiles, DataError> {
     if dir.exists() && !dir.is_dir() {
         return Err(DataError::NotADir {
             dir: dir.to_path_buf(),
@@ -246,10 +292,22 @@ pub fn locate(dir: &Path) -> Result<SplitFiles, DataError> {
         });
     }
     Ok(SplitFiles {
-        train_images: find_split_file(dir, &["train-images"], "idx3", "training images")?,
-        train_labels: find_split_file(dir, &["train-labels"], "idx1", "training labels")?,
-        test_images: find_split_file(dir, &["t10k-images", "test-images"], "idx3", "test images")?,
-        test_labels: find_split_file(dir, &["t10k-labels", "test-labels"], "idx1", "test labels")?,
+        train_images: find_split_file(dir, &["train-images"], "idx3", "training images", subset)?,
+        train_labels: find_split_file(dir, &["train-labels"], "idx1", "training labels", subset)?,
+        test_images: find_split_file(
+            dir,
+            &["t10k-images", "test-images"],
+            "idx3",
+            "test images",
+            subset,
+        )?,
+        test_labels: find_split_file(
+            dir,
+            &["t10k-labels", "test-labels"],
+            "idx1",
+            "test labels",
+            subset,
+        )?,
     })
 }
 
@@ -285,11 +343,14 @@ pub struct LoadOptions {
     pub validation: usize,
     /// Seed of the validation split.
     pub seed: u64,
+    /// The dataset prefix to load when the directory holds several
+    /// ([`locate_subset`]).
+    pub subset: Option<String>,
 }
 
 /// Loads train and test (and optionally validation) from a directory.
 pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
-    let files = locate(dir)?;
+    let files = locate_subset(dir, opts.subset.as_deref())?;
     let (train, test) = rayon::join(
         || load_split(&files.train_images, &files.train_labels, opts.classes),
         || load_split(&files.test_images, &files.test_labels, opts.classes),
@@ -350,6 +411,63 @@ mod tests {
     fn tiny(n: usize) -> Dataset {
         let px: Vec<u8> = (0..n * 4).map(|i| (i % 256) as u8).collect();
         Dataset::from_u8(n, 2, 2, &px, (0..n).map(|i| (i % 3) as u8).collect())
+    }
+
+    #[test]
+    fn subsets_pick_one_dataset_of_a_shared_folder() {
+        assert_eq!(
+            subset_of("emnist-letters-train-images-idx3-ubyte.gz"),
+            "emnist-letters"
+        );
+        assert_eq!(subset_of("t10k-labels-idx1-ubyte"), "");
+        assert_eq!(subset_of("train-images.idx3-ubyte"), "");
+        let dir = tempfile::tempdir().unwrap();
+        for set in ["emnist-letters", "emnist-mnist", "emnist-digits"] {
+            for f in ["train-images-idx3", "train-labels-idx1", "test-images-idx3"] {
+                std::fs::write(dir.path().join(format!("{set}-{f}-ubyte.gz")), b"").unwrap();
+            }
+        }
+        let e = locate(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("several files could be the training images file")
+                && e.contains(
+                    "choose one with --subset (emnist-digits, emnist-letters, emnist-mnist)"
+                ),
+            "{e}"
+        );
+        for (want, got) in [
+            ("letters", "emnist-letters"),
+            ("emnist-letters", "emnist-letters"),
+            ("MNIST", "emnist-mnist"),
+        ] {
+            let f =
+                find_split_file(dir.path(), &["train-images"], "idx3", "x", Some(want)).unwrap();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(name, format!("{got}-train-images-idx3-ubyte.gz"));
+        }
+        // No test labels in this folder, and no such subset at all: the
+        // error says which names were looked for.
+        let e = locate_subset(dir.path(), Some("letters"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no test labels file") && e.contains("letters-t10k-labels*idx1"),
+            "{e}"
+        );
+        let e = locate_subset(dir.path(), Some("balanced"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no training images file") && e.contains("balanced-train-images*idx3"),
+            "{e}"
+        );
+        // Same prefix (a raw file beside an unrelated copy): no --subset hint.
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["train-images-idx3-ubyte", "train-images.idx3-ubyte.gz"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let e = locate(dir.path()).unwrap_err().to_string();
+        assert!(e.ends_with("; keep one of them in the directory"), "{e}");
     }
 
     #[test]
