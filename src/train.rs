@@ -94,6 +94,38 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Config(String),
+    /// The data does not fit the model (input width, labels).
+    #[error("{0}")]
+    Data(String),
+}
+
+/// Checks that `data` fits `model`: as many features as the model's inputs,
+/// every label below its number of outputs. `what` names the set in the
+/// error (`training set`).
+pub fn check_dataset<T: crate::real::Real>(
+    model: &Mlp<T>,
+    data: &Dataset,
+    what: &str,
+) -> Result<(), TrainError> {
+    let (input, classes) = (model.spec.input(), model.spec.output_width());
+    if data.features() != input {
+        return Err(TrainError::Data(format!(
+            "{what}: samples have {} features ({}x{} images), but the network's input layer takes {input}",
+            data.features(),
+            data.rows,
+            data.cols
+        )));
+    }
+    if let Some(i) = data.labels.iter().position(|&l| l as usize >= classes) {
+        let l = data.labels[i];
+        return Err(TrainError::Data(format!(
+            "{what}: sample {i} has label {l}, but the network has {classes} outputs (labels 0..={}); \
+             its output layer needs at least {} units",
+            classes - 1,
+            l as usize + 1
+        )));
+    }
+    Ok(())
 }
 
 /// One epoch's figures.
@@ -281,13 +313,22 @@ impl<'t> Trainer<'t> {
 
     /// One pass over `train`: shuffle, then every mini-batch. `on_step` is
     /// called after each step with the number of steps done in this epoch.
+    /// Errors: data that does not fit the model ([`check_dataset`]), a
+    /// non-finite loss.
     pub fn train_epoch(
         &mut self,
         model: &mut Mlp<f32>,
         train: &Dataset,
         on_step: &(dyn Fn(usize) + Sync),
     ) -> Result<Stats, TrainError> {
-        assert_eq!(train.len(), self.perm.len(), "training set changed size");
+        if train.len() != self.perm.len() {
+            return Err(TrainError::Data(format!(
+                "training set: {} samples, but this trainer was made for {}",
+                train.len(),
+                self.perm.len()
+            )));
+        }
+        check_dataset(model, train, "training set")?;
         let epoch = self.epoch + 1;
         let n = train.len();
         let rows = self.batch.rows(n);
@@ -359,6 +400,9 @@ impl<'t> Trainer<'t> {
     }
 
     /// Loss and accuracy of `model` on `data`.
+    ///
+    /// # Panics
+    /// If `data` does not fit the model ([`check_dataset`] says why).
     pub fn evaluate(&mut self, model: &mut Mlp<f32>, data: &Dataset) -> Stats {
         let ws = &mut self.eval_ws;
         self.threads
@@ -374,6 +418,10 @@ impl<'t> Trainer<'t> {
         val: Option<&Dataset>,
         on_step: &(dyn Fn(usize) + Sync),
     ) -> Result<EpochReport, TrainError> {
+        check_dataset(model, test, "test set")?;
+        if let Some(v) = val {
+            check_dataset(model, v, "validation set")?;
+        }
         let t0 = Instant::now();
         let tr = self.train_epoch(model, train, on_step)?;
         let seconds = t0.elapsed().as_secs_f64();
@@ -427,6 +475,63 @@ mod tests {
             msg.contains("learning rate is most likely too high") && msg.contains("--lr 1e29"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn data_that_does_not_fit_the_model_is_an_error_not_a_panic() {
+        let threads = Threads::new(2, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("784,relu,16,softmax,10").unwrap();
+        let mut model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 0).unwrap();
+        let data = crate::workloads::synthetic(200, 1);
+        let mut tr = Trainer::new(
+            &model,
+            data.len(),
+            BatchSize::N(50),
+            OptConfig::new(OptKind::Adam, 1e-3),
+            0,
+            &threads,
+        )
+        .unwrap();
+        // A label beyond the 10 outputs (EMNIST letters go up to 26).
+        let mut bad = data.clone();
+        bad.labels[137] = 26;
+        let e = tr
+            .train_epoch(&mut model, &bad, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("training set: sample 137 has label 26, but the network has 10 outputs")
+                && e.contains("at least 27 units"),
+            "{e}"
+        );
+        let e = tr
+            .epoch_report(&mut model, &data, &bad, None, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("test set: sample 137 has label 26"), "{e}");
+        // Images of another size.
+        let px = vec![0u8; 200 * 32 * 32];
+        let other = Dataset::from_u8(200, 32, 32, &px, vec![0; 200]);
+        let e = tr
+            .train_epoch(&mut model, &other, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1024 features (32x32 images), but the network's input layer takes 784"),
+            "{e}"
+        );
+        let e = tr
+            .train_epoch(&mut model, &crate::workloads::synthetic(100, 1), &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("100 samples, but this trainer was made for 200"),
+            "{e}"
+        );
+        // Nothing was trained by the refused calls; the good data still trains.
+        assert_eq!(tr.epoch, 0);
+        tr.train_epoch(&mut model, &data, &|_| {}).unwrap();
+        assert_eq!(tr.epoch, 1);
     }
 
     #[test]

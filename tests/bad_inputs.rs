@@ -418,6 +418,28 @@ fn shapes_counts_permissions_and_checkpoints() {
         "must have the same size",
     );
 
+    // The standard workloads on data of another shape or with more classes
+    // (EMNIST letters go up to 26): an error naming the data, no panic.
+    let d = dir_of(20, 10, 2, 2);
+    let bench = ["bench", "--workload", "T2", "--epochs", "1"];
+    expect_error(
+        "bench on 2x2 images",
+        d.path(),
+        &bench,
+        "--workload T2 on",
+        "samples have 4 features (2x2 images), but the network's input layer takes 784",
+    );
+    let d = dir_of(300, 10, 28, 28);
+    let labels: Vec<u8> = (0..300).map(|i| (i % 27) as u8).collect();
+    std::fs::write(d.path().join(TRAIN_LAB), encode_idx(&[300], &labels)).unwrap();
+    expect_error(
+        "bench with labels up to 26",
+        d.path(),
+        &bench,
+        "--workload T2 on",
+        "sample 10 has label 10, but the network has 10 outputs",
+    );
+
     // 10001 labels for 10000 images.
     let d = dir_of(10, 10000, 2, 2);
     let labels: Vec<u8> = (0..10001).map(|i| (i % 10) as u8).collect();
