@@ -100,6 +100,13 @@ fn thread_pool(n: Option<usize>, policy: GemmThreading) -> Result<Threads> {
         Some(n) if n == 0 || n > 4096 => {
             bail!("--threads {n} is out of range (1..=4096; leave it out to use all cores)")
         }
+        Some(n) if n > mnist_mlp::parallel::num_cores() => {
+            eprintln!(
+                "warning: --threads {n} is more than this machine's {} cores: the extra threads share cores and slow every step down",
+                mnist_mlp::parallel::num_cores()
+            );
+            Threads::new(n, policy).map_err(anyhow::Error::msg)
+        }
         _ => Threads::new(n.unwrap_or(0), policy).map_err(anyhow::Error::msg),
     }
 }
@@ -841,6 +848,12 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
     if a.batch == 0 || a.blocks == 0 {
         bail!("--batch and --blocks must be at least 1");
     }
+    if !(a.tolerance.is_finite() && a.tolerance > 0.0) {
+        bail!(
+            "--tolerance must be a positive finite number (a relative error), got {}",
+            a.tolerance
+        );
+    }
     let cases = match &a.layers {
         Some(l) => {
             let spec = NetSpec::parse(l).map_err(|e| anyhow::anyhow!("--layers: {e}"))?;
@@ -970,6 +983,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             a.workload
         )
     })?;
+    if a.epochs == 0 {
+        bail!("--epochs must be at least 1 (timed epochs after the warm-up)");
+    }
     let threads = a.threads.pool()?;
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
     let train = if a.synthetic {

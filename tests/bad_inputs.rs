@@ -335,11 +335,50 @@ fn cli_values_out_of_range_are_refused() {
             vec!["train", "--layers", "4,relu,3,sigmoid,10", "--loss", "ce"],
             "cross-entropy needs a softmax output",
         ),
+        (
+            vec!["bench", "--workload", "T1", "--epochs", "0"],
+            "--epochs must be at least 1",
+        ),
     ] {
         let (code, err) = run(d.path(), &args);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+    // A tolerance no error can exceed (NaN) or every error exceeds.
+    for t in [
+        "--tolerance=nan",
+        "--tolerance=-1",
+        "--tolerance=0",
+        "--tolerance=inf",
+    ] {
+        let err = common::fails(&["gradcheck", t]);
+        assert!(
+            err.contains("--tolerance must be a positive finite number"),
+            "{t}: {err}"
+        );
+    }
+    // More threads than cores: allowed, with a warning.
+    let n = (mnist_mlp::parallel::num_cores() + 1).to_string();
+    let dir = common::s(d.path());
+    let out = common::ok(&[
+        "train",
+        "--data-dir",
+        &dir,
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--threads",
+        &n,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "warning: --threads {n} is more than this machine's"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
