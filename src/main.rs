@@ -135,6 +135,9 @@ struct EvalArgs {
     /// Model to evaluate (a safetensors file written by `train --save`).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
+    /// Class names for the per-class table, as for `predict --mapping` (EMNIST's mapping files or `CLASS NAME` lines).
+    #[arg(long, value_name = "FILE")]
+    mapping: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -664,6 +667,10 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let loaded = mnist_mlp::checkpoint::load(&a.model)?;
     let mut model = loaded.model;
     let classes = model.spec.output_width();
+    let names = match &a.mapping {
+        Some(m) => mnist_mlp::predict::read_mapping(m, classes).map_err(anyhow::Error::msg)?,
+        None => vec![None; classes],
+    };
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
     let splits = data::load_dir(
         &dir,
@@ -695,14 +702,14 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         let p = mnist_mlp::nn::loss::argmax(row.as_slice().expect("contiguous"));
         confusion[y as usize][p] += 1;
     }
-    let recall: Vec<f64> = (0..classes)
-        .map(|c| confusion[c][c] as f64 / confusion[c].iter().sum::<usize>().max(1) as f64)
+    // None where undefined: no sample of the class (recall), never
+    // predicted (precision); EMNIST letters never use class 0.
+    let ratio = |hits: usize, of: usize| (of > 0).then(|| hits as f64 / of as f64);
+    let recall: Vec<Option<f64>> = (0..classes)
+        .map(|c| ratio(confusion[c][c], confusion[c].iter().sum()))
         .collect();
-    let precision: Vec<f64> = (0..classes)
-        .map(|c| {
-            confusion[c][c] as f64
-                / (0..classes).map(|r| confusion[r][c]).sum::<usize>().max(1) as f64
-        })
+    let precision: Vec<Option<f64>> = (0..classes)
+        .map(|c| ratio(confusion[c][c], (0..classes).map(|r| confusion[r][c]).sum()))
         .collect();
     if a.json {
         println!(
@@ -711,6 +718,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
                 "model": a.model.display().to_string(), "layers": model.spec.to_string(),
                 "test_accuracy": stats.accuracy(), "test_loss": stats.mean_loss(), "samples": test.len(),
                 "precision": precision, "recall": recall, "confusion": confusion,
+                "names": names,
             })
         );
         return Ok(());
@@ -722,12 +730,22 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         stats.accuracy() * 100.0,
         stats.mean_loss()
     );
-    println!("class  precision  recall");
+    println!(
+        "class  precision  recall{}",
+        if a.mapping.is_some() { "  name" } else { "" }
+    );
+    let pct = |v: Option<f64>, w: usize| match v {
+        Some(v) => format!("{:>w$.2}%", v * 100.0, w = w),
+        None => format!("{:>w$} ", "-", w = w),
+    };
     for c in 0..classes {
+        let name = names[c]
+            .as_deref()
+            .map_or(String::new(), |n| format!("  {n}"));
         println!(
-            "{c:>5}  {:>8.2}%  {:>6.2}%",
-            precision[c] * 100.0,
-            recall[c] * 100.0
+            "{c:>5}  {}  {}{name}",
+            pct(precision[c], 8),
+            pct(recall[c], 6)
         );
     }
     println!("confusion matrix (rows: true class, columns: predicted)");

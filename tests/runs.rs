@@ -564,3 +564,59 @@ fn several_datasets_in_one_folder_are_told_apart_by_subset() {
     let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(ev["test_accuracy"].is_number());
 }
+
+#[test]
+fn eval_names_classes_and_marks_undefined_ratios() {
+    // An 11th output that no sample uses (as EMNIST letters never use 0).
+    let (d, data) = workdir(1500, 300);
+    let m = d.path().join("m.safetensors");
+    ok(&[
+        "train",
+        "--data-dir",
+        &s(&data),
+        "--layers",
+        "784,relu,16,softmax,11",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--save",
+        &s(&m),
+    ]);
+    let names = d.path().join("names.txt");
+    std::fs::write(&names, "3 three\n10 unused\n").unwrap();
+    let (m, data, names) = (s(&m), s(&data), s(&names));
+    let args = [
+        "eval",
+        "--model",
+        &m,
+        "--data-dir",
+        &data,
+        "--mapping",
+        &names,
+    ];
+    let text = String::from_utf8_lossy(&ok(&args).stdout).into_owned();
+    let row = |c: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(c))
+            .unwrap_or_else(|| panic!("no row {c}: {text}"))
+            .to_string()
+    };
+    assert!(text.contains("class  precision  recall  name"), "{text}");
+    assert!(row("3").ends_with("%  three"), "{text}");
+    // Class 10: no samples (recall undefined), never predicted (precision too).
+    let r10 = row("10");
+    let r10: Vec<&str> = r10.split_whitespace().collect();
+    assert_eq!(r10, ["10", "-", "-", "unused"], "{text}");
+    let mut json = args.to_vec();
+    json.push("--json");
+    let v: serde_json::Value = serde_json::from_slice(&ok(&json).stdout).unwrap();
+    assert!(
+        v["recall"][10].is_null() && v["precision"][10].is_null(),
+        "{v}"
+    );
+    assert!(v["recall"][3].as_f64().unwrap() > 0.5, "{v}");
+    assert_eq!(
+        (v["names"][3].as_str(), v["names"][0].as_str()),
+        (Some("three"), None)
+    );
+}
