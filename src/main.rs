@@ -672,14 +672,9 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         None => vec![None; classes],
     };
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
-    let splits = data::load_dir(
-        &dir,
-        &LoadOptions {
-            classes: Some(classes),
-            ..a.data.options()
-        },
-    )?;
-    let test = &splits.test;
+    // Only the test split is read (the training files need not be there).
+    let (images, labels) = data::dataset::locate_test(&dir, a.data.subset.as_deref())?;
+    let test = &data::dataset::load_split(&images, &labels, Some(classes))?;
     if test.features() != model.spec.input() {
         bail!(
             "{}: the model's input width is {} but the images in {} have {} pixels",

@@ -582,6 +582,10 @@ fn eval_names_classes_and_marks_undefined_ratios() {
         "--save",
         &s(&m),
     ]);
+    // Evaluation reads only the test files.
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::remove_file(data.join(f)).unwrap();
+    }
     let names = d.path().join("names.txt");
     std::fs::write(&names, "3 three\n10 unused\n").unwrap();
     let (m, data, names) = (s(&m), s(&data), s(&names));

@@ -280,6 +280,40 @@ pub fn locate(dir: &Path) -> Result<SplitFiles, DataError> {
 /// Locates the four files of dataset prefix `subset` ([`subset_of`]) in
 /// `dir`, or of the only dataset there when `None`.
 pub fn locate_subset(dir: &Path, subset: Option<&str>) -> Result<SplitFiles, DataError> {
+    check_dir(dir)?;
+    let train_images = find_split_file(dir, &["train-images"], "idx3", "training images", subset)?;
+    let train_labels = find_split_file(dir, &["train-labels"], "idx1", "training labels", subset)?;
+    let (test_images, test_labels) = locate_test(dir, subset)?;
+    Ok(SplitFiles {
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+    })
+}
+
+/// The test images and labels files alone (what evaluation needs).
+pub fn locate_test(dir: &Path, subset: Option<&str>) -> Result<(PathBuf, PathBuf), DataError> {
+    check_dir(dir)?;
+    Ok((
+        find_split_file(
+            dir,
+            &["t10k-images", "test-images"],
+            "idx3",
+            "test images",
+            subset,
+        )?,
+        find_split_file(
+            dir,
+            &["t10k-labels", "test-labels"],
+            "idx1",
+            "test labels",
+            subset,
+        )?,
+    ))
+}
+
+fn check_dir(dir: &Path) -> Result<(), DataError> {
     if dir.exists() && !dir.is_dir() {
         return Err(DataError::NotADir {
             dir: dir.to_path_buf(),
@@ -291,24 +325,7 @@ pub fn locate_subset(dir: &Path, subset: Option<&str>) -> Result<SplitFiles, Dat
             hint: FETCH_HINT,
         });
     }
-    Ok(SplitFiles {
-        train_images: find_split_file(dir, &["train-images"], "idx3", "training images", subset)?,
-        train_labels: find_split_file(dir, &["train-labels"], "idx1", "training labels", subset)?,
-        test_images: find_split_file(
-            dir,
-            &["t10k-images", "test-images"],
-            "idx3",
-            "test images",
-            subset,
-        )?,
-        test_labels: find_split_file(
-            dir,
-            &["t10k-labels", "test-labels"],
-            "idx1",
-            "test labels",
-            subset,
-        )?,
-    })
+    Ok(())
 }
 
 /// Reads one split (an image file and its label file), checking that they agree.
