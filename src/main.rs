@@ -100,14 +100,16 @@ fn thread_pool(n: Option<usize>, policy: GemmThreading) -> Result<Threads> {
         Some(n) if n == 0 || n > 4096 => {
             bail!("--threads {n} is out of range (1..=4096; leave it out to use all cores)")
         }
-        Some(n) if n > mnist_mlp::parallel::num_cores() => {
-            eprintln!(
-                "warning: --threads {n} is more than this machine's {} cores: the extra threads share cores and slow every step down",
-                mnist_mlp::parallel::num_cores()
-            );
+        Some(n) => {
+            let cores = mnist_mlp::parallel::num_cores();
+            if n > cores {
+                eprintln!(
+                    "warning: --threads {n} is more than this machine's {cores} cores: the extra threads share cores and slow every step down"
+                );
+            }
             Threads::new(n, policy).map_err(anyhow::Error::msg)
         }
-        _ => Threads::new(n.unwrap_or(0), policy).map_err(anyhow::Error::msg),
+        None => Threads::new(0, policy).map_err(anyhow::Error::msg),
     }
 }
 
@@ -662,15 +664,20 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The names of `classes` classes from `--mapping` (none without it).
+fn class_names(mapping: Option<&Path>, classes: usize) -> Result<Vec<Option<String>>> {
+    match mapping {
+        Some(m) => mnist_mlp::predict::read_mapping(m, classes).map_err(anyhow::Error::msg),
+        None => Ok(vec![None; classes]),
+    }
+}
+
 fn cmd_eval(a: EvalArgs) -> Result<()> {
     let threads = a.threads.pool()?;
     let loaded = mnist_mlp::checkpoint::load(&a.model)?;
     let mut model = loaded.model;
     let classes = model.spec.output_width();
-    let names = match &a.mapping {
-        Some(m) => mnist_mlp::predict::read_mapping(m, classes).map_err(anyhow::Error::msg)?,
-        None => vec![None; classes],
-    };
+    let names = class_names(a.mapping.as_deref(), classes)?;
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
     // Only the test split is read (the training files need not be there).
     let (images, labels) = data::dataset::locate_test(&dir, a.data.subset.as_deref())?;
@@ -776,10 +783,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     let input = model.spec.input();
     let classes = model.spec.output_width();
     let side = (input as f64).sqrt().round() as usize;
-    let names = match &a.mapping {
-        Some(m) => predict::read_mapping(m, classes).map_err(anyhow::Error::msg)?,
-        None => vec![None; classes],
-    };
+    let names = class_names(a.mapping.as_deref(), classes)?;
     let label = |c: usize| {
         names[c]
             .as_deref()

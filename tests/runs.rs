@@ -381,14 +381,16 @@ fn metrics_plot_predict_and_eval() {
     });
     let p = d.path().join("six.png");
     img.save(&p).unwrap();
-    let out = ok(&[
-        "predict",
-        "--model",
-        &s(&m),
-        "--preprocess",
-        "resize",
-        &s(&p),
-    ]);
+    // `predict` with pictures resized into the frame.
+    fn resized<'a>(model: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        [
+            &["predict", "--model", model, "--preprocess", "resize"],
+            rest,
+        ]
+        .concat()
+    }
+    let model = s(&m);
+    let out = ok(&resized(&model, &[&s(&p)]));
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(line.starts_with(&format!("{}: 6 ", s(&p))), "{line}");
 
@@ -401,17 +403,8 @@ fn metrics_plot_predict_and_eval() {
     let names = d.path().join("names.txt");
     let mapping: String = (0..10).map(|c| format!("{c} class-{c}\n")).collect();
     std::fs::write(&names, mapping).unwrap();
-    let args = [
-        "predict",
-        "--model",
-        &s(&m),
-        "--preprocess",
-        "resize",
-        "--transpose",
-        "--mapping",
-        &s(&names),
-        &s(&t),
-    ];
+    let (names_s, t_s) = (s(&names), s(&t));
+    let args = resized(&model, &["--transpose", "--mapping", &names_s, &t_s]);
     let line = String::from_utf8_lossy(&ok(&args).stdout).into_owned();
     assert!(
         line.starts_with(&format!("{}: 6 class-6  (6 class-6 ", s(&t))),
@@ -432,22 +425,8 @@ fn metrics_plot_predict_and_eval() {
     );
     // --transpose undoes the transposition: the original picture gets the
     // same probabilities, the transposed one without the flag others.
-    let (_, upright) = probs(&[
-        "predict",
-        "--model",
-        &s(&m),
-        "--preprocess",
-        "resize",
-        &s(&p),
-    ]);
-    let (_, as_stored) = probs(&[
-        "predict",
-        "--model",
-        &s(&m),
-        "--preprocess",
-        "resize",
-        &s(&t),
-    ]);
+    let (_, upright) = probs(&resized(&model, &[&s(&p)]));
+    let (_, as_stored) = probs(&resized(&model, &[&t_s]));
     let dist = |a: &[f64], b: &[f64]| {
         a.iter()
             .zip(b)

@@ -283,7 +283,7 @@ pub fn locate_subset(dir: &Path, subset: Option<&str>) -> Result<SplitFiles, Dat
     check_dir(dir)?;
     let train_images = find_split_file(dir, &["train-images"], "idx3", "training images", subset)?;
     let train_labels = find_split_file(dir, &["train-labels"], "idx1", "training labels", subset)?;
-    let (test_images, test_labels) = locate_test(dir, subset)?;
+    let (test_images, test_labels) = find_test(dir, subset)?;
     Ok(SplitFiles {
         train_images,
         train_labels,
@@ -295,6 +295,11 @@ pub fn locate_subset(dir: &Path, subset: Option<&str>) -> Result<SplitFiles, Dat
 /// The test images and labels files alone (what evaluation needs).
 pub fn locate_test(dir: &Path, subset: Option<&str>) -> Result<(PathBuf, PathBuf), DataError> {
     check_dir(dir)?;
+    find_test(dir, subset)
+}
+
+/// [`locate_test`] in a directory already checked.
+fn find_test(dir: &Path, subset: Option<&str>) -> Result<(PathBuf, PathBuf), DataError> {
     Ok((
         find_split_file(
             dir,
