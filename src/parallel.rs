@@ -19,6 +19,20 @@ use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 extern "C" {
     fn openblas_set_num_threads(n: std::os::raw::c_int);
     fn openblas_get_num_threads() -> std::os::raw::c_int;
+    fn openblas_get_corename() -> *const std::os::raw::c_char;
+}
+
+/// The name of the kernel set OpenBLAS chose for this processor
+/// (`"Cooperlake"`, `"Haswell"`, ...), lower-case.
+pub fn blas_corename() -> String {
+    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
+    unsafe {
+        let p = openblas_get_corename();
+        if p.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().to_lowercase()
+    }
 }
 
 /// Sets the number of threads OpenBLAS uses for one call.
