@@ -28,6 +28,11 @@
 //! So a step with the default policy costs two synchronizations whatever
 //! the depth, and the result depends only on the number of blocks, not on
 //! timing.
+//!
+//! Each GEMM is one BLAS call, or several on sub-blocks of its output where
+//! that is faster: skinny products in column chunks ([`gemm_chunk`]), and
+//! big f32 products of batches up to [`TILE_MAX_BATCH`] rows per thread in
+//! tiles ([`gemm_tile`]) that OpenBLAS computes without packing.
 
 use std::ops::Range;
 use std::sync::Mutex;
