@@ -194,21 +194,13 @@ fn evaluation_products_are_sgemm() {
 /// unpacked small-matrix kernels); every chunk is still an sgemm call.
 #[test]
 fn chunked_small_batch_products_are_sgemm() {
-    use mnist_mlp::nn::mlp::gemm_chunk;
     let _g = SERIAL.lock().unwrap();
     let spec = NetSpec::parse("784,relu,512,relu,512,relu,256,relu,128,softmax,10").unwrap();
-    let w = &spec.widths;
     let l = spec.layers();
     let b = 8;
-    let calls = |m: usize, n: usize, k: usize| n.div_ceil(gemm_chunk(m, n, k));
-    let mut want = 0;
-    for i in 0..l {
-        want += calls(b, w[i + 1], w[i]); // forward
-        want += calls(w[i], w[i + 1], b); // weight gradient
-        if i >= 1 {
-            want += calls(b, w[i], w[i + 1]); // back-propagation
-        }
-    }
+    // One block: the column split of small batches has the shapes of a
+    // single row block.
+    let (want, _) = step_calls(&spec.widths, b, 1, tiles_enabled());
     assert!(want > 3 * l - 1, "the rule must chunk something here");
     let x = Array2::<f32>::from_elem((b, 784), 0.5);
     let labels = vec![3u8; b];

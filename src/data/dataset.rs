@@ -469,20 +469,19 @@ mod tests {
         }
         // No test labels in this folder, and no such subset at all: the
         // error says which names were looked for.
-        let e = locate_subset(dir.path(), Some("letters"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no test labels file") && e.contains("letters-t10k-labels*idx1"),
-            "{e}"
-        );
-        let e = locate_subset(dir.path(), Some("balanced"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no training images file") && e.contains("balanced-train-images*idx3"),
-            "{e}"
-        );
+        for (subset, missing, pattern) in [
+            ("letters", "no test labels file", "letters-t10k-labels*idx1"),
+            (
+                "balanced",
+                "no training images file",
+                "balanced-train-images*idx3",
+            ),
+        ] {
+            let e = locate_subset(dir.path(), Some(subset))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(missing) && e.contains(pattern), "{e}");
+        }
         // Same prefix (a raw file beside an unrelated copy): no --subset hint.
         let dir = tempfile::tempdir().unwrap();
         for f in ["train-images-idx3-ubyte", "train-images.idx3-ubyte.gz"] {

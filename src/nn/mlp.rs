@@ -345,13 +345,20 @@ pub enum Update<'a, T: Real> {
 /// matrix" kernels (OpenBLAS >= 0.3.16 on AVX-512 cores).
 pub const SMALL_GEMM_MNK: usize = 1_000_000;
 
+/// Whether a product `[m, k] x [k, n]` is skinny: few rows, or a short
+/// inner dimension (small-batch weight gradients). [`gemm_chunk`] cuts
+/// those; [`gemm_tile`] leaves them to it.
+fn skinny(m: usize, k: usize) -> bool {
+    m <= 32 || k <= 32
+}
+
 /// Columns per call for a product `[m, k] x [k, n]`: skinny products (few
 /// rows, or a short inner dimension as in small-batch weight gradients) are
 /// cut into column chunks small enough for OpenBLAS's small-matrix kernels,
 /// which skip packing the large operand (measured 2-3x faster for 4-8 rows,
 /// see BENCHMARKS.md). Everything else is one call.
 pub fn gemm_chunk(m: usize, n: usize, k: usize) -> usize {
-    if m * n * k > SMALL_GEMM_MNK && (m <= 32 || k <= 32) && m * k > 0 {
+    if m * n * k > SMALL_GEMM_MNK && skinny(m, k) && m * k > 0 {
         (SMALL_GEMM_MNK / (m * k)).max(16) / 16 * 16
     } else {
         n.max(1)
@@ -403,7 +410,7 @@ pub const TILE_MAX_BATCH: usize = 512;
 /// narrow outputs.
 pub fn gemm_tile(o: Orient, m: usize, n: usize, k: usize) -> Option<(usize, usize)> {
     let batch = if o == Orient::TN { k } else { m };
-    if m * n * k <= SMALL_GEMM_MNK || m <= 32 || k <= 32 || n < 64 || batch > TILE_MAX_BATCH {
+    if m * n * k <= SMALL_GEMM_MNK || skinny(m, k) || n < 64 || batch > TILE_MAX_BATCH {
         return None;
     }
     let (rows, max_cols) = match o {
