@@ -7,7 +7,9 @@
 //! computed as A W (`MODE=nn`, the default), A W^T (`nt`, W stored N x K)
 //! or A^T W (`tn`, A stored K x M). Each thread takes a block of M's rows
 //! and calls single-threaded sgemm per tile (rows first; `COL_OUTER=1`:
-//! columns first). Prints the best and the median GFLOP/s of 7 timings.
+//! columns first). `PAD=E` stores every matrix with rows E elements longer
+//! than their width (`nn::layout`). Prints the best and the median GFLOP/s
+//! of 7 timings.
 use ndarray::{linalg::general_mat_mul, s, Array2, ArrayView2, ArrayViewMut2};
 use std::time::Instant;
 
@@ -53,19 +55,22 @@ fn main() {
     let (m, k, n, threads) = (args[0], args[1], args[2], args[3]);
     let mode = std::env::var("MODE").unwrap_or("nn".into());
     let col_outer = std::env::var("COL_OUTER").is_ok();
-    let a_st = if mode == "tn" {
-        Array2::<f32>::from_shape_fn((k, m), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1)
-    } else {
-        Array2::<f32>::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1)
-    };
-    let b_st = if mode == "nt" {
-        Array2::<f32>::from_shape_fn((n, k), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.01)
-    } else {
-        Array2::<f32>::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.01)
-    };
-    let a = if mode == "tn" { a_st.t() } else { a_st.view() };
-    let b = if mode == "nt" { b_st.t() } else { b_st.view() };
-    let mut c = Array2::<f32>::zeros((m, n));
+    let pad: usize = std::env::var("PAD")
+        .ok()
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(0);
+    let (ar, ac) = if mode == "tn" { (k, m) } else { (m, k) };
+    let (br, bc) = if mode == "nt" { (n, k) } else { (k, n) };
+    let a_st =
+        Array2::<f32>::from_shape_fn((ar, ac + pad), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1);
+    let b_st =
+        Array2::<f32>::from_shape_fn((br, bc + pad), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.01);
+    let a_st = a_st.slice(s![.., ..ac]);
+    let b_st = b_st.slice(s![.., ..bc]);
+    let a = if mode == "tn" { a_st.t() } else { a_st };
+    let b = if mode == "nt" { b_st.t() } else { b_st };
+    let mut c_st = Array2::<f32>::zeros((m, n + pad));
+    let mut c = c_st.slice_mut(s![.., ..n]);
     let flop = 2.0 * (m * k * n) as f64;
     let tiles: Vec<(usize, usize)> = std::env::var("TILES")
         .unwrap()

@@ -177,14 +177,17 @@ impl<T> RawMat<T> {
             stride: 0,
         }
     }
+    /// A matrix with unit column stride (rows possibly padded).
     pub fn of(a: &mut ndarray::Array2<T>) -> Self {
         let (rows, cols) = a.dim();
-        assert!(a.is_standard_layout());
+        let (s0, s1) = (a.strides()[0], a.strides()[1]);
+        assert!(s1 == 1 || cols <= 1, "columns must be contiguous");
+        assert!(s0 >= cols as isize || rows <= 1, "rows must not overlap");
         Self {
             ptr: a.as_mut_ptr(),
             rows,
             cols,
-            stride: cols,
+            stride: if rows <= 1 { cols } else { s0 as usize },
         }
     }
     /// A read-only matrix (never written through).

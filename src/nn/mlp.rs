@@ -44,6 +44,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::nn::dense::Dense;
 use crate::nn::init::Init;
+use crate::nn::layout;
 use crate::nn::loss::{loss_row, Loss};
 use crate::nn::spec::{NetSpec, MAX_LAYERS};
 use crate::optim::Optimizer;
@@ -220,7 +221,8 @@ impl Stats {
     }
 }
 
-/// Buffers for batches of up to `cap` rows, allocated once.
+/// Buffers for batches of up to `cap` rows, allocated once, with rows
+/// [`layout::padded_cols`] apart.
 #[derive(Debug)]
 pub struct Workspace<T: Real> {
     cap: usize,
@@ -247,10 +249,10 @@ impl<T: Real> Workspace<T> {
             split: SplitPolicy::from_env(),
             x: Array2::zeros((0, spec.input())),
             acts: (0..l)
-                .map(|i| Array2::zeros((cap, spec.widths[i + 1])))
+                .map(|i| layout::zeros(cap, spec.widths[i + 1]))
                 .collect(),
             deltas: (0..l - 1)
-                .map(|i| Array2::zeros((cap, spec.widths[i + 1])))
+                .map(|i| layout::zeros(cap, spec.widths[i + 1]))
                 .collect(),
             stats: (0..blocks.max(1))
                 .map(|_| Mutex::new(Stats::default()))
@@ -595,7 +597,7 @@ impl<T: Real> Mlp<T> {
             }
         }
         if ws.x.nrows() < ws.cap {
-            ws.x = Array2::zeros((ws.cap, batch.data.ncols()));
+            ws.x = layout::zeros(ws.cap, batch.data.ncols());
         }
         (RawMat::of(&mut ws.x).top(batch.rows.len()), true)
     }

@@ -1,9 +1,10 @@
 //! The network: activations, losses, dense layers, initialization, the
-//! layer-list syntax, and the MLP with its fused training step.
+//! layer-list syntax, padded row strides, and the MLP with its fused training step.
 
 pub mod activation;
 pub mod dense;
 pub mod init;
+pub mod layout;
 pub mod loss;
 pub mod mlp;
 pub mod spec;
