@@ -12,7 +12,7 @@
 //! not in standard layout where that pads).
 //!
 //! Measured on Zen 4 (BENCHMARKS.md, "Padded rows"): T5's weight gradient
-//! with 1024-wide activations ran 20-30% faster, T5's steps ~4% faster;
+//! with 1024-wide activations ran 14-32% faster, T5's steps 3-4% faster;
 //! padding the weights as well gained nothing more, so they stay in
 //! standard layout.
 
