@@ -273,11 +273,12 @@ impl<T: Real> Workspace<T> {
     pub fn set_split(&mut self, split: SplitPolicy) {
         self.split = split;
     }
-    /// Bytes held.
+    /// Bytes held (padding included).
     pub fn bytes(&self) -> usize {
-        let n = self.x.len()
-            + self.acts.iter().map(|a| a.len()).sum::<usize>()
-            + self.deltas.iter().map(|a| a.len()).sum::<usize>();
+        let held = |a: &Array2<T>| a.nrows() * layout::padded_cols::<T>(a.ncols());
+        let n = held(&self.x)
+            + self.acts.iter().map(held).sum::<usize>()
+            + self.deltas.iter().map(held).sum::<usize>();
         n * std::mem::size_of::<T>()
     }
     /// The output rows of the last forward pass (probabilities after
