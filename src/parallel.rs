@@ -179,26 +179,23 @@ impl<T> RawMat<T> {
     }
     /// A matrix with unit column stride (rows possibly padded).
     pub fn of(a: &mut ndarray::Array2<T>) -> Self {
+        Self {
+            ptr: a.as_mut_ptr(),
+            ..Self::of_view(&a.view())
+        }
+    }
+    /// A read-only matrix (never written through), with unit column stride
+    /// (rows possibly padded).
+    pub fn of_view(a: &ArrayView2<T>) -> Self {
         let (rows, cols) = a.dim();
         let (s0, s1) = (a.strides()[0], a.strides()[1]);
         assert!(s1 == 1 || cols <= 1, "columns must be contiguous");
         assert!(s0 >= cols as isize || rows <= 1, "rows must not overlap");
         Self {
-            ptr: a.as_mut_ptr(),
-            rows,
-            cols,
-            stride: if rows <= 1 { cols } else { s0 as usize },
-        }
-    }
-    /// A read-only matrix (never written through).
-    pub fn of_view(a: &ArrayView2<T>) -> Self {
-        let (rows, cols) = a.dim();
-        assert!(a.strides()[1] == 1 || cols <= 1);
-        Self {
             ptr: a.as_ptr() as *mut T,
             rows,
             cols,
-            stride: (a.strides()[0].max(cols as isize)) as usize,
+            stride: if rows <= 1 { cols } else { s0 as usize },
         }
     }
     pub fn of_slice(s: &mut [T]) -> Self {
