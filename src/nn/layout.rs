@@ -63,6 +63,14 @@ pub fn zeros<T: Clone + num_traits::Zero>(rows: usize, cols: usize) -> Array2<T>
     Array2::from_shape_vec(shape, vec![T::zero(); len]).expect("the strides fit the buffer")
 }
 
+/// Elements of storage behind `a`, the padding between its rows included.
+pub fn storage_len<T>(a: &Array2<T>) -> usize {
+    match a.dim() {
+        (0, _) | (_, 0) => 0,
+        (rows, cols) => (rows - 1) * (a.strides()[0] as usize) + cols,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +98,12 @@ mod tests {
         assert_eq!(zeros::<f32>(0, 1024).dim(), (0, 1024));
         assert_eq!(zeros::<f32>(1, 1024).dim(), (1, 1024));
         assert_eq!(zeros::<f32>(5, 0).dim(), (5, 0));
+        assert_eq!(
+            storage_len(&zeros::<f32>(3, 1024)),
+            2 * padded_cols::<f32>(1024) + 1024
+        );
+        assert_eq!(storage_len(&zeros::<f32>(3, 784)), 3 * 784);
+        assert_eq!(storage_len(&zeros::<f32>(0, 1024)), 0);
         let mut z = zeros::<f32>(2, 1024);
         z[[1, 1023]] = 1.0;
         let raw = crate::parallel::RawMat::of(&mut z);

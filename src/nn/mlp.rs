@@ -275,10 +275,9 @@ impl<T: Real> Workspace<T> {
     }
     /// Bytes held (padding included).
     pub fn bytes(&self) -> usize {
-        let held = |a: &Array2<T>| a.nrows() * layout::padded_cols::<T>(a.ncols());
-        let n = held(&self.x)
-            + self.acts.iter().map(held).sum::<usize>()
-            + self.deltas.iter().map(held).sum::<usize>();
+        let n = layout::storage_len(&self.x)
+            + self.acts.iter().map(layout::storage_len).sum::<usize>()
+            + self.deltas.iter().map(layout::storage_len).sum::<usize>();
         n * std::mem::size_of::<T>()
     }
     /// The output rows of the last forward pass (probabilities after
