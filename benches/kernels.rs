@@ -11,6 +11,10 @@ use ndarray::{linalg::general_mat_mul, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// As in the binary: large buffers on transparent huge pages.
+#[global_allocator]
+static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePageAlloc;
+
 fn rand_mat(r: usize, c: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
     Array2::from_shape_simple_fn((r, c), || rng.random_range(-1.0..1.0))
 }

@@ -15,6 +15,10 @@ use mnist_mlp::parallel::{GemmThreading, Threads};
 use mnist_mlp::train::Trainer;
 use mnist_mlp::workloads::{synthetic, WORKLOADS};
 
+/// As in the binary: large buffers on transparent huge pages.
+#[global_allocator]
+static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePageAlloc;
+
 fn train_set() -> Dataset {
     if let Some(d) = std::env::var_os("MNIST_DIR") {
         match load_dir(d.as_ref(), &LoadOptions::default()) {

@@ -14,6 +14,7 @@ pub mod data;
 pub mod early_stop;
 pub mod fuzzing;
 pub mod gradcheck;
+pub mod hugepages;
 pub mod memory;
 pub mod nn;
 pub mod optim;

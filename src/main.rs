@@ -19,6 +19,10 @@ use mnist_mlp::run_state;
 use mnist_mlp::train::{EpochReport, Trainer};
 use mnist_mlp::workloads::{self, Workload};
 
+/// Large buffers (weights, moments, data) on transparent huge pages.
+#[global_allocator]
+static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePageAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "mnist-mlp",
