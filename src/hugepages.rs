@@ -228,6 +228,70 @@ mod tests {
         assert_eq!(mapped_len(usize::MAX), None);
     }
 
+    /// The `smaps` fields of the mapping that holds `p`.
+    #[cfg(target_os = "linux")]
+    fn smaps_of(p: usize) -> Option<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut out: Option<String> = None;
+        for line in smaps.lines() {
+            let range = line
+                .split_whitespace()
+                .next()
+                .and_then(|r| r.split_once('-'));
+            // A mapping's first line starts with its range, `start-end` in hex.
+            if let Some((a, b)) = range {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
+                    if out.is_some() {
+                        break;
+                    }
+                    if (a..b).contains(&p) {
+                        out = Some(String::new());
+                    }
+                    continue;
+                }
+            }
+            if let Some(o) = out.as_mut() {
+                o.push_str(line);
+                o.push('\n');
+            }
+        }
+        out
+    }
+
+    /// A large block is a mapping of its own that the kernel may back with
+    /// huge pages (`THPeligible: 1`), wherever transparent huge pages are
+    /// not switched off.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn large_blocks_are_eligible_for_huge_pages() {
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        let on = thp.is_ok_and(|s| !s.contains("[never]"));
+        let l = Layout::from_size_align(5 << 20, 8).unwrap();
+        if !HugePageAlloc::huge(&l) || !on {
+            eprintln!("skipped: huge pages off here (MLP_HUGE_PAGES or the kernel)");
+            return;
+        }
+        unsafe {
+            let p = HugePageAlloc.alloc(l);
+            assert!(!p.is_null());
+            p.write_bytes(1, l.size());
+            let fields = smaps_of(p as usize).expect("the block's mapping in /proc/self/smaps");
+            let field = |name: &str| {
+                fields
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+            };
+            // 5 MiB in whole huge pages, advised (`hg`), eligible.
+            assert_eq!(field("Size:").as_deref(), Some("6144 kB"), "{fields}");
+            assert_eq!(field("THPeligible:").as_deref(), Some("1"), "{fields}");
+            let flags = field("VmFlags:").unwrap_or_default();
+            assert!(flags.split_whitespace().any(|f| f == "hg"), "{fields}");
+            HugePageAlloc.dealloc(p, l);
+        }
+    }
+
     /// Blocks keep their contents through every kind of `realloc`: within
     /// the system allocator, within one mapping, between mappings, and across
     /// the threshold both ways; large blocks are aligned to 2 MiB.
