@@ -19,8 +19,10 @@
 //! advice has no effect and the mapping is an ordinary one.
 //!
 //! `MLP_HUGE_PAGES=N` in the environment sets the threshold to `N` bytes
-//! (`0`: off, every allocation to the system allocator), for measurement.
-//! It is read once, at the first allocation, without allocating.
+//! (`0`: off, every allocation to the system allocator), for measurement;
+//! a value that is not a decimal number leaves the default. It is read
+//! once, at the first allocation, without allocating (an allocator cannot
+//! report errors).
 //!
 //! On targets other than Linux this is the system allocator.
 
@@ -75,6 +77,7 @@ fn min_bytes() -> usize {
 }
 
 /// A decimal number of bytes (no allocation).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn parse_bytes(s: &[u8]) -> Option<usize> {
     if s.is_empty() {
         return None;
