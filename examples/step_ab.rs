@@ -15,7 +15,7 @@ use mnist_mlp::data::{load_dir, LoadOptions};
 use mnist_mlp::nn::{Batch, Rows, SplitPolicy, Update, Workspace};
 use mnist_mlp::optim::{OptConfig, Optimizer};
 use mnist_mlp::parallel::{GemmThreading, Threads};
-use mnist_mlp::workloads::{synthetic, Workload};
+use mnist_mlp::workloads::{quantile, synthetic, Workload};
 use rand::{seq::SliceRandom, SeedableRng};
 
 /// As in the binary: large buffers on transparent huge pages.
@@ -97,27 +97,24 @@ fn main() {
             }
         }
     });
-    let q = |v: &mut Vec<f64>, f: f64| {
-        v.sort_by(f64::total_cmp);
-        v[(v.len() as f64 * f) as usize]
-    };
+    let q = |v: &[f64], f: f64| quantile(v, f).expect("timed steps");
     println!("A {a:?}\nB {b:?}");
     println!(
         "A: median {:.3} ms, p10 {:.3} ms ({} steps)",
-        q(&mut ta, 0.5),
-        q(&mut ta, 0.1),
+        q(&ta, 0.5),
+        q(&ta, 0.1),
         ta.len()
     );
     println!(
         "B: median {:.3} ms, p10 {:.3} ms ({} steps)",
-        q(&mut tb, 0.5),
-        q(&mut tb, 0.1),
+        q(&tb, 0.5),
+        q(&tb, 0.1),
         tb.len()
     );
     println!(
         "speed of B over A, neighbouring steps: median {:.3} [p25 {:.3}, p75 {:.3}]",
-        q(&mut ratios, 0.5),
-        q(&mut ratios, 0.25),
-        q(&mut ratios, 0.75)
+        q(&ratios, 0.5),
+        q(&ratios, 0.25),
+        q(&ratios, 0.75)
     );
 }

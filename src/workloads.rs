@@ -190,7 +190,7 @@ pub fn run(
 
 /// The element at fraction `q` of `v` in ascending order (`q = 0.5`: the
 /// median, the upper one for an even count); `None` when `v` is empty.
-fn quantile(v: &[f64], q: f64) -> Option<f64> {
+pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
     let mut sorted = v.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted.get((sorted.len() as f64 * q) as usize).copied()
