@@ -1,0 +1,162 @@
+//! Shared by `tests/golden.rs` and `tests/golden_tiles.rs`. Golden results: the exact bits of trained weights, evaluation losses and
+//! f64 gradient-check errors, compared with values recorded earlier on the
+//! same OpenBLAS build.
+//!
+//! This is the guard of every change that only moves code (issue #19): a
+//! refactor must not change one bit of any result. Each case trains a net
+//! shaped like a standard workload (T1..T5: their layer lists and batch
+//! sizes) for two epochs on 300 synthetic samples with SGD and with Adam,
+//! on 1 and 2 threads split by the trainer and on 2 threads inside OpenBLAS,
+//! then hashes (SHA-256) every weight and bias and the loss and accuracy of
+//! an evaluation pass.
+//!
+//! The bits depend on the BLAS kernels (another processor or OpenBLAS build
+//! rounds differently), so `tests/golden.txt` holds values per OpenBLAS
+//! configuration string (`openblas_get_config`). On a build with no values
+//! the test prints the hashes and says so; `GOLDEN_BLESS=1 cargo test
+//! --release --test golden` records them (run it before a refactor, then
+//! the refactor is checked at every commit).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use mnist_mlp::nn::{Loss, NetSpec};
+use mnist_mlp::optim::{OptConfig, OptKind};
+use mnist_mlp::parallel::{GemmThreading, Threads};
+use mnist_mlp::train::{BatchSize, Trainer};
+use mnist_mlp::workloads::{synthetic, WORKLOADS};
+use sha2::{Digest, Sha256};
+
+extern "C" {
+    fn openblas_get_config() -> *const std::os::raw::c_char;
+}
+
+/// The OpenBLAS build and the kernel set it chose (`OpenBLAS 0.3.21
+/// DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64`).
+fn blas_config() -> String {
+    // SAFETY: OpenBLAS returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(openblas_get_config()) }
+        .to_string_lossy()
+        .trim()
+        .to_string()
+}
+
+/// Every case's hash, by case name.
+fn compute(variant: &str) -> BTreeMap<String, String> {
+    let data = synthetic(300, 11);
+    let mut out = BTreeMap::new();
+    for (policy, n) in [
+        (GemmThreading::Split, 1),
+        (GemmThreading::Split, 2),
+        (GemmThreading::Blas, 2),
+    ] {
+        let threads = Threads::new(n, policy).unwrap();
+        for w in &WORKLOADS {
+            for (opt, lr) in [(OptKind::Sgd, 0.01), (OptKind::Adam, 1e-3)] {
+                let mut model = w.model(5);
+                let mut tr = Trainer::new(
+                    &model,
+                    data.len(),
+                    w.batch,
+                    OptConfig::new(opt, lr),
+                    3,
+                    &threads,
+                )
+                .unwrap();
+                tr.total_epochs = 2;
+                let mut h = Sha256::new();
+                for _ in 0..2 {
+                    let st = tr.train_epoch(&mut model, &data, &|_| {}).unwrap();
+                    h.update(st.loss_sum.to_le_bytes());
+                    h.update((st.correct as u64).to_le_bytes());
+                }
+                for l in &model.layers {
+                    for v in l.w.iter().chain(l.b.iter()) {
+                        h.update(v.to_le_bytes());
+                    }
+                }
+                let ev = tr.evaluate(&mut model, &data);
+                h.update(ev.loss_sum.to_le_bytes());
+                h.update((ev.correct as u64).to_le_bytes());
+                let batch = match w.batch {
+                    BatchSize::N(b) => b.to_string(),
+                    BatchSize::Full => "full".into(),
+                };
+                let name = format!("{}-b{batch}-{}-{policy:?}x{n}{variant}", w.id, opt.name());
+                out.insert(name, format!("{:x}", h.finalize()));
+            }
+        }
+    }
+    // f64 gradient checks through the column- and row-split paths.
+    let spec = NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").unwrap();
+    for (batch, blocks) in [(7, 1), (7, 2), (70, 3)] {
+        let r = mnist_mlp::gradcheck::check(&spec, Loss::CrossEntropy, batch, blocks, 42).unwrap();
+        let mut s = String::new();
+        for t in &r.tensors {
+            write!(s, "{:016x}", t.max_rel_err.to_bits()).unwrap();
+        }
+        out.insert(format!("gradcheck-b{batch}x{blocks}{variant}"), s);
+    }
+    out
+}
+
+/// Computes every case (names suffixed with `variant`) and compares with
+/// (or, under `GOLDEN_BLESS`, records into) `tests/golden.txt`.
+pub fn check(variant: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden.txt");
+    let key = blas_config();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut others = Vec::new();
+    let mut want = BTreeMap::new();
+    for line in text.lines() {
+        match line.split('\t').collect::<Vec<_>>()[..] {
+            [k, case, hash]
+                if k == key
+                    && case.ends_with(variant)
+                    && (variant.is_empty() == !case.ends_with("-tiles")) =>
+            {
+                want.insert(case.to_string(), hash.to_string());
+            }
+            _ => others.push(line.to_string()),
+        }
+    }
+    let got = compute(variant);
+    if std::env::var_os("GOLDEN_BLESS").is_some() {
+        let mut s = others.join("\n");
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        for (case, hash) in &got {
+            writeln!(s, "{key}\t{case}\t{hash}").unwrap();
+        }
+        std::fs::write(&path, s).unwrap();
+        eprintln!("recorded {} golden values for `{key}`", got.len());
+        return;
+    }
+    if want.is_empty() {
+        eprintln!(
+            "no golden values for `{key}` in {}: nothing to compare (record them with GOLDEN_BLESS=1); this build gives:",
+            path.display()
+        );
+        for (case, hash) in &got {
+            eprintln!("  {case} {hash}");
+        }
+        return;
+    }
+    let diff: Vec<_> = got
+        .iter()
+        .filter(|(c, h)| want.get(*c) != Some(h))
+        .map(|(c, _)| c.as_str())
+        .collect();
+    assert_eq!(
+        want.len(),
+        got.len(),
+        "the recorded cases differ from the computed ones"
+    );
+    assert!(
+        diff.is_empty(),
+        "{} of {} results changed bits on `{key}`: {diff:?}",
+        diff.len(),
+        got.len()
+    );
+}
