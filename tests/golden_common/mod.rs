@@ -113,7 +113,7 @@ pub fn check(variant: &str) {
             [k, case, hash]
                 if k == key
                     && case.ends_with(variant)
-                    && (variant.is_empty() == !case.ends_with("-tiles")) =>
+                    && (variant.is_empty() != case.ends_with("-tiles")) =>
             {
                 want.insert(case.to_string(), hash.to_string());
             }
