@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mnist_mlp::blas::set_threads as set_blas_threads;
 use mnist_mlp::nn::loss::loss_row;
 use mnist_mlp::nn::{Activation, Loss, OutputAct};
-use mnist_mlp::parallel::set_blas_threads;
 use ndarray::{linalg::general_mat_mul, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -4,7 +4,7 @@
 use ndarray::{linalg::general_mat_mul, s, Array2};
 use std::time::Instant;
 fn main() {
-    mnist_mlp::parallel::set_blas_threads(1);
+    mnist_mlp::blas::set_threads(1);
     let m: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse().unwrap())

@@ -7,7 +7,8 @@
 //! back-propagation and weight-gradient products).
 //!
 //!     cargo run --release --example split_vs_blas -- M K N THREADS
-use mnist_mlp::parallel::{block, par_for, set_blas_threads, RawMat};
+use mnist_mlp::blas::set_threads as set_blas_threads;
+use mnist_mlp::parallel::{block, par_for, RawMat};
 use ndarray::{linalg::general_mat_mul, s, Array2};
 use std::time::Instant;
 

@@ -1,5 +1,5 @@
 //! One product timed whole and cut into tiles of the output, for choosing
-//! the tile shapes of `nn::mlp::gemm_tile` (BENCHMARKS.md, "Tiles"):
+//! the tile shapes of `blas::gemm_tile` (BENCHMARKS.md, "Tiles"):
 //!
 //!     TILES=256x1024,12x64 MODE=nn cargo run --release --example tile_probe -- 256 1024 1024 2
 //!
@@ -46,7 +46,7 @@ fn tiled(
 }
 
 fn main() {
-    mnist_mlp::parallel::set_blas_threads(1);
+    mnist_mlp::blas::set_threads(1);
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|s| s.parse().unwrap())

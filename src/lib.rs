@@ -8,6 +8,7 @@
 // Links the system OpenBLAS (cblas_sgemm and friends) into every binary.
 extern crate blas_src;
 
+pub mod blas;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

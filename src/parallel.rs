@@ -16,37 +16,6 @@ use std::ops::Range;
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
-extern "C" {
-    fn openblas_set_num_threads(n: std::os::raw::c_int);
-    fn openblas_get_num_threads() -> std::os::raw::c_int;
-    fn openblas_get_corename() -> *const std::os::raw::c_char;
-}
-
-/// The name of the kernel set OpenBLAS chose for this processor
-/// (`"Cooperlake"`, `"Haswell"`, ...), lower-case.
-pub fn blas_corename() -> String {
-    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
-    unsafe {
-        let p = openblas_get_corename();
-        if p.is_null() {
-            return String::new();
-        }
-        std::ffi::CStr::from_ptr(p).to_string_lossy().to_lowercase()
-    }
-}
-
-/// Sets the number of threads OpenBLAS uses for one call.
-pub fn set_blas_threads(n: usize) {
-    // SAFETY: plain setter of the OpenBLAS library; no memory is passed.
-    unsafe { openblas_set_num_threads(n.max(1) as std::os::raw::c_int) }
-}
-
-/// The number of threads OpenBLAS uses for one call.
-pub fn blas_threads() -> usize {
-    // SAFETY: plain getter.
-    unsafe { openblas_get_num_threads() as usize }
-}
-
 /// How products are parallelized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,7 +72,7 @@ impl Threads {
     }
     /// Runs `f` in the pool with OpenBLAS set for this policy.
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        set_blas_threads(match self.policy {
+        crate::blas::set_threads(match self.policy {
             GemmThreading::Split => 1,
             GemmThreading::Blas => self.n,
         });

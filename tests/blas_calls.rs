@@ -8,7 +8,7 @@ use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use mnist_mlp::nn::mlp::{gemm_calls, tiles_enabled, Orient};
+use mnist_mlp::blas::{gemm_calls, tiles_enabled, Orient};
 use mnist_mlp::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
 use mnist_mlp::optim::{OptConfig, OptKind, Optimizer};
 use mnist_mlp::parallel::{block, GemmThreading, Threads};

@@ -1,0 +1,301 @@
+//! OpenBLAS: its controls (thread count, kernel set) and `gemm`, the one
+//! entry of every product of the trainer, with its orientation, column
+//! chunks and tiles.
+//!
+//! A product `C = alpha A B + beta C` on raw blocks goes to OpenBLAS's
+//! sgemm/dgemm through `ndarray::linalg::general_mat_mul` as one call, or as
+//! several on sub-blocks of `C` where that is faster:
+//! - skinny products (few rows, or a short inner dimension as in the weight
+//!   gradients of small batches) in column chunks ([`gemm_chunk`]) small
+//!   enough for OpenBLAS's unpacked small-matrix kernels;
+//! - big f32 products of batches up to [`TILE_MAX_BATCH`] rows per thread in
+//!   tiles ([`gemm_tile`]) that those kernels compute without packing.
+//!
+//! Whether tiles are used is a choice of the [`crate::plan::Plan`]; the
+//! shapes here are fixed by measurement (BENCHMARKS.md, "Tiles").
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::ArrayView2;
+
+use crate::parallel::RawMat;
+use crate::real::Real;
+
+extern "C" {
+    fn openblas_set_num_threads(n: std::os::raw::c_int);
+    fn openblas_get_num_threads() -> std::os::raw::c_int;
+    fn openblas_get_corename() -> *const std::os::raw::c_char;
+    fn openblas_get_config() -> *const std::os::raw::c_char;
+}
+
+/// The name of the kernel set OpenBLAS chose for this processor
+/// (`"Cooperlake"`, `"Haswell"`, ...), lower-case.
+pub fn corename() -> String {
+    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
+    unsafe {
+        let p = openblas_get_corename();
+        if p.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().to_lowercase()
+    }
+}
+
+/// Sets the number of threads OpenBLAS uses for one call.
+pub fn set_threads(n: usize) {
+    // SAFETY: plain setter of the OpenBLAS library; no memory is passed.
+    unsafe { openblas_set_num_threads(n.max(1) as std::os::raw::c_int) }
+}
+
+/// The number of threads OpenBLAS uses for one call.
+pub fn threads() -> usize {
+    // SAFETY: plain getter.
+    unsafe { openblas_get_num_threads() as usize }
+}
+
+/// The OpenBLAS build and the kernel set it chose, as OpenBLAS describes
+/// itself (`OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64`).
+pub fn config() -> String {
+    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
+    unsafe {
+        let p = openblas_get_config();
+        if p.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(p)
+            .to_string_lossy()
+            .trim()
+            .to_string()
+    }
+}
+
+/// Products with `m * n * k` at most this reach OpenBLAS's unpacked "small
+/// matrix" kernels (OpenBLAS >= 0.3.16 on AVX-512 cores).
+pub const SMALL_GEMM_MNK: usize = 1_000_000;
+
+/// Whether a product `[m, k] x [k, n]` is skinny: few rows, or a short
+/// inner dimension (small-batch weight gradients). [`gemm_chunk`] cuts
+/// those; [`gemm_tile`] leaves them to it.
+fn skinny(m: usize, k: usize) -> bool {
+    m <= 32 || k <= 32
+}
+
+/// Columns per call for a product `[m, k] x [k, n]`: skinny products (few
+/// rows, or a short inner dimension as in small-batch weight gradients) are
+/// cut into column chunks small enough for OpenBLAS's small-matrix kernels,
+/// which skip packing the large operand (measured 2-3x faster for 4-8 rows,
+/// see BENCHMARKS.md). Everything else is one call.
+pub fn gemm_chunk(m: usize, n: usize, k: usize) -> usize {
+    if m * n * k > SMALL_GEMM_MNK && skinny(m, k) && m * k > 0 {
+        (SMALL_GEMM_MNK / (m * k)).max(16) / 16 * 16
+    } else {
+        n.max(1)
+    }
+}
+
+/// How the operands of a product `A B` are laid out (row-major terms):
+/// `NN` is a forward product `A W`, `NT` back-propagation `D W^T`, `TN` a
+/// weight gradient `A^T D`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Orient {
+    NN,
+    NT,
+    TN,
+}
+
+/// Whether f32 products are cut into tiles per [`gemm_tile`]: on the
+/// OpenBLAS kernel sets with small-matrix kernels for every orientation
+/// (SkylakeX and its successors; elsewhere tiles would be packed one by
+/// one, which is slow). `MLP_TILES=0` or `1` overrides, for measurement.
+pub fn tiles_enabled() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| match std::env::var("MLP_TILES").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => matches!(
+            corename().as_str(),
+            "skylakex" | "cooperlake" | "sapphirerapids"
+        ),
+    })
+}
+
+/// The most batch rows per thread for which [`gemm_tile`] cuts products:
+/// with more, OpenBLAS's packing is spread over enough rows to pay, and one
+/// packed call is faster (measured: `examples/tile_probe.rs`).
+pub const TILE_MAX_BATCH: usize = 512;
+
+/// Rows and columns of the output per call for a big f32 product
+/// `[m, k] x [k, n]` in orientation `o`, or `None` to keep it whole (or in
+/// [`gemm_chunk`] columns).
+///
+/// Tiles have `m * n * k` at most [`SMALL_GEMM_MNK`], so OpenBLAS runs them
+/// through its small-matrix kernels, which read the operands in place
+/// instead of packing them; the shapes are the fastest of a sweep on one
+/// core (`examples/tile_probe.rs`, BENCHMARKS.md): 12 x 64 for `A W`,
+/// 4 x 192 for `D W^T`, 6 x 512 for `A^T D`. Only products whose batch
+/// dimension (`m`, or `k` for `A^T D`) is at most [`TILE_MAX_BATCH`] are
+/// cut, and neither skinny products (those are [`gemm_chunk`]'s) nor
+/// narrow outputs.
+pub fn gemm_tile(o: Orient, m: usize, n: usize, k: usize) -> Option<(usize, usize)> {
+    let batch = if o == Orient::TN { k } else { m };
+    if m * n * k <= SMALL_GEMM_MNK || skinny(m, k) || n < 64 || batch > TILE_MAX_BATCH {
+        return None;
+    }
+    let (rows, max_cols) = match o {
+        Orient::NN => (12, 64),
+        Orient::NT => (4, 192),
+        Orient::TN => (6, 512),
+    };
+    let cols = (SMALL_GEMM_MNK / (rows * k)).min(max_cols) / 16 * 16;
+    (cols >= 16).then_some((rows.min(m), cols.min(n)))
+}
+
+/// How many BLAS calls an f32 product `[m, k] x [k, n]` in orientation `o`
+/// takes, with tiles (per [`gemm_tile`]) allowed or not.
+pub fn gemm_calls(o: Orient, m: usize, n: usize, k: usize, tiles: bool) -> usize {
+    match gemm_tile(o, m, n, k).filter(|_| tiles) {
+        Some((tr, tc)) => m.div_ceil(tr) * n.div_ceil(tc),
+        None => n.div_ceil(gemm_chunk(m, n, k)),
+    }
+}
+
+/// The orientation of `A B` from the operands' strides, `None` for
+/// `A^T B^T` (which the trainer never computes).
+fn orient<T>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Option<Orient> {
+    let transposed = |v: &ArrayView2<T>| v.strides()[0] == 1 && v.nrows() > 1;
+    match (transposed(a), transposed(b)) {
+        (false, false) => Some(Orient::NN),
+        (false, true) => Some(Orient::NT),
+        (true, false) => Some(Orient::TN),
+        (true, true) => None,
+    }
+}
+
+/// `C = alpha * A * B + beta * C` on raw blocks, through `general_mat_mul`
+/// (BLAS sgemm/dgemm): f32 products in tiles per [`gemm_tile`] where it
+/// applies, else in column chunks per [`gemm_chunk`].
+///
+/// # Safety
+/// The blocks must be valid, `c` written by no one else, `a`, `b` by no one.
+#[inline]
+pub unsafe fn gemm<T: Real>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: RawMat<T>) {
+    if c.rows == 0 || c.cols == 0 {
+        return;
+    }
+    if a.ncols() == 0 {
+        c.view_mut().map_inplace(|v| *v *= beta);
+        return;
+    }
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let o = orient(&a, &b);
+    // Tiles are single-threaded calls: not under `--threading blas`.
+    let tiles = std::mem::size_of::<T>() == 4 && tiles_enabled() && threads() == 1;
+    let tile = match o {
+        Some(o) if tiles => gemm_tile(o, m, n, k),
+        _ => None,
+    };
+    if let Some((tr, tc)) = tile {
+        let call = |i: usize, j: usize| {
+            let (ie, je) = ((i + tr).min(m), (j + tc).min(n));
+            let mut cv = c.block(i..ie, j..je).view_mut();
+            let (ai, bj) = (
+                a.slice(ndarray::s![i..ie, ..]),
+                b.slice(ndarray::s![.., j..je]),
+            );
+            general_mat_mul(alpha, &ai, &bj, beta, &mut cv);
+        };
+        if o == Some(Orient::NN) {
+            // A column strip of W stays in L2 while every row tile of A
+            // passes over it: T5's 10th-percentile step 1.053x faster than
+            // untiled against 1.020x with rows first (6 interleaved
+            // rounds); the other orientations showed no difference.
+            for j in (0..n).step_by(tc) {
+                for i in (0..m).step_by(tr) {
+                    call(i, j);
+                }
+            }
+        } else {
+            for i in (0..m).step_by(tr) {
+                for j in (0..n).step_by(tc) {
+                    call(i, j);
+                }
+            }
+        }
+        return;
+    }
+    let nc = gemm_chunk(m, n, k);
+    let mut j = 0;
+    while j < n {
+        let e = (j + nc).min(n);
+        let mut cv = c.col_block(j..e).view_mut();
+        general_mat_mul(alpha, &a, &b.slice(ndarray::s![.., j..e]), beta, &mut cv);
+        j = e;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// Every orientation cut into tiles (where this machine's OpenBLAS has
+    /// the small-matrix kernels) gives the exact product: integer-valued
+    /// operands, so any order of summation is exact.
+    #[test]
+    fn tiled_products_equal_plain_ones() {
+        let (m, k, n) = (100, 300, 200);
+        let int = |r: usize, c: usize, s: usize| {
+            Array2::<f32>::from_shape_fn((r, c), |(i, j)| ((i * 13 + j * s) % 11) as f32 - 5.0)
+        };
+        let (a, b) = (int(m, k, 7), int(k, n, 5));
+        let (at, bt) = (
+            a.t().as_standard_layout().to_owned(),
+            b.t().as_standard_layout().to_owned(),
+        );
+        let want = a.dot(&b) * 2.0 + 0.5;
+        for (o, av, bv) in [
+            (Orient::NN, a.view(), b.view()),
+            (Orient::NT, a.view(), bt.t()),
+            (Orient::TN, at.t(), b.view()),
+        ] {
+            assert_eq!(orient(&av, &bv), Some(o));
+            assert!(
+                gemm_tile(o, m, n, k).is_some(),
+                "{o:?} must be tiled at this size"
+            );
+            let mut c = Array2::<f32>::from_elem((m, n), 1.0);
+            unsafe { gemm(2.0, av, bv, 0.5, RawMat::of(&mut c)) };
+            assert_eq!(c, want, "{o:?}");
+        }
+    }
+
+    #[test]
+    fn chunked_products_equal_plain_ones() {
+        for (m, k, n) in [(4, 784, 512), (8, 512, 300), (784, 8, 512), (40, 40, 40)] {
+            let a =
+                Array2::<f64>::from_shape_fn((m, k), |(i, j)| ((i * 13 + j * 7) % 11) as f64 - 5.0);
+            let b =
+                Array2::<f64>::from_shape_fn((k, n), |(i, j)| ((i * 3 + j * 5) % 7) as f64 - 3.0);
+            let mut c = Array2::<f64>::from_elem((m, n), 1.0);
+            let want = a.dot(&b) * 2.0 + &c * 0.5;
+            unsafe { gemm(2.0, a.view(), b.view(), 0.5, RawMat::of(&mut c)) };
+            assert_eq!(c, want, "{m}x{k}x{n}");
+        }
+        assert_eq!(gemm_chunk(8, 512, 784), 144);
+        assert_eq!(gemm_tile(Orient::NN, 128, 1024, 1024), Some((12, 64)));
+        assert_eq!(gemm_tile(Orient::NT, 128, 1024, 1024), Some((4, 192)));
+        assert_eq!(gemm_tile(Orient::TN, 512, 1024, 256), Some((6, 512)));
+        assert_eq!(
+            gemm_tile(Orient::NN, 30000, 200, 784),
+            None,
+            "big batches stay packed"
+        );
+        assert_eq!(gemm_tile(Orient::TN, 784, 200, 30000), None);
+        assert_eq!(
+            gemm_tile(Orient::NN, 100, 50, 784),
+            None,
+            "narrow outputs stay whole"
+        );
+        assert_eq!(gemm_chunk(64, 512, 784), 512);
+        assert_eq!(gemm_chunk(784, 512, 8), 144);
+    }
+}
