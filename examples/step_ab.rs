@@ -6,15 +6,16 @@
 //!
 //!     MNIST_DIR=... cargo run --release --example step_ab -- W THREADS STEPS B-SETTING...
 //!
-//! A is [`SplitPolicy::from_env`]; B is A with the settings applied:
+//! A is [`Plan::from_env`]; B is A with the settings applied:
 //! `rows=N` (`col_split_rows`), `big=MIN[:f|b|fb]` (`big_weights` and its
 //! passes).
 use std::time::Instant;
 
 use mnist_mlp::data::{load_dir, LoadOptions};
-use mnist_mlp::nn::{Batch, Rows, SplitPolicy, Update, Workspace};
+use mnist_mlp::nn::{Batch, Rows, Update, Workspace};
 use mnist_mlp::optim::{OptConfig, Optimizer};
 use mnist_mlp::parallel::{GemmThreading, Threads};
+use mnist_mlp::plan::Plan;
 use mnist_mlp::workloads::{quantile, synthetic, Workload};
 use rand::{seq::SliceRandom, SeedableRng};
 
@@ -29,7 +30,7 @@ fn main() {
     };
     let w = Workload::find(w).expect("a workload T1..T5");
     let steps: usize = steps.parse().expect("STEPS is a number");
-    let a = SplitPolicy::from_env();
+    let a = Plan::from_env();
     let mut b = a;
     for s in settings {
         let (k, v) = s.split_once('=').expect("settings are KEY=VALUE");
@@ -37,7 +38,7 @@ fn main() {
             "rows" => b.col_split_rows = v.parse().expect("rows=N"),
             "big" => {
                 let (min, which) = v.split_once(':').unwrap_or((v, "fb"));
-                b.big_weights = min.parse().expect("big=MIN");
+                b.big_cols = Some(min.parse().expect("big=MIN"));
                 (b.big_fwd, b.big_bwd) = (which.contains('f'), which.contains('b'));
             }
             _ => panic!("unknown setting {k}"),
@@ -72,7 +73,7 @@ fn main() {
             let e = (s + rows).min(train.len());
             k = if e == train.len() { 0 } else { k + 1 };
             let is_b = matches!(i % 4, 1 | 2);
-            ws.set_split(if is_b { b } else { a });
+            ws.set_plan(if is_b { b } else { a });
             opt.begin_step();
             let batch = Batch {
                 data: train.images.view(),

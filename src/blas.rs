@@ -102,22 +102,6 @@ pub enum Orient {
     TN,
 }
 
-/// Whether f32 products are cut into tiles per [`gemm_tile`]: on the
-/// OpenBLAS kernel sets with small-matrix kernels for every orientation
-/// (SkylakeX and its successors; elsewhere tiles would be packed one by
-/// one, which is slow). `MLP_TILES=0` or `1` overrides, for measurement.
-pub fn tiles_enabled() -> bool {
-    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *V.get_or_init(|| match std::env::var("MLP_TILES").as_deref() {
-        Ok("0") => false,
-        Ok("1") => true,
-        _ => matches!(
-            corename().as_str(),
-            "skylakex" | "cooperlake" | "sapphirerapids"
-        ),
-    })
-}
-
 /// The most batch rows per thread for which [`gemm_tile`] cuts products:
 /// with more, OpenBLAS's packing is spread over enough rows to pay, and one
 /// packed call is faster (measured: `examples/tile_probe.rs`).
@@ -170,65 +154,89 @@ fn orient<T>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Option<Orient> {
     }
 }
 
-/// `C = alpha * A * B + beta * C` on raw blocks, through `general_mat_mul`
-/// (BLAS sgemm/dgemm): f32 products in tiles per [`gemm_tile`] where it
-/// applies, else in column chunks per [`gemm_chunk`].
-///
-/// # Safety
-/// The blocks must be valid, `c` written by no one else, `a`, `b` by no one.
-#[inline]
-pub unsafe fn gemm<T: Real>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: RawMat<T>) {
-    if c.rows == 0 || c.cols == 0 {
-        return;
-    }
-    if a.ncols() == 0 {
-        c.view_mut().map_inplace(|v| *v *= beta);
-        return;
-    }
-    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-    let o = orient(&a, &b);
-    // Tiles are single-threaded calls: not under `--threading blas`.
-    let tiles = std::mem::size_of::<T>() == 4 && tiles_enabled() && threads() == 1;
-    let tile = match o {
-        Some(o) if tiles => gemm_tile(o, m, n, k),
-        _ => None,
-    };
-    if let Some((tr, tc)) = tile {
-        let call = |i: usize, j: usize| {
-            let (ie, je) = ((i + tr).min(m), (j + tc).min(n));
-            let mut cv = c.block(i..ie, j..je).view_mut();
-            let (ai, bj) = (
-                a.slice(ndarray::s![i..ie, ..]),
-                b.slice(ndarray::s![.., j..je]),
-            );
-            general_mat_mul(alpha, &ai, &bj, beta, &mut cv);
-        };
-        if o == Some(Orient::NN) {
-            // A column strip of W stays in L2 while every row tile of A
-            // passes over it: T5's 10th-percentile step 1.053x faster than
-            // untiled against 1.020x with rows first (6 interleaved
-            // rounds); the other orientations showed no difference.
-            for j in (0..n).step_by(tc) {
-                for i in (0..m).step_by(tr) {
-                    call(i, j);
-                }
-            }
-        } else {
-            for i in (0..m).step_by(tr) {
-                for j in (0..n).step_by(tc) {
-                    call(i, j);
-                }
-            }
+/// How a step calls `gemm`: with tiles or without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gemm {
+    /// Whether f32 products are cut into tiles per [`gemm_tile`].
+    pub tiles: bool,
+}
+
+impl Gemm {
+    /// The products of a step on `T` under a plan that asks for tiles or
+    /// not: tiles are single-threaded f32 calls, so never under `--threading
+    /// blas` (OpenBLAS multi-threaded) nor in f64.
+    pub fn new<T>(plan_tiles: bool) -> Self {
+        Self {
+            tiles: plan_tiles && std::mem::size_of::<T>() == 4 && threads() == 1,
         }
-        return;
     }
-    let nc = gemm_chunk(m, n, k);
-    let mut j = 0;
-    while j < n {
-        let e = (j + nc).min(n);
-        let mut cv = c.col_block(j..e).view_mut();
-        general_mat_mul(alpha, &a, &b.slice(ndarray::s![.., j..e]), beta, &mut cv);
-        j = e;
+
+    /// `C = alpha * A * B + beta * C` on raw blocks, through
+    /// `general_mat_mul` (BLAS sgemm/dgemm): in tiles per [`gemm_tile`]
+    /// where that applies and `self.tiles`, else in column chunks per
+    /// [`gemm_chunk`].
+    ///
+    /// # Safety
+    /// The blocks must be valid, `c` written by no one else, `a`, `b` by no one.
+    #[inline]
+    pub unsafe fn run<T: Real>(
+        self,
+        alpha: T,
+        a: ArrayView2<T>,
+        b: ArrayView2<T>,
+        beta: T,
+        c: RawMat<T>,
+    ) {
+        if c.rows == 0 || c.cols == 0 {
+            return;
+        }
+        if a.ncols() == 0 {
+            c.view_mut().map_inplace(|v| *v *= beta);
+            return;
+        }
+        let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+        let o = orient(&a, &b);
+        let tile = match o {
+            Some(o) if self.tiles => gemm_tile(o, m, n, k),
+            _ => None,
+        };
+        if let Some((tr, tc)) = tile {
+            let call = |i: usize, j: usize| {
+                let (ie, je) = ((i + tr).min(m), (j + tc).min(n));
+                let mut cv = c.block(i..ie, j..je).view_mut();
+                let (ai, bj) = (
+                    a.slice(ndarray::s![i..ie, ..]),
+                    b.slice(ndarray::s![.., j..je]),
+                );
+                general_mat_mul(alpha, &ai, &bj, beta, &mut cv);
+            };
+            if o == Some(Orient::NN) {
+                // A column strip of W stays in L2 while every row tile of A
+                // passes over it: T5's 10th-percentile step 1.053x faster than
+                // untiled against 1.020x with rows first (6 interleaved
+                // rounds); the other orientations showed no difference.
+                for j in (0..n).step_by(tc) {
+                    for i in (0..m).step_by(tr) {
+                        call(i, j);
+                    }
+                }
+            } else {
+                for i in (0..m).step_by(tr) {
+                    for j in (0..n).step_by(tc) {
+                        call(i, j);
+                    }
+                }
+            }
+            return;
+        }
+        let nc = gemm_chunk(m, n, k);
+        let mut j = 0;
+        while j < n {
+            let e = (j + nc).min(n);
+            let mut cv = c.col_block(j..e).view_mut();
+            general_mat_mul(alpha, &a, &b.slice(ndarray::s![.., j..e]), beta, &mut cv);
+            j = e;
+        }
     }
 }
 
@@ -237,9 +245,9 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
-    /// Every orientation cut into tiles (where this machine's OpenBLAS has
-    /// the small-matrix kernels) gives the exact product: integer-valued
-    /// operands, so any order of summation is exact.
+    /// Every orientation cut into tiles gives the exact product (fast only
+    /// where OpenBLAS has the small-matrix kernels, exact everywhere):
+    /// integer-valued operands, so any order of summation is exact.
     #[test]
     fn tiled_products_equal_plain_ones() {
         let (m, k, n) = (100, 300, 200);
@@ -263,7 +271,7 @@ mod tests {
                 "{o:?} must be tiled at this size"
             );
             let mut c = Array2::<f32>::from_elem((m, n), 1.0);
-            unsafe { gemm(2.0, av, bv, 0.5, RawMat::of(&mut c)) };
+            unsafe { Gemm { tiles: true }.run(2.0, av, bv, 0.5, RawMat::of(&mut c)) };
             assert_eq!(c, want, "{o:?}");
         }
     }
@@ -277,7 +285,7 @@ mod tests {
                 Array2::<f64>::from_shape_fn((k, n), |(i, j)| ((i * 3 + j * 5) % 7) as f64 - 3.0);
             let mut c = Array2::<f64>::from_elem((m, n), 1.0);
             let want = a.dot(&b) * 2.0 + &c * 0.5;
-            unsafe { gemm(2.0, a.view(), b.view(), 0.5, RawMat::of(&mut c)) };
+            unsafe { Gemm { tiles: false }.run(2.0, a.view(), b.view(), 0.5, RawMat::of(&mut c)) };
             assert_eq!(c, want, "{m}x{k}x{n}");
         }
         assert_eq!(gemm_chunk(8, 512, 784), 144);

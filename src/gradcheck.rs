@@ -10,7 +10,9 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, SplitPolicy, Update, Workspace};
+use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
+use crate::parallel::{GemmThreading, Threads};
+use crate::plan::Plan;
 
 /// Result for one parameter tensor.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,17 +52,30 @@ pub fn check(
     blocks: usize,
     seed: u64,
 ) -> Result<GradCheck, String> {
-    check_split(spec, loss, batch, blocks, seed, SplitPolicy::from_env())
+    check_plan(spec, loss, batch, blocks, seed, Plan::from_env())
 }
 
-/// [`check`] with the step's products split by `split`.
-pub fn check_split(
+/// [`check`] with the step's blocks chosen by `plan`, on a pool of
+/// `blocks` threads.
+pub fn check_plan(
     spec: &NetSpec,
     loss: Loss,
     batch: usize,
     blocks: usize,
     seed: u64,
-    split: SplitPolicy,
+    plan: Plan,
+) -> Result<GradCheck, String> {
+    let threads = Threads::new(blocks.max(1), GemmThreading::Split)?;
+    threads.install(|| check_in_pool(spec, loss, batch, blocks, seed, plan))
+}
+
+fn check_in_pool(
+    spec: &NetSpec,
+    loss: Loss,
+    batch: usize,
+    blocks: usize,
+    seed: u64,
+    plan: Plan,
 ) -> Result<GradCheck, String> {
     let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
     // Non-zero biases, so that their gradients are exercised off the origin.
@@ -78,8 +93,7 @@ pub fn check_split(
         labels: &labels,
         rows: Rows::Range(0, batch),
     };
-    let mut ws = Workspace::<f64>::new(spec, batch, blocks);
-    ws.set_split(split);
+    let mut ws = Workspace::<f64>::with_plan(spec, batch, blocks, plan);
     net.train_step(&mut ws, &b, Update::GradOnly);
     let mut loss_at = |net: &mut Mlp<f64>| net.forward(&mut ws, &b).mean_loss();
 
@@ -185,17 +199,17 @@ mod tests {
         // or both: regions of row blocks and of column blocks alternate.
         let spec = NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").unwrap();
         for (big_fwd, big_bwd) in [(true, false), (false, true), (true, true)] {
-            let split = SplitPolicy {
-                col_split_rows: crate::nn::mlp::COL_SPLIT_ROWS,
-                big_weights: 0,
+            let split = Plan {
+                big_cols: Some(0),
                 big_fwd,
                 big_bwd,
+                ..Plan::default()
             };
             assert!(!split.split_cols(34, 2, 40, 5, true), "the output layer");
             assert_eq!(split.split_cols(34, 2, 12, 40, true), big_fwd);
             assert_eq!(split.split_cols(34, 2, 35, 40, false), big_bwd);
             for blocks in [2, 3] {
-                let r = check_split(&spec, Loss::CrossEntropy, 34, blocks, 7, split).unwrap();
+                let r = check_plan(&spec, Loss::CrossEntropy, 34, blocks, 7, split).unwrap();
                 assert!(
                     r.max_rel_err() < 1e-6,
                     "fwd={big_fwd} bwd={big_bwd} blocks={blocks}: {:#?}",

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod nn;
 pub mod optim;
 pub mod parallel;
+pub mod plan;
 pub mod plot;
 pub mod predict;
 pub mod real;

@@ -70,14 +70,36 @@ impl Threads {
             GemmThreading::Blas => 1,
         }
     }
-    /// Runs `f` in the pool with OpenBLAS set for this policy.
+    /// Runs `f` in the pool with OpenBLAS set for this policy. Training
+    /// steps split into several blocks must run inside (they check).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         crate::blas::set_threads(match self.policy {
             GemmThreading::Split => 1,
             GemmThreading::Blas => self.n,
         });
-        self.pool.install(f)
+        self.pool.install(|| {
+            /// Restores the flag however `f` ends (a panic included).
+            struct Restore(bool);
+            impl Drop for Restore {
+                fn drop(&mut self) {
+                    INSTALLED.set(self.0);
+                }
+            }
+            let _restore = Restore(INSTALLED.replace(true));
+            f()
+        })
     }
+}
+
+thread_local! {
+    /// Whether this thread runs inside [`Threads::install`].
+    static INSTALLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread runs inside [`Threads::install`] (so that
+/// parallel regions use its pool, with OpenBLAS set for its policy).
+pub fn installed() -> bool {
+    INSTALLED.get()
 }
 
 /// Available cores.

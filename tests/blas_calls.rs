@@ -8,10 +8,11 @@ use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use mnist_mlp::blas::{gemm_calls, tiles_enabled, Orient};
+use mnist_mlp::blas::{gemm_calls, Orient};
 use mnist_mlp::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
 use mnist_mlp::optim::{OptConfig, OptKind, Optimizer};
 use mnist_mlp::parallel::{block, GemmThreading, Threads};
+use mnist_mlp::plan::Plan;
 use ndarray::{linalg::general_mat_mul, Array2};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -151,7 +152,7 @@ fn every_product_of_a_training_step_is_an_sgemm() {
             net.train_step(&mut ws, &batch, Update::Apply(&opt));
         });
         let (c1, t1) = counts();
-        let tiles = policy == GemmThreading::Split && tiles_enabled();
+        let tiles = policy == GemmThreading::Split && Plan::from_env().tiles;
         let (want, want_t) = step_calls(&spec.widths, 128, nb, tiles);
         if tiles {
             assert!(want > nb * (3 * l - 1), "the rule must tile something here");
@@ -180,7 +181,7 @@ fn evaluation_products_are_sgemm() {
     let mut ws = Workspace::new(&spec, 100, threads.blocks());
     let (c0, _) = counts();
     threads.install(|| net.evaluate(&mut ws, x.view(), &labels));
-    let tiles = tiles_enabled();
+    let tiles = Plan::from_env().tiles;
     let per_block =
         gemm_calls(Orient::NN, 50, 100, 784, tiles) + gemm_calls(Orient::NN, 50, 10, 100, tiles);
     assert_eq!(
@@ -200,7 +201,7 @@ fn chunked_small_batch_products_are_sgemm() {
     let b = 8;
     // One block: the column split of small batches has the shapes of a
     // single row block.
-    let (want, _) = step_calls(&spec.widths, b, 1, tiles_enabled());
+    let (want, _) = step_calls(&spec.widths, b, 1, Plan::from_env().tiles);
     assert!(want > 3 * l - 1, "the rule must chunk something here");
     let x = Array2::<f32>::from_elem((b, 784), 0.5);
     let labels = vec![3u8; b];

@@ -24,23 +24,12 @@ pub const PAD_BYTES: usize = 4096;
 /// One cache line.
 const LINE: usize = 64;
 
-/// The padding rule in force: [`PAD_BYTES`], or `MLP_PAD_BYTES=N` from the
-/// environment (0 turns padding off), for measurement.
-fn pad_bytes() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("MLP_PAD_BYTES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(PAD_BYTES)
-    })
-}
-
 /// Elements per row (the row stride) for `cols` columns of `T`: `cols`,
 /// plus one cache line where `cols` elements are a multiple of
-/// [`PAD_BYTES`].
-pub fn padded_cols<T>(cols: usize) -> usize {
-    stride_for(cols, std::mem::size_of::<T>(), pad_bytes())
+/// `pad_bytes` ([`PAD_BYTES`] by default, the plan's
+/// [`crate::plan::Plan::pad_bytes`]; 0: never).
+pub fn padded_cols<T>(cols: usize, pad_bytes: usize) -> usize {
+    stride_for(cols, std::mem::size_of::<T>(), pad_bytes)
 }
 
 fn stride_for(cols: usize, size: usize, modulus: usize) -> usize {
@@ -53,8 +42,8 @@ fn stride_for(cols: usize, size: usize, modulus: usize) -> usize {
 }
 
 /// A zeroed `[rows, cols]` matrix with rows [`padded_cols`] apart.
-pub fn zeros<T: Clone + num_traits::Zero>(rows: usize, cols: usize) -> Array2<T> {
-    let stride = padded_cols::<T>(cols);
+pub fn zeros<T: Clone + num_traits::Zero>(rows: usize, cols: usize, pad_bytes: usize) -> Array2<T> {
+    let stride = padded_cols::<T>(cols, pad_bytes);
     if rows <= 1 || stride == cols {
         return Array2::zeros((rows, cols));
     }
@@ -89,22 +78,25 @@ mod tests {
 
     #[test]
     fn padded_buffers_have_their_shape_and_stride() {
-        let z = zeros::<f32>(3, 1024);
+        let z = zeros::<f32>(3, 1024, PAD_BYTES);
         assert_eq!(z.dim(), (3, 1024));
         assert!(z.iter().all(|&v| v == 0.0));
-        assert_eq!(z.strides(), [padded_cols::<f32>(1024) as isize, 1]);
-        let z = zeros::<f64>(4, 784);
-        assert!(z.is_standard_layout(), "784 columns are not padded");
-        assert_eq!(zeros::<f32>(0, 1024).dim(), (0, 1024));
-        assert_eq!(zeros::<f32>(1, 1024).dim(), (1, 1024));
-        assert_eq!(zeros::<f32>(5, 0).dim(), (5, 0));
         assert_eq!(
-            storage_len(&zeros::<f32>(3, 1024)),
-            2 * padded_cols::<f32>(1024) + 1024
+            z.strides(),
+            [padded_cols::<f32>(1024, PAD_BYTES) as isize, 1]
         );
-        assert_eq!(storage_len(&zeros::<f32>(3, 784)), 3 * 784);
-        assert_eq!(storage_len(&zeros::<f32>(0, 1024)), 0);
-        let mut z = zeros::<f32>(2, 1024);
+        let z = zeros::<f64>(4, 784, PAD_BYTES);
+        assert!(z.is_standard_layout(), "784 columns are not padded");
+        assert_eq!(zeros::<f32>(0, 1024, PAD_BYTES).dim(), (0, 1024));
+        assert_eq!(zeros::<f32>(1, 1024, PAD_BYTES).dim(), (1, 1024));
+        assert_eq!(zeros::<f32>(5, 0, PAD_BYTES).dim(), (5, 0));
+        assert_eq!(
+            storage_len(&zeros::<f32>(3, 1024, PAD_BYTES)),
+            2 * padded_cols::<f32>(1024, PAD_BYTES) + 1024
+        );
+        assert_eq!(storage_len(&zeros::<f32>(3, 784, PAD_BYTES)), 3 * 784);
+        assert_eq!(storage_len(&zeros::<f32>(0, 1024, PAD_BYTES)), 0);
+        let mut z = zeros::<f32>(2, 1024, PAD_BYTES);
         z[[1, 1023]] = 1.0;
         let raw = crate::parallel::RawMat::of(&mut z);
         assert_eq!(

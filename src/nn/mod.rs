@@ -1,5 +1,6 @@
-//! The network: activations, losses, dense layers, initialization, the
-//! layer-list syntax, padded row strides, and the MLP with its fused training step.
+//! The network: activations, losses, the dense layer, initialization, the
+//! layer-list syntax, padded row strides, the workspace, the training step
+//! and the MLP that ties them together.
 
 pub mod activation;
 pub mod dense;
@@ -8,9 +9,12 @@ pub mod layout;
 pub mod loss;
 pub mod mlp;
 pub mod spec;
+pub mod step;
+pub mod workspace;
 
 pub use activation::Activation;
 pub use init::Init;
 pub use loss::{Loss, OutputAct};
-pub use mlp::{Batch, Mlp, Rows, SplitPolicy, Stats, Update, Workspace};
+pub use mlp::{Mlp, Update};
 pub use spec::NetSpec;
+pub use workspace::{Batch, Rows, Stats, Workspace};

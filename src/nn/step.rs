@@ -1,0 +1,412 @@
+//! One training step (or forward pass) of an [`Mlp`]: which work runs in
+//! which parallel region, on which block.
+//!
+//! Layer `i` maps `[B, n_i]` to `[B, n_{i+1}]`; `A_0` is the input batch,
+//! `A_{i+1} = f_i(A_i W_i + b_i)`, and `D_{i+1} = dL/dZ_{i+1}`. The math of
+//! each piece is in [`crate::nn::dense`]; the buffers in
+//! [`crate::nn::workspace`]; the choices that decide the blocks in
+//! [`crate::plan::Plan`].
+//!
+//! A step runs in *parallel regions*, each split into one block per thread
+//! ([`crate::parallel::par_for`]); inside a block the work is
+//! single-threaded GEMMs on slices, each followed by its fused elementwise
+//! pass:
+//!
+//! 1. the *stages* of the pass: gather the rows; for each hidden layer
+//!    `A_{i+1} = f(A_i W_i + b)` ([`Stage::Fwd`]); at the output the fused
+//!    loss, accuracy and `D_L = (p - onehot) / B` in place of the logits
+//!    ([`Stage::Out`]); then back through the layers
+//!    `D_i = (D_{i+1} W_i^T) * f'(A_i)` ([`Stage::Bwd`], not for the input).
+//!    Each stage is split by rows of the batch or by columns of its output
+//!    ([`Plan::split_cols`]). Consecutive row-split stages share one region:
+//!    a row block needs only its own rows and the weights, which nobody
+//!    writes here. By default a batch with at least
+//!    [`crate::plan::COL_SPLIT_ROWS`] rows per block is one region of row
+//!    blocks; smaller batches split every product by columns (each thread
+//!    reads only its share of the weights), one region per stage.
+//! 2. blocks of every layer's weights (rows or columns,
+//!    [`Plan::weight_grad_by_rows`]): `dW = A_i^T D_{i+1}` on the block,
+//!    `db = sum_rows D_{i+1}` on a column block, then the optimizer on that
+//!    block while it is hot in cache. Plain SGD folds the update into the
+//!    GEMM: `W = (1 - lr l2) W - lr A_i^T D_{i+1}`.
+//!
+//! So a step with the default plan costs two synchronizations whatever the
+//! depth, and the result depends only on the number of blocks and the plan,
+//! not on timing.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use crate::blas::Gemm;
+use crate::nn::dense::{self, DensePtrs};
+use crate::nn::loss::loss_row;
+use crate::nn::mlp::{Mlp, Update};
+use crate::nn::spec::MAX_LAYERS;
+use crate::nn::workspace::{gather_rows, Batch, Stats, Workspace};
+use crate::parallel::{block, par_for, RawMat};
+use crate::plan::{Plan, COL_ALIGN};
+use crate::real::Real;
+
+/// A piece of a pass: the forward product of hidden layer `i`, the output
+/// layer with its loss, or the back-propagation through layer `i`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stage {
+    Fwd(usize),
+    Out,
+    Bwd(usize),
+}
+
+/// Everything the blocks of one step read and write, as raw handles: the
+/// parameters of each layer, the input `[n, n_0]` (to be gathered or read
+/// in place), `A_{i+1}` and `D_{i+1}` `[n, n_{i+1}]` for each layer `i`
+/// (`D_L` shares `A_L`'s buffer), the batch, and one statistics slot per
+/// block.
+pub(crate) struct Frame<'a, 'b, T: Real> {
+    net: &'a Mlp<T>,
+    layers: [DensePtrs<T>; MAX_LAYERS],
+    x: RawMat<T>,
+    gather: bool,
+    acts: [RawMat<T>; MAX_LAYERS],
+    deltas: [RawMat<T>; MAX_LAYERS],
+    batch: &'a Batch<'b>,
+    stats: &'a [Mutex<Stats>],
+    /// Batch rows.
+    n: usize,
+    /// Blocks per region.
+    nb: usize,
+    plan: Plan,
+    gemm: Gemm,
+}
+
+impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
+    /// The frame of a step of `net` on `batch` in `ws`, with `layers` the
+    /// handles of `net`'s parameters.
+    ///
+    /// # Panics
+    /// If the batch does not fit, or the step would call a multi-threaded
+    /// OpenBLAS from several threads at once (it must run inside
+    /// [`crate::parallel::Threads::install`], which sets OpenBLAS for its
+    /// policy).
+    pub fn new(
+        net: &'a Mlp<T>,
+        layers: [DensePtrs<T>; MAX_LAYERS],
+        ws: &'a mut Workspace<T>,
+        batch: &'a Batch<'b>,
+    ) -> Self {
+        let n = ws.check(batch, net.spec.input());
+        let (nb, plan) = (ws.blocks(), ws.plan());
+        assert!(
+            nb == 1 || crate::blas::threads() == 1,
+            "a step in {nb} blocks needs a single-threaded OpenBLAS: run it inside Threads::install"
+        );
+        debug_assert!(
+            nb == 1 || crate::parallel::installed(),
+            "a step in {nb} blocks must run inside Threads::install"
+        );
+        let p = ws.frame_parts(batch);
+        Self {
+            net,
+            layers,
+            x: p.x,
+            gather: p.gather,
+            acts: p.acts,
+            deltas: p.deltas,
+            batch,
+            stats: p.stats,
+            n,
+            nb,
+            plan,
+            gemm: Gemm::new::<T>(plan.tiles),
+        }
+    }
+
+    fn widths(&self) -> &[usize] {
+        &self.net.spec.widths
+    }
+
+    /// The input of layer `i` (`A_i`).
+    fn input_of(&self, i: usize) -> RawMat<T> {
+        if i == 0 {
+            self.x
+        } else {
+            self.acts[i - 1]
+        }
+    }
+
+    fn set_stats(&self, t: usize, st: Stats) {
+        *self.stats[t].lock().expect("no panics while held") = st;
+    }
+
+    /// Forward pass only: one region of row blocks; the output rows hold
+    /// the output activation afterwards.
+    pub fn forward(&self) {
+        let (n, nb) = (self.n, self.nb);
+        par_for(nb, &|t| {
+            let rows = block(t, nb, n, 1);
+            // SAFETY: row blocks are disjoint; nobody writes weights.
+            unsafe {
+                if self.gather && !rows.is_empty() {
+                    gather_rows(self.x, self.batch, rows.clone());
+                }
+                let l = self.net.spec.layers();
+                for i in 0..l - 1 {
+                    self.stage_rows(Stage::Fwd(i), rows.clone(), None);
+                }
+                let st = self.output_rows(rows, None);
+                self.set_stats(t, st);
+            }
+        });
+    }
+
+    /// The stages of a training pass in order.
+    fn stages(&self) -> ([Stage; 2 * MAX_LAYERS], usize) {
+        let l = self.net.spec.layers();
+        let mut stages = [Stage::Out; 2 * MAX_LAYERS];
+        let mut ns = 0;
+        for i in 0..l - 1 {
+            stages[ns] = Stage::Fwd(i);
+            ns += 1;
+        }
+        stages[ns] = Stage::Out;
+        ns += 1;
+        for i in (1..l).rev() {
+            stages[ns] = Stage::Bwd(i);
+            ns += 1;
+        }
+        (stages, ns)
+    }
+
+    /// Whether `stage` is split by columns of its output.
+    fn split_cols(&self, stage: Stage) -> bool {
+        let (w, n, nb) = (self.widths(), self.n, self.nb);
+        match stage {
+            Stage::Fwd(i) => self.plan.split_cols(n, nb, w[i], w[i + 1], true),
+            Stage::Bwd(i) => self.plan.split_cols(n, nb, w[i + 1], w[i], false),
+            Stage::Out => false,
+        }
+    }
+
+    /// A training step (or gradient evaluation): the stages in their
+    /// regions, then the weight-block region.
+    pub fn train(&self, update: Update<T>) {
+        let (stages, ns) = self.stages();
+        let stages = &stages[..ns];
+        let (n, nb) = (self.n, self.nb);
+        let scale = T::one() / T::of(n as f64);
+
+        // 1. Forward, loss and back-propagation: a column-split stage is a
+        //    region of its own; consecutive row-split stages share one.
+        let mut gathered = !self.gather;
+        let mut s = 0;
+        while s < stages.len() {
+            if self.split_cols(stages[s]) {
+                if !gathered {
+                    par_for(nb, &|t| {
+                        // SAFETY: row blocks are disjoint.
+                        unsafe { gather_rows(self.x, self.batch, block(t, nb, n, 1)) };
+                    });
+                    gathered = true;
+                }
+                let stage = stages[s];
+                par_for(nb, &|t| {
+                    // SAFETY: column blocks of the stage's output are
+                    // disjoint; everything else is only read.
+                    unsafe { self.stage_cols(stage, t) };
+                });
+                s += 1;
+            } else {
+                let mut e = s + 1;
+                while e < stages.len() && !self.split_cols(stages[e]) {
+                    e += 1;
+                }
+                let group = &stages[s..e];
+                let gather_here = !gathered;
+                par_for(nb, &|t| {
+                    let rows = block(t, nb, n, 1);
+                    // SAFETY: row blocks are disjoint; weights are only read.
+                    unsafe {
+                        if gather_here {
+                            gather_rows(self.x, self.batch, rows.clone());
+                        }
+                        for &stage in group {
+                            if let Some(st) = self.stage_rows(stage, rows.clone(), Some(scale)) {
+                                self.set_stats(t, st);
+                            }
+                        }
+                    }
+                });
+                gathered = true;
+                s = e;
+            }
+        }
+
+        // 2. Weight blocks: gradients and updates of every layer.
+        par_for(nb, &|t| {
+            for i in 0..self.net.spec.layers() {
+                // SAFETY: blocks are disjoint between threads, and no one
+                // reads the weights in this region.
+                unsafe { self.update_block(i, t, update) };
+            }
+        });
+    }
+
+    /// `stage` on the row block `rows` (all columns); the output stage
+    /// returns its statistics.
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn stage_rows(
+        &self,
+        stage: Stage,
+        rows: Range<usize>,
+        scale: Option<T>,
+    ) -> Option<Stats> {
+        match stage {
+            Stage::Fwd(i) => {
+                self.forward_product(i, rows, 0..self.widths()[i + 1]);
+                None
+            }
+            Stage::Out => Some(self.output_rows(rows, scale)),
+            Stage::Bwd(i) => {
+                self.backward_product(i, rows, 0..self.widths()[i]);
+                None
+            }
+        }
+    }
+
+    /// `stage` on column block `t` of `nb` of its output (all rows).
+    ///
+    /// # Safety
+    /// Column blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn stage_cols(&self, stage: Stage, t: usize) {
+        let (n, nb) = (self.n, self.nb);
+        match stage {
+            Stage::Fwd(i) => {
+                let cols = block(t, nb, self.widths()[i + 1], COL_ALIGN);
+                self.forward_product(i, 0..n, cols);
+            }
+            Stage::Bwd(i) => {
+                let cols = block(t, nb, self.widths()[i], COL_ALIGN);
+                self.backward_product(i, 0..n, cols);
+            }
+            Stage::Out => unreachable!("the output stage is split by rows"),
+        }
+    }
+
+    /// `A_{i+1}[rows, cols] = f(A_i[rows] W_i[:, cols] + b_i[cols])` for
+    /// hidden layer `i`.
+    ///
+    /// # Safety
+    /// Blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn forward_product(&self, i: usize, rows: Range<usize>, cols: Range<usize>) {
+        if cols.is_empty() {
+            return;
+        }
+        let p = &self.layers[i];
+        dense::forward(
+            self.gemm,
+            self.input_of(i).row_block(rows.clone()),
+            p.w.col_block(cols.clone()),
+            p.b.col_block(cols.clone()),
+            self.acts[i].block(rows, cols),
+            Some(self.net.spec.hidden[i]),
+        );
+    }
+
+    /// `D_i[rows, cols] = (D_{i+1}[rows] W_i[cols, :]^T) * f'(A_i[rows, cols])`.
+    ///
+    /// # Safety
+    /// Blocks of concurrent calls must be disjoint; nobody writes weights.
+    unsafe fn backward_product(&self, i: usize, rows: Range<usize>, cols: Range<usize>) {
+        if cols.is_empty() {
+            return;
+        }
+        dense::backward_input(
+            self.gemm,
+            self.deltas[i].row_block(rows.clone()),
+            self.layers[i].w.row_block(cols.clone()),
+            self.acts[i - 1].block(rows.clone(), cols.clone()),
+            self.deltas[i - 1].block(rows, cols),
+            self.net.spec.hidden[i - 1],
+        );
+    }
+
+    /// The output layer on rows `rows`: logits, then the fused loss (and,
+    /// with `scale`, `scale * dL/dZ` in place of the logits; without, the
+    /// output activation).
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint.
+    unsafe fn output_rows(&self, rows: Range<usize>, scale: Option<T>) -> Stats {
+        let mut st = Stats {
+            samples: rows.len(),
+            ..Stats::default()
+        };
+        if rows.is_empty() {
+            return st;
+        }
+        let l = self.net.spec.layers();
+        let out = self.acts[l - 1].row_block(rows.clone());
+        let p = &self.layers[l - 1];
+        dense::forward(
+            self.gemm,
+            self.input_of(l - 1).row_block(rows.clone()),
+            p.w,
+            p.b,
+            out,
+            None,
+        );
+        let (spec, batch) = (&self.net.spec, self.batch);
+        for r in 0..out.rows {
+            let label = batch.labels[batch.rows.get(rows.start + r)] as usize;
+            let (loss, ok) = loss_row(spec.output, self.net.loss, out.row_mut(r), label, scale);
+            st.loss_sum += loss;
+            st.correct += ok as usize;
+        }
+        st
+    }
+
+    /// Gradient and update of layer `i`'s block `t` of `nb`: the weight
+    /// gradient on a block of rows or columns ([`Plan::weight_grad_by_rows`];
+    /// row blocks are contiguous in memory, so the optimizer streams each
+    /// of its arrays in one run), the bias on a column block.
+    ///
+    /// # Safety
+    /// Blocks of concurrent calls are disjoint; nobody reads W_i now.
+    unsafe fn update_block(&self, i: usize, t: usize, update: Update<T>) {
+        let nb = self.nb;
+        let (n_in, n_out) = (self.widths()[i], self.widths()[i + 1]);
+        let (rows, cols) = if self.plan.weight_grad_by_rows(n_in, n_out) {
+            (block(t, nb, n_in, 1), 0..n_out)
+        } else {
+            (0..n_in, block(t, nb, n_out, COL_ALIGN))
+        };
+        let bias_cols = block(t, nb, n_out, COL_ALIGN);
+        let p = &self.layers[i];
+        let (d_all, g) = (self.deltas[i], self.gemm);
+        let gb = p.gb.col_block(bias_cols.clone());
+        dense::bias_grad(d_all.col_block(bias_cols.clone()), gb);
+        let a = self.input_of(i).col_block(rows.clone());
+        let d = d_all.col_block(cols.clone());
+        let w = p.w.block(rows.clone(), cols.clone());
+        let gw = p.gw.block(rows.clone(), cols.clone());
+        let b = p.b.col_block(bias_cols.clone());
+        match update {
+            Update::Apply(opt) => {
+                if let Some((lr, l2)) = opt.folded_sgd() {
+                    dense::weight_grad(g, -lr, a, d, T::one() - lr * l2, w);
+                    for (b, &g) in b.row_mut(0).iter_mut().zip(gb.row(0)) {
+                        *b -= lr * g;
+                    }
+                } else {
+                    if !rows.is_empty() && !cols.is_empty() {
+                        dense::weight_grad(g, T::one(), a, d, T::zero(), gw);
+                        opt.update_block(2 * i, true, rows, cols, w, gw);
+                    }
+                    opt.update_block(2 * i + 1, false, 0..1, bias_cols, b, gb);
+                }
+            }
+            Update::GradOnly => dense::weight_grad(g, T::one(), a, d, T::zero(), gw),
+        }
+    }
+}

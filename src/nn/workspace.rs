@@ -1,0 +1,325 @@
+//! What a step reads and writes besides the parameters: the batch (which
+//! rows of a dataset), its statistics, and the [`Workspace`] of buffers
+//! allocated once, with the gather that copies a batch's rows into it.
+//!
+//! Buffers for layers `i = 0..L` of a network with widths `n_0..n_L` and
+//! batches of up to `cap` rows (rows [`layout::padded_cols`] apart):
+//! - `x` `[cap, n_0]`: the gathered input rows (allocated on first use: an
+//!   f32 batch of consecutive rows is read in place);
+//! - `acts[i]` `[cap, n_{i+1}]`: `A_{i+1}`, the outputs of layer `i`; the
+//!   last holds the logits, then `D_L = dL/dZ_L` (training) or the output
+//!   activation (evaluation);
+//! - `deltas[i]` `[cap, n_{i+1}]` for hidden layers: `D_{i+1}`;
+//! - one [`Stats`] per block of a parallel region.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+
+use crate::nn::layout;
+use crate::nn::spec::{NetSpec, MAX_LAYERS};
+use crate::parallel::RawMat;
+use crate::plan::Plan;
+use crate::real::Real;
+
+/// Which rows of a dataset form the batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// The rows at these indices (gathered into the workspace).
+    Indices(&'a [u32]),
+    /// A contiguous range (used in place when the element type is f32).
+    Range(usize, usize),
+}
+
+impl Rows<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Indices(i) => i.len(),
+            Rows::Range(a, b) => b - a,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The dataset row of batch row `r`.
+    #[inline]
+    pub fn get(&self, r: usize) -> usize {
+        match self {
+            Rows::Indices(i) => i[r] as usize,
+            Rows::Range(a, _) => a + r,
+        }
+    }
+}
+
+/// A batch: rows of a `[n, features]` f32 matrix and their labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub data: ArrayView2<'a, f32>,
+    /// The same rows as pixel bytes (`data = pixels / 255`), when known:
+    /// gathered batches are read from these (4x less memory traffic).
+    pub pixels: Option<ArrayView2<'a, u8>>,
+    pub labels: &'a [u8],
+    pub rows: Rows<'a>,
+}
+
+/// Loss sum and correct predictions over a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub samples: usize,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: Stats) {
+        self.loss_sum += o.loss_sum;
+        self.correct += o.correct;
+        self.samples += o.samples;
+    }
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.samples.max(1) as f64
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
+}
+
+/// Buffers for batches of up to `cap` rows, allocated once (see the module
+/// documentation), and the plan that steps on them follow.
+#[derive(Debug)]
+pub struct Workspace<T: Real> {
+    cap: usize,
+    blocks: usize,
+    plan: Plan,
+    x: Array2<T>,
+    acts: Vec<Array2<T>>,
+    deltas: Vec<Array2<T>>,
+    stats: Vec<Mutex<Stats>>,
+}
+
+impl<T: Real> Workspace<T> {
+    /// Buffers for `spec` and batches of up to `cap` rows, split into
+    /// `blocks` per parallel region, under [`Plan::from_env`].
+    pub fn new(spec: &NetSpec, cap: usize, blocks: usize) -> Self {
+        Self::with_plan(spec, cap, blocks, Plan::from_env())
+    }
+
+    /// [`Workspace::new`] under `plan`.
+    pub fn with_plan(spec: &NetSpec, cap: usize, blocks: usize, plan: Plan) -> Self {
+        let l = spec.layers();
+        let pad = plan.pad_bytes;
+        Self {
+            cap,
+            blocks: blocks.max(1),
+            plan,
+            x: Array2::zeros((0, spec.input())),
+            acts: (0..l)
+                .map(|i| layout::zeros(cap, spec.widths[i + 1], pad))
+                .collect(),
+            deltas: (0..l - 1)
+                .map(|i| layout::zeros(cap, spec.widths[i + 1], pad))
+                .collect(),
+            stats: (0..blocks.max(1))
+                .map(|_| Mutex::new(Stats::default()))
+                .collect(),
+        }
+    }
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+    /// The plan steps on this workspace follow.
+    pub fn plan(&self) -> Plan {
+        self.plan
+    }
+    /// Follows `plan` from now on (reallocating the buffers when its row
+    /// padding differs).
+    pub fn set_plan(&mut self, plan: Plan) {
+        if plan.pad_bytes != self.plan.pad_bytes {
+            let pad = plan.pad_bytes;
+            for a in self.acts.iter_mut().chain(self.deltas.iter_mut()) {
+                *a = layout::zeros(a.nrows(), a.ncols(), pad);
+            }
+            self.x = Array2::zeros((0, self.x.ncols()));
+        }
+        self.plan = plan;
+    }
+    /// Bytes held (padding included).
+    pub fn bytes(&self) -> usize {
+        let n = layout::storage_len(&self.x)
+            + self.acts.iter().map(layout::storage_len).sum::<usize>()
+            + self.deltas.iter().map(layout::storage_len).sum::<usize>();
+        n * std::mem::size_of::<T>()
+    }
+    /// The output rows of the last forward pass (probabilities after
+    /// [`crate::nn::Mlp::evaluate_into`]).
+    pub fn output(&self, rows: usize) -> ArrayView2<'_, T> {
+        self.acts
+            .last()
+            .expect("at least one layer")
+            .slice(ndarray::s![..rows, ..])
+    }
+
+    /// Checks that `batch` fits this workspace and a network with `input`
+    /// inputs; returns its rows.
+    pub(crate) fn check(&self, batch: &Batch, input: usize) -> usize {
+        let n = batch.rows.len();
+        assert!(
+            n <= self.cap,
+            "batch of {n} rows exceeds the workspace capacity {}",
+            self.cap
+        );
+        assert_eq!(batch.data.ncols(), input, "input width");
+        assert!(
+            batch.data.strides()[1] == 1 || batch.data.ncols() <= 1,
+            "data rows must be contiguous"
+        );
+        n
+    }
+
+    /// Raw handles of a step on `batch`: the input matrix (the data itself
+    /// for a contiguous f32 range, else the gather buffer, with `true`: to
+    /// be gathered), the first `n` rows of each activation and delta buffer
+    /// (the output layer's delta is its activation buffer), and the
+    /// per-block statistics.
+    pub(crate) fn frame_parts(&mut self, batch: &Batch) -> FrameParts<'_, T> {
+        let n = batch.rows.len();
+        let (x, gather) = self.input(batch);
+        let acts = tops(&mut self.acts, n);
+        let mut deltas = tops(&mut self.deltas, n);
+        let l = self.acts.len();
+        deltas[l - 1] = acts[l - 1];
+        FrameParts {
+            x,
+            gather,
+            acts,
+            deltas,
+            stats: &self.stats[..self.blocks],
+        }
+    }
+
+    /// The input matrix of the batch (the gather buffer is allocated on
+    /// first use, outside any step that reads the data in place).
+    fn input(&mut self, batch: &Batch) -> (RawMat<T>, bool) {
+        if let (Rows::Range(a, b), Some(v)) = (batch.rows, as_t::<T>(batch.data)) {
+            if v.strides()[1] == 1 {
+                return (RawMat::of_view(&v.slice(ndarray::s![a..b, ..])), false);
+            }
+        }
+        if self.x.nrows() < self.cap {
+            self.x = layout::zeros(self.cap, batch.data.ncols(), self.plan.pad_bytes);
+        }
+        (RawMat::of(&mut self.x).top(batch.rows.len()), true)
+    }
+
+    /// The sum of the per-block statistics of the last pass.
+    pub(crate) fn total(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in &self.stats[..self.blocks] {
+            total.add(*s.lock().expect("no panics while held"));
+        }
+        total
+    }
+}
+
+/// See [`Workspace::frame_parts`].
+pub(crate) struct FrameParts<'a, T> {
+    pub x: RawMat<T>,
+    pub gather: bool,
+    pub acts: [RawMat<T>; MAX_LAYERS],
+    pub deltas: [RawMat<T>; MAX_LAYERS],
+    pub stats: &'a [Mutex<Stats>],
+}
+
+/// Raw handles of the first `n` rows of each buffer.
+fn tops<T>(bufs: &mut [Array2<T>], n: usize) -> [RawMat<T>; MAX_LAYERS] {
+    let mut r = [RawMat::empty(); MAX_LAYERS];
+    for (a, b) in r.iter_mut().zip(bufs.iter_mut()) {
+        *a = RawMat::of(b).top(n);
+    }
+    r
+}
+
+/// Views `data` as `T` when `T` is f32 (no copy needed).
+fn as_t<'a, T: Real>(data: ArrayView2<'a, f32>) -> Option<ArrayView2<'a, T>> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32 (checked above); same layout and lifetime.
+        let (s0, s1) = (data.strides()[0], data.strides()[1]);
+        if s0 < 0 || s1 < 0 {
+            return None;
+        }
+        let shape = data.dim().strides((s0 as usize, s1 as usize));
+        Some(unsafe { ArrayView2::from_shape_ptr(shape, data.as_ptr() as *const T) })
+    } else {
+        None
+    }
+}
+
+/// How many rows ahead [`gather_rows`] prefetches (2, 4 and 8 measured the
+/// same; see BENCHMARKS.md).
+const PREFETCH_ROWS: usize = 4;
+
+/// Asks the CPU to bring the `len` bytes at `p` into cache: a hint, with no
+/// effect on results (and none at all off x86-64).
+#[inline(always)]
+fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for off in (0..len).step_by(64) {
+            // SAFETY: a prefetch never faults; `p + off` stays inside the row.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
+/// Copies the batch's rows `rows` into the gather buffer `x` (`[n, n_0]`),
+/// from the pixel bytes when the batch has them, else from the f32 data.
+///
+/// # Safety
+/// Row blocks of concurrent calls must be disjoint.
+pub(crate) unsafe fn gather_rows<T: Real>(x: RawMat<T>, batch: &Batch, rows: Range<usize>) {
+    match &batch.pixels {
+        Some(px) => gather_from(x, batch, px, rows, T::copy_from_u8),
+        None => gather_from(x, batch, &batch.data, rows, T::copy_from_f32),
+    }
+}
+
+/// [`gather_rows`] from the source matrix `src` (one row per sample),
+/// converting each row with `copy`.
+///
+/// # Safety
+/// Row blocks of concurrent calls must be disjoint.
+#[inline(always)]
+unsafe fn gather_from<T, S>(
+    x: RawMat<T>,
+    batch: &Batch,
+    src: &ArrayView2<S>,
+    rows: Range<usize>,
+    copy: impl Fn(&mut [T], &[S]),
+) {
+    let end = rows.end;
+    for r in rows {
+        // The rows are scattered over the whole training set (47 MiB of
+        // bytes for MNIST), so each one starts with cache misses: ask for a
+        // row a few places ahead while this one is converted.
+        if r + PREFETCH_ROWS < end {
+            let ahead = src.row(batch.rows.get(r + PREFETCH_ROWS));
+            prefetch(
+                ahead.as_ptr() as *const u8,
+                std::mem::size_of::<S>() * ahead.len(),
+            );
+        }
+        let row = src.row(batch.rows.get(r));
+        copy(
+            x.row_mut(r),
+            row.to_slice()
+                .expect("rows of the batch's source are contiguous"),
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The plan: every choice that changes how fast a training step runs, in
+//! one place.
+//!
+//! None of these choices changes the mathematics of a step, but most change
+//! the order in which floating-point sums are taken, and so the last bits of
+//! the results. A run is therefore repeatable bit for bit only under the
+//! same plan (and thread count): the plan in force is recorded in
+//! `train --json` and `bench --json` output, in a checkpoint's metadata and
+//! in the `model.toml` beside it (a `[plan]` table), and a resumed run, or
+//! one started with `--config model.toml`, takes it from there.
+//!
+//! | field | what it chooses | default |
+//! | --- | --- | --- |
+//! | `col_split_rows` | below this many batch rows per thread, every forward and back-propagation product is split by columns of its output instead of by rows of the batch | [`COL_SPLIT_ROWS`] |
+//! | `big_cols`, `big_fwd`, `big_bwd` | products with at least `big_cols` weights and more output columns than batch rows are split by columns too, in the forward pass and/or back-propagation | off |
+//! | `weight_grad_split` | weight gradients `A^T D` split by rows (input features) or columns (`auto`: along the longer side) | `auto` |
+//! | `tiles` | f32 products of small batches cut into tiles for OpenBLAS's small-matrix kernels ([`crate::blas::gemm_tile`]) | on for the OpenBLAS kernel sets that have those kernels for every orientation (SkylakeX, Cooperlake, Sapphire Rapids) |
+//! | `pad_bytes` | activation rows whose length is a multiple of this many bytes get one cache line of padding ([`crate::nn::layout`]); 0: none | [`crate::nn::layout::PAD_BYTES`] |
+//!
+//! The thread count and threading policy (`--threads`, `--threading`) are
+//! the run's own settings, recorded beside the plan in the same places.
+//! Fixed constants that only change speed, not bits, stay with their code:
+//! [`crate::blas::SMALL_GEMM_MNK`], [`crate::blas::TILE_MAX_BATCH`] and the
+//! tile shapes, [`COL_ALIGN`], and the gather's prefetch distance.
+//!
+//! For measurement, [`Plan::from_env`] overrides the defaults from the
+//! environment; it is the only code that reads these variables:
+//! `MLP_COL_SPLIT_ROWS=N`, `MLP_BIG_COLS=MIN[:f|b|fb]`,
+//! `MLP_GW_SPLIT=rows|cols`, `MLP_TILES=0|1`, `MLP_PAD_BYTES=N`.
+
+use serde::{Deserialize, Serialize};
+
+/// Below this many rows per thread, a step splits products by columns (each
+/// thread reads only its share of the weights, one synchronization per
+/// layer) instead of by rows (two synchronizations per step, each thread
+/// reading all weights). Chosen by measurement: see BENCHMARKS.md.
+pub const COL_SPLIT_ROWS: usize = 16;
+
+/// Column blocks are aligned to this many elements (a cache line of f32).
+pub const COL_ALIGN: usize = 16;
+
+/// How weight gradients `A^T D` (`[fan_in, fan_out]`) are split between
+/// threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightGradSplit {
+    /// By rows when `fan_in >= fan_out`, else by columns: each thread packs
+    /// its share of one operand and all of the other, so splitting along
+    /// the longer side packs the least.
+    Auto,
+    /// By rows (input features).
+    Rows,
+    /// By columns (output features).
+    Cols,
+}
+
+/// Every speed choice of a training step (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Plan {
+    /// Below this many batch rows per block, every product is split by
+    /// columns.
+    pub col_split_rows: usize,
+    /// Products with at least this many weights and more output columns
+    /// than batch rows are split by columns (`None`: never; measured no
+    /// faster on T5, see BENCHMARKS.md) ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub big_cols: Option<usize>,
+    /// ... in the forward pass ...
+    pub big_fwd: bool,
+    /// ... and in back-propagation.
+    pub big_bwd: bool,
+    /// How weight gradients are split.
+    pub weight_grad_split: WeightGradSplit,
+    /// Whether f32 products of small batches are cut into tiles.
+    pub tiles: bool,
+    /// Row strides that are a multiple of this many bytes are padded by a
+    /// cache line (0: never).
+    pub pad_bytes: usize,
+}
+
+impl Default for Plan {
+    /// Today's measured defaults (BENCHMARKS.md).
+    fn default() -> Self {
+        Self {
+            col_split_rows: COL_SPLIT_ROWS,
+            big_cols: None,
+            big_fwd: true,
+            big_bwd: true,
+            weight_grad_split: WeightGradSplit::Auto,
+            tiles: default_tiles(&crate::blas::corename()),
+            pad_bytes: crate::nn::layout::PAD_BYTES,
+        }
+    }
+}
+
+/// Whether the OpenBLAS kernel set `corename` has small-matrix kernels for
+/// every orientation (SkylakeX and its successors; elsewhere tiles would be
+/// packed one by one, which is slow).
+fn default_tiles(corename: &str) -> bool {
+    matches!(corename, "skylakex" | "cooperlake" | "sapphirerapids")
+}
+
+impl Plan {
+    /// [`Plan::default`] with the `MLP_*` overrides of the environment
+    /// applied (read once per process). Unparsable values are ignored.
+    pub fn from_env() -> Self {
+        static V: std::sync::OnceLock<Plan> = std::sync::OnceLock::new();
+        *V.get_or_init(|| {
+            let var = |k: &str| std::env::var(k).ok();
+            Self::default().with_overrides(&var)
+        })
+    }
+
+    /// This plan with the overrides that `var` (an environment) gives.
+    fn with_overrides(mut self, var: &dyn Fn(&str) -> Option<String>) -> Self {
+        if let Some(n) = var("MLP_COL_SPLIT_ROWS").and_then(|s| s.parse().ok()) {
+            self.col_split_rows = n;
+        }
+        if let Some(big) = var("MLP_BIG_COLS") {
+            let (min, which) = big.split_once(':').unwrap_or((&big, "fb"));
+            self.big_cols = min.parse().ok();
+            self.big_fwd = which.contains('f');
+            self.big_bwd = which.contains('b');
+        }
+        match var("MLP_GW_SPLIT").as_deref() {
+            Some("rows") => self.weight_grad_split = WeightGradSplit::Rows,
+            Some("cols") => self.weight_grad_split = WeightGradSplit::Cols,
+            _ => {}
+        }
+        match var("MLP_TILES").as_deref() {
+            Some("0") => self.tiles = false,
+            Some("1") => self.tiles = true,
+            _ => {}
+        }
+        if let Some(n) = var("MLP_PAD_BYTES").and_then(|s| s.parse().ok()) {
+            self.pad_bytes = n;
+        }
+        self
+    }
+
+    /// Whether a product `[n, k] x [k, cols]` on `nb` blocks (`fwd`: of the
+    /// forward pass, else of back-propagation) is split by columns.
+    pub fn split_cols(&self, n: usize, nb: usize, k: usize, cols: usize, fwd: bool) -> bool {
+        if nb <= 1 {
+            return false;
+        }
+        if n < self.col_split_rows * nb {
+            return true;
+        }
+        self.big_cols.is_some_and(|min| k * cols >= min)
+            && cols > n
+            && if fwd { self.big_fwd } else { self.big_bwd }
+    }
+
+    /// Whether the weight gradient of a `[n_in, n_out]` layer is split by
+    /// rows (else by columns).
+    pub fn weight_grad_by_rows(&self, n_in: usize, n_out: usize) -> bool {
+        match self.weight_grad_split {
+            WeightGradSplit::Auto => n_in >= n_out,
+            WeightGradSplit::Rows => true,
+            WeightGradSplit::Cols => false,
+        }
+    }
+
+    /// As JSON (for `--json` records).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a plan serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_set_each_field_and_ignore_garbage() {
+        let base = Plan {
+            tiles: false,
+            ..Plan::default()
+        };
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(base.with_overrides(&env(&[])), base);
+        let p = base.with_overrides(&env(&[
+            ("MLP_COL_SPLIT_ROWS", "100000"),
+            ("MLP_BIG_COLS", "500000:b"),
+            ("MLP_GW_SPLIT", "cols"),
+            ("MLP_TILES", "1"),
+            ("MLP_PAD_BYTES", "0"),
+        ]));
+        assert_eq!(
+            p,
+            Plan {
+                col_split_rows: 100000,
+                big_cols: Some(500000),
+                big_fwd: false,
+                big_bwd: true,
+                weight_grad_split: WeightGradSplit::Cols,
+                tiles: true,
+                pad_bytes: 0,
+            }
+        );
+        let g = base.with_overrides(&env(&[
+            ("MLP_COL_SPLIT_ROWS", "many"),
+            ("MLP_GW_SPLIT", "diagonal"),
+            ("MLP_TILES", "yes"),
+        ]));
+        assert_eq!(g, base);
+    }
+
+    #[test]
+    fn kernel_sets_with_small_matrix_kernels_get_tiles() {
+        assert!(default_tiles("cooperlake"));
+        assert!(!default_tiles("haswell"));
+        assert!(!default_tiles("zen"));
+    }
+
+    #[test]
+    fn split_rules() {
+        let p = Plan::default();
+        assert!(!p.split_cols(8, 1, 784, 512, true), "one block: rows");
+        assert!(p.split_cols(8, 2, 784, 512, true), "4 rows per block");
+        assert!(!p.split_cols(128, 2, 784, 512, true));
+        let big = Plan {
+            big_cols: Some(100_000),
+            big_fwd: false,
+            ..p
+        };
+        assert!(!big.split_cols(128, 2, 784, 512, true));
+        assert!(big.split_cols(128, 2, 784, 512, false));
+        assert!(!big.split_cols(128, 2, 784, 100, false), "narrow output");
+        assert!(p.weight_grad_by_rows(784, 512));
+        assert!(!p.weight_grad_by_rows(128, 512));
+    }
+
+    #[test]
+    fn toml_round_trip_and_partial_tables() {
+        let p = Plan {
+            big_cols: Some(7),
+            ..Plan::default()
+        };
+        let t = toml::to_string(&p).unwrap();
+        assert_eq!(toml::from_str::<Plan>(&t).unwrap(), p);
+        let partial: Plan = toml::from_str("tiles = false").unwrap();
+        assert_eq!(
+            partial,
+            Plan {
+                tiles: false,
+                ..Plan::default()
+            }
+        );
+        assert!(toml::from_str::<Plan>("tile = false").is_err());
+    }
+}
