@@ -131,6 +131,13 @@ pub struct RunConfig {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<PathBuf>,
+    /// The speed choices of the training step ([`crate::plan::Plan`]): no
+    /// flag; a `[plan]` table in a config file, recorded with every run so
+    /// that a resumed or repeated run makes the same choices (and so the
+    /// same bits). `None`: [`crate::plan::Plan::from_env`].
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plan::Plan>,
 }
 
 #[derive(Parser)]
@@ -243,20 +250,20 @@ impl RunConfig {
 /// A run's settings parsed and checked: what the network, optimizer and
 /// trainer are built from. Every error names the flag (= config key).
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Settings {
     pub loss: Loss,
     pub opt: OptConfig,
     pub schedule: Schedule,
     pub batch: BatchSize,
     pub init: Init,
     /// The network of `--layers`; `None`: from `--hidden`/`--activation`
-    /// once the data's widths are known ([`Plan::network`]).
+    /// once the data's widths are known ([`Settings::network`]).
     pub layers: Option<NetSpec>,
     pub hidden: Vec<usize>,
     pub activation: Activation,
 }
 
-impl Plan {
+impl Settings {
     /// The network for data with `features` inputs and `classes` classes.
     pub fn network(&self, features: usize, classes: usize) -> Result<NetSpec, String> {
         match &self.layers {
@@ -294,7 +301,7 @@ pub fn parse_widths(s: &str, flag: &str) -> Result<Vec<usize>, String> {
 
 impl RunConfig {
     /// Parses and checks every setting (ranges, names, combinations).
-    pub fn plan(&self) -> Result<Plan, String> {
+    pub fn settings(&self) -> Result<Settings, String> {
         let loss = Loss::parse(&self.loss)
             .ok_or_else(|| format!("--loss: unknown loss `{}` (expected ce or mse)", self.loss))?;
         let kind = OptKind::parse(&self.optimizer).ok_or_else(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", self.optimizer))?;
@@ -349,7 +356,7 @@ impl RunConfig {
         };
         let hidden = parse_widths(&self.hidden, "--hidden")?;
         let activation = Activation::parse(&self.activation).ok_or_else(|| format!("--activation: unknown activation `{}` (expected relu, leaky_relu, sigmoid, tanh or identity)", self.activation))?;
-        Ok(Plan {
+        Ok(Settings {
             loss,
             opt,
             schedule,
@@ -437,8 +444,8 @@ mod tests {
     }
 
     #[test]
-    fn plan_checks_every_setting_and_names_the_flag() {
-        let p = RunConfig::default().plan().unwrap();
+    fn settings_checks_every_setting_and_names_the_flag() {
+        let p = RunConfig::default().settings().unwrap();
         assert_eq!(p.opt.kind, OptKind::Adam);
         assert_eq!(p.opt.lr, 1e-3, "the optimizer's default rate");
         assert_eq!(p.hidden, vec![512, 256]);
@@ -451,7 +458,7 @@ mod tests {
             layers: Some("4,tanh,3,softmax,2".into()),
             ..RunConfig::default()
         };
-        let p = sgd.plan().unwrap();
+        let p = sgd.settings().unwrap();
         assert_eq!(p.opt.lr, 0.1);
         assert_eq!(
             p.network(784, 10).unwrap().to_string(),
@@ -460,7 +467,7 @@ mod tests {
         let bad = |f: fn(&mut RunConfig), want: &str| {
             let mut c = RunConfig::default();
             f(&mut c);
-            let e = c.plan().unwrap_err();
+            let e = c.settings().unwrap_err();
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         };
         bad(|c| c.loss = "hinge".into(), "--loss: unknown loss `hinge`");

@@ -8,15 +8,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use mnist_mlp::checkpoint::Loaded;
-use mnist_mlp::config::{self, RunConfig, FIXED_ON_RESUME};
+use mnist_mlp::config::{self, RunConfig};
 use mnist_mlp::data::{self, fetch, LoadOptions};
-use mnist_mlp::early_stop::{EarlyStopping, Verdict};
 use mnist_mlp::gradcheck;
-use mnist_mlp::nn::{Loss, Mlp, NetSpec};
+use mnist_mlp::nn::{Loss, NetSpec};
 use mnist_mlp::parallel::{GemmThreading, Threads};
-use mnist_mlp::run_state;
-use mnist_mlp::train::{EpochReport, Trainer};
+use mnist_mlp::train::EpochReport;
 use mnist_mlp::workloads::{self, Workload};
 
 /// Large buffers (weights, moments, data) on transparent huge pages.
@@ -100,21 +97,11 @@ impl ThreadArgs {
 
 /// The pool for `--threads` (None: all cores).
 fn thread_pool(n: Option<usize>, policy: GemmThreading) -> Result<Threads> {
-    match n {
-        Some(n) if n == 0 || n > 4096 => {
-            bail!("--threads {n} is out of range (1..=4096; leave it out to use all cores)")
-        }
-        Some(n) => {
-            let cores = mnist_mlp::parallel::num_cores();
-            if n > cores {
-                eprintln!(
-                    "warning: --threads {n} is more than this machine's {cores} cores: the extra threads share cores and slow every step down"
-                );
-            }
-            Threads::new(n, policy).map_err(anyhow::Error::msg)
-        }
-        None => Threads::new(0, policy).map_err(anyhow::Error::msg),
+    let (threads, warning) = Threads::for_flag(n, policy).map_err(anyhow::Error::msg)?;
+    if let Some(w) = warning {
+        eprintln!("{w}");
     }
+    Ok(threads)
 }
 
 #[derive(Args)]
@@ -276,393 +263,77 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the splits, downloading MNIST into the default directory on first use.
-fn load_data(
-    dir_flag: Option<&Path>,
-    opts: &LoadOptions,
-    allow_download: bool,
-    progress: bool,
-) -> Result<data::Splits> {
-    let dir = data::resolve_data_dir(dir_flag);
-    let default = dir_flag.is_none() && data::dataset::data_dir_from_env().is_none();
-    if default && allow_download && opts.subset.is_none() && data::dataset::locate(&dir).is_err() {
-        eprintln!("MNIST not found in {}: downloading it (use --data-dir or MNIST_DIR for an existing copy)", dir.display());
-        fetch::fetch(
-            &dir,
-            &fetch::MNIST_FILES,
-            &fetch::mirrors_from_env(),
-            progress,
-        )?;
-    }
-    Ok(data::load_dir(&dir, opts)?)
+/// What `train` shows: report lines on stdout (stderr under `--json`),
+/// notices on stderr, a progress bar per epoch on a terminal, and the
+/// `--json` lines.
+struct Console {
+    json: bool,
+    bars: bool,
+    bar: ProgressBar,
 }
 
-/// The run's configuration, layered: defaults < the checkpoint being
-/// resumed < `--config` file < flags given. Returns it with the checkpoint
-/// and the checkpoint's own configuration when resuming.
-fn layered_config(
-    a: &TrainArgs,
-    explicit: &[String],
-) -> Result<(RunConfig, Option<(Loaded, RunConfig)>)> {
-    let mut base = RunConfig::default();
-    let mut resumed = None;
-    if let Some(p) = &a.resume {
-        let l =
-            mnist_mlp::checkpoint::load(p).with_context(|| format!("--resume {}", p.display()))?;
-        // A model-only checkpoint has no run configuration either: say so first.
-        run_state::read(&l.extras).map_err(|e| anyhow::anyhow!("--resume {}: {e}", p.display()))?;
-        let c: RunConfig = serde_json::from_value(l.config.clone()).map_err(|e| {
-            anyhow::anyhow!(
-                "--resume {}: the checkpoint's configuration is not a run configuration of this version ({e}); only checkpoints written by `train --save` can be resumed",
-                p.display()
-            )
-        })?;
-        base = c.clone();
-        resumed = Some((l, c));
+impl mnist_mlp::run::Observer for Console {
+    // `--json` and `--quiet` may come from the config file or checkpoint.
+    fn configured(&mut self, cfg: &RunConfig) {
+        self.json = cfg.json;
+        self.bars = self.bars && !cfg.quiet;
     }
-    if let Some(p) = &a.config {
-        base = base.overlay_toml_file(p).map_err(anyhow::Error::msg)?;
-    }
-    let cfg = base.overlay(&a.run, explicit);
-    if let (Some((_, saved)), Some(p)) = (&resumed, &a.resume) {
-        for k in saved.differing_keys(&cfg) {
-            if FIXED_ON_RESUME.contains(&k.as_str()) {
-                bail!(
-                    "--resume {}: `{k}` differs from the checkpoint's run ({} there, {} now); a resumed run keeps the network, loss, optimizer, batch size, seed and validation split",
-                    p.display(),
-                    saved.to_json().get(&k).unwrap_or(&serde_json::Value::Null),
-                    cfg.to_json().get(&k).unwrap_or(&serde_json::Value::Null),
-                );
-            }
-        }
-    }
-    Ok((cfg, resumed))
-}
-
-/// Where a run reports: the console (stdout, or stderr under `--json`),
-/// `--json` lines, `--metrics-out`, `--plot`, and checkpoints with the
-/// configuration that repeats the run beside them.
-struct Outputs<'a> {
-    cfg: &'a RunConfig,
-    metrics: Option<std::io::BufWriter<std::fs::File>>,
-    effective_json: serde_json::Value,
-    effective_toml: String,
-}
-
-impl<'a> Outputs<'a> {
-    fn open(cfg: &'a RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self> {
-        // Every file the run writes, with the flag that names it. Missing
-        // folders are created now, so that a run is not lost at its first
-        // checkpoint for want of one (and a folder that cannot be made is
-        // reported before any training); leftovers of a run killed while
-        // writing are removed (the files themselves are intact).
-        let files = [
-            ("--save", cfg.save.clone()),
-            (
-                "--save",
-                cfg.save.as_ref().map(|p| p.with_extension("toml")),
-            ),
-            ("--plot", cfg.plot.clone()),
-            ("--metrics-out", cfg.metrics_out.clone()),
-        ];
-        for (flag, p) in files.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| {
-                    format!("{flag}: cannot create the folder {}", dir.display())
-                })?;
-            }
-            mnist_mlp::checkpoint::remove_stale_temps(p);
-        }
-        let metrics = match &cfg.metrics_out {
-            Some(p) => {
-                let mut o = std::fs::OpenOptions::new();
-                if resuming {
-                    o.append(true).create(true);
-                } else {
-                    o.write(true).create(true).truncate(true);
-                }
-                Some(std::io::BufWriter::new(o.open(p).with_context(|| {
-                    format!("--metrics-out: cannot open {}", p.display())
-                })?))
-            }
-            None => None,
-        };
-        Ok(Self {
-            cfg,
-            metrics,
-            effective_json: effective.to_json(),
-            effective_toml: effective.to_toml(),
-        })
-    }
-
-    /// A line for the person watching.
-    fn say(&self, s: String) {
-        if self.cfg.json {
-            eprintln!("{s}")
+    fn say(&mut self, line: &str) {
+        if self.json {
+            eprintln!("{line}")
         } else {
-            println!("{s}")
+            println!("{line}")
         }
     }
-
-    /// The checkpoint, and beside it the configuration that repeats the run.
-    fn save(
-        &self,
-        path: &Path,
-        model: &Mlp<f32>,
-        trainer: &Trainer,
-        early: Option<&EarlyStopping>,
-        history: &[EpochReport],
-        finished: bool,
-    ) -> Result<()> {
-        let extras = run_state::capture(model, trainer, early, history, finished);
-        mnist_mlp::checkpoint::save_with(path, model, &self.effective_json, &extras)?;
-        mnist_mlp::checkpoint::write_atomic(
-            &path.with_extension("toml"),
-            self.effective_toml.as_bytes(),
-        )?;
-        Ok(())
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
     }
-
-    /// The machine-readable record of an epoch (`--json`, `--metrics-out`)
-    /// and the curves so far (`--plot`).
-    fn record(&mut self, r: &EpochReport, history: &[EpochReport]) -> Result<()> {
-        if self.cfg.json || self.metrics.is_some() {
-            let mut v = serde_json::to_value(r)?;
-            v["event"] = "epoch".into();
-            if self.cfg.json {
-                println!("{v}");
-            }
-            if let (Some(w), Some(p)) = (self.metrics.as_mut(), self.cfg.metrics_out.as_ref()) {
-                use std::io::Write;
-                writeln!(w, "{v}")
-                    .and_then(|_| w.flush())
-                    .with_context(|| format!("--metrics-out: cannot write {}", p.display()))?;
-            }
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        if !self.bars {
+            return;
         }
-        if let Some(p) = &self.cfg.plot {
-            mnist_mlp::plot::draw_curves(p, history)
-                .map_err(|e| anyhow::anyhow!("--plot: cannot draw {}: {e}", p.display()))?;
+        self.bar = ProgressBar::new(steps as u64);
+        self.bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        self.bar.set_message(format!("{epoch}/{epochs}"));
+    }
+    fn step(&self, k: usize, steps: usize) {
+        if k % (steps / 200).max(1) == 0 || k == steps {
+            self.bar.set_position(k as u64);
         }
-        Ok(())
     }
-}
-
-/// A progress bar over an epoch's steps (hidden unless on a terminal).
-fn epoch_bar(show: bool, steps: usize, e: usize, epochs: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
+    fn epoch_trained(&mut self) {
+        self.bar.finish_and_clear();
     }
-    let pb = ProgressBar::new(steps as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(format!("{e}/{epochs}"));
-    pb
+    fn epoch_end(&mut self, r: &EpochReport) {
+        if self.json {
+            println!("{}", mnist_mlp::run::epoch_json(r));
+        }
+    }
 }
 
 fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
-    let (cfg, resumed) = layered_config(&a, explicit)?;
-    let plan = cfg.plan().map_err(anyhow::Error::msg)?;
-    let threads = thread_pool(cfg.threads, cfg.threading)?;
-    if let (Some((_, saved)), Some(p)) = (&resumed, &a.resume) {
-        if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
-            eprintln!(
-                "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but its results may differ in the last bits from the original's (OpenBLAS can round differently on the other thread count's blocks)",
-                p.display(), saved.threads.unwrap_or(0), saved.threading, threads.n(), cfg.threading
-            );
-        }
-    }
-
-    let tty = std::io::stderr().is_terminal() && !cfg.quiet;
-    let splits = load_data(
-        cfg.data_dir.as_deref(),
-        &LoadOptions {
-            classes: plan.layers.as_ref().map(|s| s.output_width()),
-            validation: cfg.validation,
-            seed: cfg.seed,
-            subset: cfg.subset.clone(),
-        },
-        !cfg.no_download,
-        tty,
-    )?;
-    let features = splits.train.features();
-    let spec = plan
-        .network(features, splits.classes)
-        .map_err(anyhow::Error::msg)?;
-    if spec.input() != features {
-        bail!(
-            "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
-            spec.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
-        );
-    }
-    let (loss, opt) = (plan.loss, &plan.opt);
-    // The model: the checkpoint's when resuming (its run state is restored
-    // below, once the trainer exists), else freshly initialized.
-    let (mut model, resumed_extras) = match (resumed, &a.resume) {
-        (Some((l, _)), Some(p)) => {
-            if l.model.spec != spec || l.model.loss != loss {
-                bail!(
-                    "--resume {}: the checkpoint holds {} ({}), the configuration asks for {spec} ({})",
-                    p.display(), l.model.spec, l.model.loss.name(), loss.name()
-                );
-            }
-            (l.model, Some(l.extras))
-        }
-        _ => (
-            Mlp::<f32>::new(spec.clone(), loss, plan.init, cfg.seed).map_err(anyhow::Error::msg)?,
-            None,
-        ),
+    let req = mnist_mlp::run::Request {
+        flags: a.run,
+        explicit: explicit.to_vec(),
+        config: a.config,
+        resume: a.resume,
+        show_progress: std::io::stderr().is_terminal(),
     };
-    let mut trainer = Trainer::new(
-        &model,
-        splits.train.len(),
-        plan.batch,
-        opt.clone(),
-        cfg.seed,
-        &threads,
-    )?;
-    trainer.schedule = plan.schedule;
-    trainer.total_epochs = cfg.epochs;
-    let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
-    let mut history = Vec::new();
-    if let (Some(x), Some(p)) = (&resumed_extras, &a.resume) {
-        history = run_state::restore(x, &model, &mut trainer, early.as_mut(), cfg.epochs)
-            .map_err(|e| anyhow::anyhow!("--resume {}: {e}", p.display()))?;
-        if let Some(m) = &cfg.metrics_out {
-            run_state::trim_metrics(m, trainer.epoch).context("--metrics-out")?;
-        }
-    }
-    let first = trainer.epoch + 1;
-    // The configuration that repeats this run exactly.
-    let effective = RunConfig {
-        threads: Some(threads.n()),
-        lr: Some(opt.lr),
-        weight_decay: Some(opt.weight_decay),
-        layers: Some(spec.to_string()),
-        ..cfg.clone()
+    let mut console = Console {
+        json: false,
+        bars: std::io::stderr().is_terminal(),
+        bar: ProgressBar::hidden(),
     };
-    let mut out = Outputs::open(&cfg, &effective, a.resume.is_some())?;
-    out.say(format!(
-        "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
-        spec.params(), loss.name(), opt.kind.name(), opt.lr, cfg.schedule, plan.batch, cfg.epochs, threads.n(), threads.policy()
-    ));
-    out.say(format!(
-        "data {}: train {} x {}, test {}{}",
-        data::resolve_data_dir(cfg.data_dir.as_deref()).display(),
-        splits.train.len(),
-        features,
-        splits.test.len(),
-        splits
-            .validation
-            .as_ref()
-            .map_or(String::new(), |v| format!(", validation {}", v.len()))
-    ));
-    if let Some(p) = &a.resume {
-        out.say(format!(
-            "resuming {} after epoch {} (step {})",
-            p.display(),
-            trainer.epoch,
-            trainer.step
-        ));
-    }
-
-    let steps = trainer.steps_per_epoch();
-    let mut train_seconds = 0.0;
-    let mut stopped = false;
-    for e in first..=cfg.epochs {
-        let pb = epoch_bar(tty, steps, e, cfg.epochs);
-        let every = (steps / 200).max(1);
-        let on_step = |k: usize| {
-            if k % every == 0 || k == steps {
-                pb.set_position(k as u64);
-            }
-        };
-        let r = trainer.epoch_report(
-            &mut model,
-            &splits.train,
-            &splits.test,
-            splits.validation.as_ref(),
-            &on_step,
-        );
-        pb.finish_and_clear();
-        let r = r?;
-        train_seconds += r.seconds;
-        let val = match (r.val_loss, r.val_accuracy) {
-            (Some(l), Some(acc)) => format!("  val loss {l:.4} acc {:.2}%", acc * 100.0),
-            _ => String::new(),
-        };
-        out.say(format!(
-            "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%{val}  {:.2} s  {:.0} samples/s",
-            e, cfg.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
-        ));
-        if let (Some(es), Some(vl)) = (&mut early, r.val_loss) {
-            if es.observe(e, vl, &model) == Verdict::Stop {
-                es.restore_best(&mut model);
-                out.say(format!(
-                    "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
-                    es.patience, es.state.best_epoch, es.state.best_loss
-                ));
-                stopped = true;
-            }
-        }
-        history.push(r.clone());
-        let every = cfg.checkpoint_every.unwrap_or(0);
-        let due = e == cfg.epochs || stopped || (every > 0 && e % every == 0);
-        if let Some(path) = cfg.save.as_ref().filter(|_| due) {
-            out.save(path, &model, &trainer, early.as_ref(), &history, stopped)?;
-            out.say(format!("saved {} (epoch {e})", path.display()));
-        }
-        out.record(&r, &history)?;
-        if stopped {
-            break;
-        }
-    }
-    // The figures of the model as it ends (the best epoch's after early stopping).
-    let r = match (stopped, &early) {
-        (true, Some(es)) => history[es.state.best_epoch - 1].clone(),
-        _ => history.last().expect("at least one epoch").clone(),
-    };
-    let n_done = history.len();
-    // Epochs this process trained (a resumed run's history starts earlier).
-    let epochs_run = n_done + 1 - first;
-    let samples_per_s = (splits.train.len() * epochs_run) as f64 / train_seconds;
-    let peak_rss_mib = mnist_mlp::memory::peak_rss_mib();
-    out.say(format!(
-        "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
-        r.test_accuracy * 100.0,
-        r.test_loss,
-        n_done,
-        if stopped { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
-        train_seconds,
-        samples_per_s,
-        peak_rss_mib.map_or(String::new(), |m| format!(", peak memory {m:.0} MiB"))
-    ));
-    if cfg.json {
-        let s = serde_json::json!({
-            "event": "summary",
-            "layers": spec.to_string(),
-            "loss": loss.name(),
-            "optimizer": opt.kind.name(),
-            "lr": opt.lr,
-            "batch_size": plan.batch.to_string(),
-            "epochs": n_done,
-            "best_epoch": r.epoch,
-            "stopped_early": stopped,
-            "threads": threads.n(),
-            "test_accuracy": r.test_accuracy,
-            "test_loss": r.test_loss,
-            "train_accuracy": r.train_accuracy,
-            "train_loss": r.train_loss,
-            "val_accuracy": r.val_accuracy,
-            "val_loss": r.val_loss,
-            "train_seconds": train_seconds,
-            "samples_per_s": samples_per_s,
-            "peak_rss_mib": peak_rss_mib,
-        });
+    let outcome = mnist_mlp::run::train(&req, &mut console)?;
+    if console.json {
+        let mut s = serde_json::to_value(&outcome.summary)?;
+        s["event"] = "summary".into();
         println!("{s}");
     }
     Ok(())
@@ -695,28 +366,23 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             test.features()
         );
     }
-    let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
+    // The plan the model was trained under, so that its figures repeat.
+    let plan = serde_json::from_value::<RunConfig>(loaded.config.clone())
+        .ok()
+        .and_then(|c| c.plan)
+        .unwrap_or_else(mnist_mlp::plan::Plan::from_env);
+    let mut ws = mnist_mlp::nn::Workspace::<f32>::with_plan(
         &model.spec,
         mnist_mlp::train::EVAL_CHUNK,
         threads.blocks(),
+        plan,
     );
     let mut probs = ndarray::Array2::<f32>::zeros((test.len(), classes));
     let stats = threads
         .install(|| model.evaluate_into(&mut ws, test.images.view(), &test.labels, &mut probs));
-    let mut confusion = vec![vec![0usize; classes]; classes];
-    for (row, &y) in probs.rows().into_iter().zip(&test.labels) {
-        let p = mnist_mlp::nn::loss::argmax(row.as_slice().expect("contiguous"));
-        confusion[y as usize][p] += 1;
-    }
-    // None where undefined: no sample of the class (recall), never
-    // predicted (precision); EMNIST letters never use class 0.
-    let ratio = |hits: usize, of: usize| (of > 0).then(|| hits as f64 / of as f64);
-    let recall: Vec<Option<f64>> = (0..classes)
-        .map(|c| ratio(confusion[c][c], confusion[c].iter().sum()))
-        .collect();
-    let precision: Vec<Option<f64>> = (0..classes)
-        .map(|c| ratio(confusion[c][c], (0..classes).map(|r| confusion[r][c]).sum()))
-        .collect();
+    let confusion = mnist_mlp::metrics::Confusion::from_outputs(probs.view(), &test.labels);
+    let (precision, recall) = (confusion.precision(), confusion.recall());
+    let confusion = confusion.0;
     if a.json {
         println!(
             "{}",

@@ -57,6 +57,26 @@ impl Threads {
             .map_err(|e| format!("cannot start {n} threads: {e}"))?;
         Ok(Self { pool, n, policy })
     }
+    /// The pool for a `--threads` setting (`None`: all cores), checked:
+    /// with a warning to show when it asks for more threads than cores.
+    pub fn for_flag(
+        n: Option<usize>,
+        policy: GemmThreading,
+    ) -> Result<(Self, Option<String>), String> {
+        match n {
+            Some(n) if n == 0 || n > 4096 => Err(format!(
+                "--threads {n} is out of range (1..=4096; leave it out to use all cores)"
+            )),
+            Some(n) => {
+                let cores = num_cores();
+                let warning = (n > cores).then(|| format!(
+                    "warning: --threads {n} is more than this machine's {cores} cores: the extra threads share cores and slow every step down"
+                ));
+                Ok((Self::new(n, policy)?, warning))
+            }
+            None => Ok((Self::new(0, policy)?, None)),
+        }
+    }
     pub fn n(&self) -> usize {
         self.n
     }

@@ -16,6 +16,7 @@ use crate::data::Dataset;
 use crate::nn::{Batch, Mlp, Rows, Stats, Update, Workspace};
 use crate::optim::{OptConfig, Optimizer};
 use crate::parallel::Threads;
+use crate::plan::Plan;
 use crate::schedule::Schedule;
 
 /// Mini-batch size.
@@ -298,6 +299,18 @@ impl<'t> Trainer<'t> {
         self.step = state.step;
         self.opt.t = state.optimizer_step;
         Ok(())
+    }
+
+    /// The plan the trainer's steps and evaluations follow.
+    pub fn plan(&self) -> Plan {
+        self.ws.plan()
+    }
+
+    /// Follows `plan` from now on (the trainer starts with
+    /// [`Plan::from_env`]).
+    pub fn set_plan(&mut self, plan: Plan) {
+        self.ws.set_plan(plan);
+        self.eval_ws.set_plan(plan);
     }
 
     /// Bytes the trainer holds: workspaces, optimizer moments, permutation.

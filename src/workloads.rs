@@ -100,6 +100,8 @@ pub struct BenchResult {
     pub workload: String,
     pub threads: usize,
     pub threading: crate::parallel::GemmThreading,
+    /// The speed choices of the step ([`crate::plan::Plan`]).
+    pub plan: crate::plan::Plan,
     pub samples_per_s: f64,
     pub sec_per_epoch: f64,
     pub epoch_secs: Vec<f64>,
@@ -174,6 +176,7 @@ pub fn run(
         workload: w.id.to_string(),
         threads: threads.n(),
         threading: threads.policy(),
+        plan: tr.plan(),
         samples_per_s: train.len() as f64 / med,
         sec_per_epoch: med,
         epoch_secs: secs,

@@ -1,0 +1,520 @@
+//! A training run as `mnist-mlp train` runs it, in the library: the
+//! configuration layered and checked, the checkpoint resumed, the epochs
+//! with early stopping, checkpoint cadence, the metrics log and the plot.
+//! The binary only parses flags and shows what an [`Observer`] is told.
+//!
+//! Order of a run: layer the configuration (defaults < the checkpoint being
+//! resumed < `--config` file < flags given: [`layered_config`]); check it
+//! ([`RunConfig::settings`]); start the thread pool; load the data
+//! (downloading MNIST on first use); build or restore the model and the
+//! [`Trainer`] (with the run's [`Plan`]); open the outputs; then per epoch:
+//! train, evaluate, report, observe early stopping, checkpoint when due,
+//! record. A resumed run continues bit for bit: the checkpoint holds the
+//! optimizer moments, counters, RNG position and plan.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::checkpoint::{CheckpointError, Loaded};
+use crate::config::{RunConfig, FIXED_ON_RESUME};
+use crate::data::fetch::{self, FetchError};
+use crate::data::{self, DataError, LoadOptions, Splits};
+use crate::early_stop::{EarlyStopping, Verdict};
+use crate::nn::Mlp;
+use crate::parallel::Threads;
+use crate::plan::Plan;
+use crate::run_state;
+use crate::train::{EpochReport, TrainError, Trainer};
+
+/// Why a run could not start or stopped. Every message names the flag or
+/// file at fault.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// A setting that cannot be used, or a checkpoint that does not fit it.
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A checkpoint error in the context of a flag (`--resume FILE: ...`).
+    #[error("{context}: {err}")]
+    CheckpointIn {
+        context: String,
+        err: CheckpointError,
+    },
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// An output that cannot be written (`what` names the flag and file).
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
+}
+
+/// What a run tells the person (or program) watching it. Every method has
+/// a default that ignores it.
+pub trait Observer: Sync {
+    /// The run's configuration, layered (before it is checked).
+    fn configured(&mut self, _cfg: &RunConfig) {}
+    /// A line of the run's report (the CLI prints it on stdout, or stderr
+    /// under `--json`).
+    fn say(&mut self, _line: &str) {}
+    /// A notice or warning (the CLI prints it on stderr).
+    fn note(&mut self, _line: &str) {}
+    /// Epoch `epoch` of `epochs` starts, with `steps` steps.
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    /// Step `k` of the epoch's `steps` is done (called from the training
+    /// thread).
+    fn step(&self, _k: usize, _steps: usize) {}
+    /// The epoch's steps are over (before its report, even on an error).
+    fn epoch_trained(&mut self) {}
+    /// An epoch's record, after its checkpoint (the CLI's `--json` line).
+    fn epoch_end(&mut self, _report: &EpochReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// What to run: the flags given (`explicit` names those given on the
+/// command line, which override the config file), a `--config` file and
+/// a checkpoint to `--resume`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub flags: RunConfig,
+    pub explicit: Vec<String>,
+    pub config: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    /// Show a progress bar while downloading (when not `quiet`).
+    pub show_progress: bool,
+}
+
+/// The figures of a finished run (the CLI's `--json` summary).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub layers: String,
+    pub loss: &'static str,
+    pub optimizer: &'static str,
+    pub lr: f64,
+    pub batch_size: String,
+    /// Epochs done, a resumed run's earlier ones included.
+    pub epochs: usize,
+    /// The epoch whose weights the model holds.
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub threads: usize,
+    pub plan: Plan,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub train_accuracy: f64,
+    pub train_loss: f64,
+    pub val_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub train_seconds: f64,
+    pub samples_per_s: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// A finished run: the model (the best epoch's weights after early
+/// stopping), every epoch's report, and the summary.
+pub struct Outcome {
+    pub model: Mlp<f32>,
+    pub history: Vec<EpochReport>,
+    pub summary: Summary,
+}
+
+/// Loads the splits from `dir_flag` (else `$MNIST_DIR`, else data/mnist),
+/// downloading MNIST into the default directory on first use.
+pub fn load_data(
+    dir_flag: Option<&Path>,
+    opts: &LoadOptions,
+    allow_download: bool,
+    progress: bool,
+    obs: &mut dyn Observer,
+) -> Result<Splits, RunError> {
+    let dir = data::resolve_data_dir(dir_flag);
+    let default = dir_flag.is_none() && data::dataset::data_dir_from_env().is_none();
+    if default && allow_download && opts.subset.is_none() && data::dataset::locate(&dir).is_err() {
+        obs.note(&format!("MNIST not found in {}: downloading it (use --data-dir or MNIST_DIR for an existing copy)", dir.display()));
+        fetch::fetch(
+            &dir,
+            &fetch::MNIST_FILES,
+            &fetch::mirrors_from_env(),
+            progress,
+        )?;
+    }
+    Ok(data::load_dir(&dir, opts)?)
+}
+
+/// The run's configuration, layered: defaults < the checkpoint being
+/// resumed < `--config` file < flags given. Returns it with the checkpoint
+/// and the checkpoint's own configuration when resuming.
+pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunConfig)>), RunError> {
+    let mut base = RunConfig::default();
+    let mut resumed = None;
+    if let Some(p) = &req.resume {
+        let l = crate::checkpoint::load(p).map_err(|err| RunError::CheckpointIn {
+            context: format!("--resume {}", p.display()),
+            err,
+        })?;
+        // A model-only checkpoint has no run configuration either: say so first.
+        run_state::read(&l.extras)
+            .map_err(|e| RunError::Config(format!("--resume {}: {e}", p.display())))?;
+        let c: RunConfig = serde_json::from_value(l.config.clone()).map_err(|e| {
+            RunError::Config(format!(
+                "--resume {}: the checkpoint's configuration is not a run configuration of this version ({e}); only checkpoints written by `train --save` can be resumed",
+                p.display()
+            ))
+        })?;
+        base = c.clone();
+        resumed = Some((l, c));
+    }
+    if let Some(p) = &req.config {
+        base = base.overlay_toml_file(p).map_err(RunError::Config)?;
+    }
+    let cfg = base.overlay(&req.flags, &req.explicit);
+    if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
+        for k in saved.differing_keys(&cfg) {
+            if FIXED_ON_RESUME.contains(&k.as_str()) {
+                return Err(RunError::Config(format!(
+                    "--resume {}: `{k}` differs from the checkpoint's run ({} there, {} now); a resumed run keeps the network, loss, optimizer, batch size, seed and validation split",
+                    p.display(),
+                    saved.to_json().get(&k).unwrap_or(&serde_json::Value::Null),
+                    cfg.to_json().get(&k).unwrap_or(&serde_json::Value::Null),
+                )));
+            }
+        }
+    }
+    Ok((cfg, resumed))
+}
+
+/// The files a run writes: `--metrics-out` lines, `--plot`, and checkpoints
+/// with the configuration that repeats the run beside them.
+struct Outputs<'a> {
+    cfg: &'a RunConfig,
+    metrics: Option<std::io::BufWriter<std::fs::File>>,
+    effective_json: serde_json::Value,
+    effective_toml: String,
+}
+
+impl<'a> Outputs<'a> {
+    fn open(cfg: &'a RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self, RunError> {
+        // Every file the run writes, with the flag that names it. Missing
+        // folders are created now, so that a run is not lost at its first
+        // checkpoint for want of one (and a folder that cannot be made is
+        // reported before any training); leftovers of a run killed while
+        // writing are removed (the files themselves are intact).
+        let files = [
+            ("--save", cfg.save.clone()),
+            (
+                "--save",
+                cfg.save.as_ref().map(|p| p.with_extension("toml")),
+            ),
+            ("--plot", cfg.plot.clone()),
+            ("--metrics-out", cfg.metrics_out.clone()),
+        ];
+        for (flag, p) in files.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|err| RunError::Io {
+                    what: format!("{flag}: cannot create the folder {}", dir.display()),
+                    err,
+                })?;
+            }
+            crate::checkpoint::remove_stale_temps(p);
+        }
+        let metrics = match &cfg.metrics_out {
+            Some(p) => {
+                let mut o = std::fs::OpenOptions::new();
+                if resuming {
+                    o.append(true).create(true);
+                } else {
+                    o.write(true).create(true).truncate(true);
+                }
+                Some(std::io::BufWriter::new(o.open(p).map_err(|err| {
+                    RunError::Io {
+                        what: format!("--metrics-out: cannot open {}", p.display()),
+                        err,
+                    }
+                })?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            cfg,
+            metrics,
+            effective_json: effective.to_json(),
+            effective_toml: effective.to_toml(),
+        })
+    }
+
+    /// The checkpoint, and beside it the configuration that repeats the run.
+    fn save(
+        &self,
+        path: &Path,
+        model: &Mlp<f32>,
+        trainer: &Trainer,
+        early: Option<&EarlyStopping>,
+        history: &[EpochReport],
+        finished: bool,
+    ) -> Result<(), RunError> {
+        let extras = run_state::capture(model, trainer, early, history, finished);
+        crate::checkpoint::save_with(path, model, &self.effective_json, &extras)?;
+        crate::checkpoint::write_atomic(
+            &path.with_extension("toml"),
+            self.effective_toml.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// The epoch's line in `--metrics-out`, and the curves so far (`--plot`).
+    fn record(&mut self, r: &EpochReport, history: &[EpochReport]) -> Result<(), RunError> {
+        if let (Some(w), Some(p)) = (self.metrics.as_mut(), self.cfg.metrics_out.as_ref()) {
+            use std::io::Write;
+            writeln!(w, "{}", epoch_json(r))
+                .and_then(|_| w.flush())
+                .map_err(|err| RunError::Io {
+                    what: format!("--metrics-out: cannot write {}", p.display()),
+                    err,
+                })?;
+        }
+        if let Some(p) = &self.cfg.plot {
+            crate::plot::draw_curves(p, history).map_err(|e| {
+                RunError::Config(format!("--plot: cannot draw {}: {e}", p.display()))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The machine-readable record of an epoch (`--json`, `--metrics-out`):
+/// the report with `"event": "epoch"`.
+pub fn epoch_json(r: &EpochReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).expect("a report serializes");
+    v["event"] = "epoch".into();
+    v
+}
+
+/// Runs `req` to the end, telling `obs` what happens.
+pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError> {
+    let (cfg, resumed) = layered_config(req)?;
+    obs.configured(&cfg);
+    let settings = cfg.settings().map_err(RunError::Config)?;
+    let (threads, warning) =
+        Threads::for_flag(cfg.threads, cfg.threading).map_err(RunError::Config)?;
+    if let Some(w) = warning {
+        obs.note(&w);
+    }
+    let plan = cfg.plan.unwrap_or_else(Plan::from_env);
+    if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
+        if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
+            obs.note(&format!(
+                "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but its results may differ in the last bits from the original's (OpenBLAS can round differently on the other thread count's blocks)",
+                p.display(), saved.threads.unwrap_or(0), saved.threading, threads.n(), cfg.threading
+            ));
+        }
+        if saved.plan.is_some_and(|s| s != plan) {
+            obs.note(&format!(
+                "warning: --resume {}: the run's [plan] differs from the checkpoint's; it continues, but its results may differ in the last bits from the original's",
+                p.display()
+            ));
+        }
+    }
+
+    let splits = load_data(
+        cfg.data_dir.as_deref(),
+        &LoadOptions {
+            classes: settings.layers.as_ref().map(|s| s.output_width()),
+            validation: cfg.validation,
+            seed: cfg.seed,
+            subset: cfg.subset.clone(),
+        },
+        !cfg.no_download,
+        req.show_progress && !cfg.quiet,
+        obs,
+    )?;
+    let features = splits.train.features();
+    let spec = settings
+        .network(features, splits.classes)
+        .map_err(RunError::Config)?;
+    if spec.input() != features {
+        return Err(RunError::Config(format!(
+            "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
+            spec.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
+        )));
+    }
+    let (loss, opt) = (settings.loss, &settings.opt);
+    // The model: the checkpoint's when resuming (its run state is restored
+    // below, once the trainer exists), else freshly initialized.
+    let (mut model, resumed_extras) = match (resumed, &req.resume) {
+        (Some((l, _)), Some(p)) => {
+            if l.model.spec != spec || l.model.loss != loss {
+                return Err(RunError::Config(format!(
+                    "--resume {}: the checkpoint holds {} ({}), the configuration asks for {spec} ({})",
+                    p.display(), l.model.spec, l.model.loss.name(), loss.name()
+                )));
+            }
+            (l.model, Some(l.extras))
+        }
+        _ => (
+            Mlp::<f32>::new(spec.clone(), loss, settings.init, cfg.seed)
+                .map_err(RunError::Config)?,
+            None,
+        ),
+    };
+    let mut trainer = Trainer::new(
+        &model,
+        splits.train.len(),
+        settings.batch,
+        opt.clone(),
+        cfg.seed,
+        &threads,
+    )?;
+    trainer.set_plan(plan);
+    trainer.schedule = settings.schedule;
+    trainer.total_epochs = cfg.epochs;
+    let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
+    let mut history = Vec::new();
+    if let (Some(x), Some(p)) = (&resumed_extras, &req.resume) {
+        history = run_state::restore(x, &model, &mut trainer, early.as_mut(), cfg.epochs)
+            .map_err(|e| RunError::Config(format!("--resume {}: {e}", p.display())))?;
+        if let Some(m) = &cfg.metrics_out {
+            run_state::trim_metrics(m, trainer.epoch).map_err(|err| RunError::CheckpointIn {
+                context: "--metrics-out".into(),
+                err,
+            })?;
+        }
+    }
+    let first = trainer.epoch + 1;
+    // The configuration that repeats this run exactly.
+    let effective = RunConfig {
+        threads: Some(threads.n()),
+        lr: Some(opt.lr),
+        weight_decay: Some(opt.weight_decay),
+        layers: Some(spec.to_string()),
+        plan: Some(plan),
+        ..cfg.clone()
+    };
+    let mut out = Outputs::open(&cfg, &effective, req.resume.is_some())?;
+    obs.say(&format!(
+        "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
+        spec.params(), loss.name(), opt.kind.name(), opt.lr, cfg.schedule, settings.batch, cfg.epochs, threads.n(), threads.policy()
+    ));
+    obs.say(&format!(
+        "data {}: train {} x {}, test {}{}",
+        data::resolve_data_dir(cfg.data_dir.as_deref()).display(),
+        splits.train.len(),
+        features,
+        splits.test.len(),
+        splits
+            .validation
+            .as_ref()
+            .map_or(String::new(), |v| format!(", validation {}", v.len()))
+    ));
+    if let Some(p) = &req.resume {
+        obs.say(&format!(
+            "resuming {} after epoch {} (step {})",
+            p.display(),
+            trainer.epoch,
+            trainer.step
+        ));
+    }
+
+    let steps = trainer.steps_per_epoch();
+    let mut train_seconds = 0.0;
+    let mut stopped = false;
+    for e in first..=cfg.epochs {
+        obs.epoch_start(e, cfg.epochs, steps);
+        let r = {
+            let watcher: &dyn Observer = obs;
+            let on_step = |k: usize| watcher.step(k, steps);
+            trainer.epoch_report(
+                &mut model,
+                &splits.train,
+                &splits.test,
+                splits.validation.as_ref(),
+                &on_step,
+            )
+        };
+        obs.epoch_trained();
+        let r = r?;
+        train_seconds += r.seconds;
+        let val = match (r.val_loss, r.val_accuracy) {
+            (Some(l), Some(acc)) => format!("  val loss {l:.4} acc {:.2}%", acc * 100.0),
+            _ => String::new(),
+        };
+        obs.say(&format!(
+            "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%{val}  {:.2} s  {:.0} samples/s",
+            e, cfg.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
+        ));
+        if let (Some(es), Some(vl)) = (&mut early, r.val_loss) {
+            if es.observe(e, vl, &model) == Verdict::Stop {
+                es.restore_best(&mut model);
+                obs.say(&format!(
+                    "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
+                    es.patience, es.state.best_epoch, es.state.best_loss
+                ));
+                stopped = true;
+            }
+        }
+        history.push(r.clone());
+        let every = cfg.checkpoint_every.unwrap_or(0);
+        let due = e == cfg.epochs || stopped || (every > 0 && e % every == 0);
+        if let Some(path) = cfg.save.as_ref().filter(|_| due) {
+            out.save(path, &model, &trainer, early.as_ref(), &history, stopped)?;
+            obs.say(&format!("saved {} (epoch {e})", path.display()));
+        }
+        obs.epoch_end(&r);
+        out.record(&r, &history)?;
+        if stopped {
+            break;
+        }
+    }
+    // The figures of the model as it ends (the best epoch's after early stopping).
+    let r = match (stopped, &early) {
+        (true, Some(es)) => history[es.state.best_epoch - 1].clone(),
+        _ => history.last().expect("at least one epoch").clone(),
+    };
+    let n_done = history.len();
+    // Epochs this process trained (a resumed run's history starts earlier).
+    let epochs_run = n_done + 1 - first;
+    let samples_per_s = (splits.train.len() * epochs_run) as f64 / train_seconds;
+    let peak_rss_mib = crate::memory::peak_rss_mib();
+    obs.say(&format!(
+        "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
+        r.test_accuracy * 100.0,
+        r.test_loss,
+        n_done,
+        if stopped { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
+        train_seconds,
+        samples_per_s,
+        peak_rss_mib.map_or(String::new(), |m| format!(", peak memory {m:.0} MiB"))
+    ));
+    let summary = Summary {
+        layers: spec.to_string(),
+        loss: loss.name(),
+        optimizer: opt.kind.name(),
+        lr: opt.lr,
+        batch_size: settings.batch.to_string(),
+        epochs: n_done,
+        best_epoch: r.epoch,
+        stopped_early: stopped,
+        threads: threads.n(),
+        plan,
+        test_accuracy: r.test_accuracy,
+        test_loss: r.test_loss,
+        train_accuracy: r.train_accuracy,
+        train_loss: r.train_loss,
+        val_accuracy: r.val_accuracy,
+        val_loss: r.val_loss,
+        train_seconds,
+        samples_per_s,
+        peak_rss_mib,
+    };
+    Ok(Outcome {
+        model,
+        history,
+        summary,
+    })
+}
