@@ -101,7 +101,7 @@ impl<T: Real> DensePtrs<T> {
 ///
 /// # Safety
 /// `out` is written by no one else; `x`, `w`, `b` by no one.
-pub(crate) unsafe fn forward<T: Real>(
+pub unsafe fn forward<T: Real>(
     g: Gemm,
     x: RawMat<T>,
     w: RawMat<T>,
@@ -133,7 +133,7 @@ pub(crate) unsafe fn forward<T: Real>(
 ///
 /// # Safety
 /// `d_in` is written by no one else; the rest by no one.
-pub(crate) unsafe fn backward_input<T: Real>(
+pub unsafe fn backward_input<T: Real>(
     g: Gemm,
     d_out: RawMat<T>,
     w: RawMat<T>,
@@ -154,7 +154,7 @@ pub(crate) unsafe fn backward_input<T: Real>(
 ///
 /// # Safety
 /// `gb` is written by no one else; `d_out` by no one.
-pub(crate) unsafe fn bias_grad<T: Real>(d_out: RawMat<T>, gb: RawMat<T>) {
+pub unsafe fn bias_grad<T: Real>(d_out: RawMat<T>, gb: RawMat<T>) {
     let sums = gb.row_mut(0);
     sums.iter_mut().for_each(|v| *v = T::zero());
     for r in 0..d_out.rows {
@@ -173,7 +173,7 @@ pub(crate) unsafe fn bias_grad<T: Real>(d_out: RawMat<T>, gb: RawMat<T>) {
 ///
 /// # Safety
 /// `gw` is written by no one else; `x`, `d_out` by no one.
-pub(crate) unsafe fn weight_grad<T: Real>(
+pub unsafe fn weight_grad<T: Real>(
     g: Gemm,
     alpha: T,
     x: RawMat<T>,

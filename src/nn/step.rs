@@ -13,10 +13,10 @@
 //! pass:
 //!
 //! 1. the *stages* of the pass: gather the rows; for each hidden layer
-//!    `A_{i+1} = f(A_i W_i + b)` ([`Stage::Fwd`]); at the output the fused
+//!    `A_{i+1} = f(A_i W_i + b)` (`Stage::Fwd`); at the output the fused
 //!    loss, accuracy and `D_L = (p - onehot) / B` in place of the logits
-//!    ([`Stage::Out`]); then back through the layers
-//!    `D_i = (D_{i+1} W_i^T) * f'(A_i)` ([`Stage::Bwd`], not for the input).
+//!    (`Stage::Out`); then back through the layers
+//!    `D_i = (D_{i+1} W_i^T) * f'(A_i)` (`Stage::Bwd`, not for the input).
 //!    Each stage is split by rows of the batch or by columns of its output
 //!    ([`Plan::split_cols`]). Consecutive row-split stages share one region:
 //!    a row block needs only its own rows and the weights, which nobody
