@@ -41,7 +41,16 @@ pub enum CheckpointError {
     Content { path: PathBuf, msg: String },
     #[error("refusing to save a model with non-finite parameters ({tensor}) to {}", path.display())]
     NonFinite { path: PathBuf, tensor: String },
+    /// The model or its extras cannot be encoded (a malformed extra tensor).
+    #[error("{0}")]
+    Encode(String),
 }
+
+crate::error::message_error!(
+    /// A checkpoint's stored training state that does not fit the model or
+    /// the run (a missing tensor, a wrong shape, a run that cannot go on).
+    StateError
+);
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -65,7 +74,7 @@ pub struct Extras {
 }
 
 /// Serializes `model` (and `config`, any JSON) to safetensors bytes.
-pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>, String> {
+pub fn to_bytes(model: &Mlp<f32>, config: &serde_json::Value) -> Result<Vec<u8>, CheckpointError> {
     to_bytes_with(model, config, &Extras::default())
 }
 
@@ -74,7 +83,7 @@ pub fn to_bytes_with(
     model: &Mlp<f32>,
     config: &serde_json::Value,
     extras: &Extras,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CheckpointError> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, l) in model.layers.iter().enumerate() {
         let w = l.w.as_standard_layout();
@@ -91,7 +100,10 @@ pub fn to_bytes_with(
     }
     for t in &extras.tensors {
         if t.name.starts_with("layers.") || t.shape.iter().product::<usize>() != t.data.len() {
-            return Err(format!("bad extra tensor `{}`", t.name));
+            return Err(CheckpointError::Encode(format!(
+                "bad extra tensor `{}`",
+                t.name
+            )));
         }
         bufs.push((t.name.clone(), t.shape.clone(), f32_bytes(&t.data)));
     }
@@ -121,7 +133,7 @@ pub fn to_bytes_with(
     if let Some(st) = &extras.run_state {
         meta.insert("run_state".into(), st.to_string());
     }
-    safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+    safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError::Encode(e.to_string()))
 }
 
 /// Where [`write_atomic`] puts its temporary file for `path`: the directory
@@ -227,9 +239,9 @@ pub fn save_with(
             });
         }
     }
-    let bytes = to_bytes_with(model, config, extras).map_err(|msg| CheckpointError::Format {
+    let bytes = to_bytes_with(model, config, extras).map_err(|e| CheckpointError::Format {
         path: path.to_path_buf(),
-        msg,
+        msg: e.to_string(),
     })?;
     write_atomic(path, &bytes)
 }
@@ -244,7 +256,7 @@ pub struct Loaded {
 
 impl Loaded {
     /// The extra tensor `name`, checked to have `shape`.
-    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32], String> {
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32], StateError> {
         let t = self
             .extras
             .tensors
@@ -252,10 +264,10 @@ impl Loaded {
             .find(|t| t.name == name)
             .ok_or_else(|| format!("missing tensor `{name}`"))?;
         if t.shape != shape {
-            return Err(format!(
+            return Err(StateError(format!(
                 "tensor `{name}` has shape {:?}, expected {shape:?}",
                 t.shape
-            ));
+            )));
         }
         Ok(&t.data)
     }
@@ -308,7 +320,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         .get("config")
         .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(serde_json::Value::Null);
-    spec.check_loss(loss).map_err(content)?;
+    spec.check_loss(loss).map_err(|e| content(e.into()))?;
     let run_state = match meta.get("run_state") {
         Some(s) => Some(
             serde_json::from_str(s)

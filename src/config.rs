@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::init::InitError;
+use crate::nn::spec::SpecError;
 use crate::nn::{Activation, Init, Loss, NetSpec};
-use crate::optim::{OptConfig, OptKind};
+use crate::optim::{HyperparameterError, OptConfig, OptKind};
 use crate::parallel::GemmThreading;
-use crate::schedule::Schedule;
-use crate::train::BatchSize;
+use crate::schedule::{Schedule, ScheduleError};
+use crate::train::{BatchSize, BatchSizeError};
 
 /// Every setting of a training run.
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
@@ -185,9 +187,61 @@ fn to_table(c: &RunConfig) -> toml::Table {
     toml::Table::try_from(c).expect("a config serializes to TOML")
 }
 
+/// Why a configuration was refused. Every message names the flag (= key)
+/// or the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// TOML that does not parse, or an unknown key or a wrong type (with
+    /// the line).
+    #[error("{0}")]
+    Toml(String),
+    /// A `--config` file that cannot be read or parsed.
+    #[error("--config {}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+    /// A setting out of range, unknown, or in conflict with another.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for ConfigError {
+    fn from(msg: String) -> Self {
+        ConfigError::Invalid(msg)
+    }
+}
+impl From<&str> for ConfigError {
+    fn from(msg: &str) -> Self {
+        ConfigError::Invalid(msg.to_string())
+    }
+}
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+macro_rules! invalid_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ConfigError {
+            fn from(e: $t) -> Self {
+                ConfigError::Invalid(e.to_string())
+            }
+        }
+    )*};
+}
+invalid_from!(
+    SpecError,
+    ScheduleError,
+    BatchSizeError,
+    HyperparameterError,
+    InitError,
+    crate::plot::PlotError
+);
+
 impl RunConfig {
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, &e))
+    /// Parses a TOML configuration (every key optional; unknown keys are
+    /// errors).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Toml(e.message().to_string() + &location(text, &e)))
     }
 
     /// The configuration as a TOML document (keys in declaration order).
@@ -218,10 +272,13 @@ impl RunConfig {
 
     /// Layers the keys a TOML config file sets over `self`: unknown keys
     /// and wrong types are errors naming the file, the key and the line.
-    pub fn overlay_toml_file(&self, path: &Path) -> Result<RunConfig, String> {
-        let ctx = |e: String| format!("--config {}: {e}", path.display());
+    pub fn overlay_toml_file(&self, path: &Path) -> Result<RunConfig, ConfigError> {
+        let ctx = |msg: String| ConfigError::File {
+            path: path.to_path_buf(),
+            msg,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| ctx(format!("cannot read: {e}")))?;
-        let file = Self::from_toml(&text).map_err(ctx)?;
+        let file = Self::from_toml(&text).map_err(|e| ctx(e.to_string()))?;
         // Valid TOML by now: the keys it sets.
         let keys: Vec<String> = text
             .parse::<toml::Table>()
@@ -265,7 +322,7 @@ pub struct Settings {
 
 impl Settings {
     /// The network for data with `features` inputs and `classes` classes.
-    pub fn network(&self, features: usize, classes: usize) -> Result<NetSpec, String> {
+    pub fn network(&self, features: usize, classes: usize) -> Result<NetSpec, SpecError> {
         match &self.layers {
             Some(s) => Ok(s.clone()),
             None => NetSpec::from_hidden(features, &self.hidden, self.activation, classes),
@@ -283,7 +340,7 @@ pub fn default_lr(kind: OptKind) -> f64 {
 }
 
 /// A comma-separated list of layer widths (`--hidden`).
-pub fn parse_widths(s: &str, flag: &str) -> Result<Vec<usize>, String> {
+pub fn parse_widths(s: &str, flag: &str) -> Result<Vec<usize>, ConfigError> {
     let max = crate::nn::spec::MAX_WIDTH;
     s.split(',')
         .map(|t| {
@@ -292,7 +349,9 @@ pub fn parse_widths(s: &str, flag: &str) -> Result<Vec<usize>, String> {
                 .parse()
                 .map_err(|_| format!("{flag}: `{t}` is not a width"))?;
             if w == 0 || w > max as u128 {
-                return Err(format!("{flag}: width {t} is out of range (1..={max})"));
+                return Err(ConfigError::Invalid(format!(
+                    "{flag}: width {t} is out of range (1..={max})"
+                )));
             }
             Ok(w as usize)
         })
@@ -301,7 +360,7 @@ pub fn parse_widths(s: &str, flag: &str) -> Result<Vec<usize>, String> {
 
 impl RunConfig {
     /// Parses and checks every setting (ranges, names, combinations).
-    pub fn settings(&self) -> Result<Settings, String> {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
         let loss = Loss::parse(&self.loss)
             .ok_or_else(|| format!("--loss: unknown loss `{}` (expected ce or mse)", self.loss))?;
         let kind = OptKind::parse(&self.optimizer).ok_or_else(|| format!("--optimizer: unknown optimizer `{}` (expected sgd, momentum, nesterov, rmsprop, adam or adamw)", self.optimizer))?;
@@ -330,17 +389,17 @@ impl RunConfig {
         }
         if let Some(p) = &self.save {
             if p.extension().is_some_and(|e| e == "toml") {
-                return Err(format!("--save {}: the configuration is written beside the model as .toml; give the model another extension (.safetensors)", p.display()));
+                return Err(ConfigError::Invalid(format!("--save {}: the configuration is written beside the model as .toml; give the model another extension (.safetensors)", p.display())));
             }
         }
         if let Some(p) = &self.plot {
             crate::plot::Format::of(p).map_err(|e| format!("--plot: {e}"))?;
         }
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "--min-delta must be a finite number >= 0, got {}",
                 self.min_delta
-            ));
+            )));
         }
         match self.patience {
             Some(0) => return Err("--patience must be at least 1".into()),
@@ -406,12 +465,16 @@ mod tests {
         assert!(text.contains("batch_size = \"128\""), "{text}");
         assert_eq!(RunConfig::from_toml(&text).unwrap(), c);
 
-        let e = RunConfig::from_toml("epochs = 3\nbatch-size = 4\n").unwrap_err();
+        let e = RunConfig::from_toml("epochs = 3\nbatch-size = 4\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("unknown field `batch-size`") && e.contains("line 2"),
             "{e}"
         );
-        let e = RunConfig::from_toml("epochs = \"three\"\n").unwrap_err();
+        let e = RunConfig::from_toml("epochs = \"three\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid type") && e.contains("line 1"), "{e}");
     }
 
@@ -467,7 +530,7 @@ mod tests {
         let bad = |f: fn(&mut RunConfig), want: &str| {
             let mut c = RunConfig::default();
             f(&mut c);
-            let e = c.settings().unwrap_err();
+            let e = c.settings().unwrap_err().to_string();
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         };
         bad(|c| c.loss = "hinge".into(), "--loss: unknown loss `hinge`");

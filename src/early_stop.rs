@@ -2,7 +2,7 @@
 //! more than `min_delta`) for `patience` epochs, and go back to the weights
 //! of the best epoch.
 
-use crate::checkpoint::NamedTensor;
+use crate::checkpoint::{NamedTensor, StateError};
 use crate::nn::Mlp;
 
 /// What to do after an epoch.
@@ -108,7 +108,7 @@ impl EarlyStopping {
         state: EarlyStopState,
         model: &Mlp<f32>,
         tensors: &[NamedTensor],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.state = state;
         if self.state.best_epoch == 0 {
             self.best = None;
@@ -124,7 +124,10 @@ impl EarlyStopping {
                     .find(|t| t.name == name)
                     .ok_or_else(|| format!("missing tensor `{name}` (early stopping)"))?;
                 if t.data.len() != dst.len() {
-                    return Err(format!("tensor `{name}` has shape {:?}", t.shape));
+                    return Err(StateError(format!(
+                        "tensor `{name}` has shape {:?}",
+                        t.shape
+                    )));
                 }
                 dst.copy_from_slice(&t.data);
             }

@@ -10,9 +10,21 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::nn::spec::SpecError;
 use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
-use crate::parallel::{GemmThreading, Threads};
+use crate::parallel::{GemmThreading, Threads, ThreadsError};
 use crate::plan::Plan;
+
+/// Why a gradient check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GradCheckError {
+    /// The network cannot be built with that loss.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The thread pool for the blocks could not start.
+    #[error(transparent)]
+    Threads(#[from] ThreadsError),
+}
 
 /// Result for one parameter tensor.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -51,7 +63,7 @@ pub fn check(
     batch: usize,
     blocks: usize,
     seed: u64,
-) -> Result<GradCheck, String> {
+) -> Result<GradCheck, GradCheckError> {
     check_plan(spec, loss, batch, blocks, seed, Plan::from_env())
 }
 
@@ -64,7 +76,7 @@ pub fn check_plan(
     blocks: usize,
     seed: u64,
     plan: Plan,
-) -> Result<GradCheck, String> {
+) -> Result<GradCheck, GradCheckError> {
     let threads = Threads::new(blocks.max(1), GemmThreading::Split)?;
     threads.install(|| check_in_pool(spec, loss, batch, blocks, seed, plan))
 }
@@ -76,7 +88,7 @@ fn check_in_pool(
     blocks: usize,
     seed: u64,
     plan: Plan,
-) -> Result<GradCheck, String> {
+) -> Result<GradCheck, GradCheckError> {
     let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
     // Non-zero biases, so that their gradients are exercised off the origin.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);

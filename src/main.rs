@@ -97,7 +97,7 @@ impl ThreadArgs {
 
 /// The pool for `--threads` (None: all cores).
 fn thread_pool(n: Option<usize>, policy: GemmThreading) -> Result<Threads> {
-    let (threads, warning) = Threads::for_flag(n, policy).map_err(anyhow::Error::msg)?;
+    let (threads, warning) = Threads::for_flag(n, policy)?;
     if let Some(w) = warning {
         eprintln!("{w}");
     }
@@ -342,7 +342,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
 /// The names of `classes` classes from `--mapping` (none without it).
 fn class_names(mapping: Option<&Path>, classes: usize) -> Result<Vec<Option<String>>> {
     match mapping {
-        Some(m) => mnist_mlp::predict::read_mapping(m, classes).map_err(anyhow::Error::msg),
+        Some(m) => Ok(mnist_mlp::predict::read_mapping(m, classes)?),
         None => Ok(vec![None; classes]),
     }
 }
@@ -381,15 +381,14 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let stats = threads
         .install(|| model.evaluate_into(&mut ws, test.images.view(), &test.labels, &mut probs));
     let confusion = mnist_mlp::metrics::Confusion::from_outputs(probs.view(), &test.labels);
-    let (precision, recall) = (confusion.precision(), confusion.recall());
-    let confusion = confusion.0;
     if a.json {
+        let (precision, recall) = (confusion.precision(), confusion.recall());
         println!(
             "{}",
             serde_json::json!({
                 "model": a.model.display().to_string(), "layers": model.spec.to_string(),
                 "test_accuracy": stats.accuracy(), "test_loss": stats.mean_loss(), "samples": test.len(),
-                "precision": precision, "recall": recall, "confusion": confusion,
+                "precision": precision, "recall": recall, "confusion": confusion.0,
                 "names": names,
             })
         );
@@ -402,37 +401,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         stats.accuracy() * 100.0,
         stats.mean_loss()
     );
-    println!(
-        "class  precision  recall{}",
-        if a.mapping.is_some() { "  name" } else { "" }
-    );
-    let pct = |v: Option<f64>, w: usize| match v {
-        Some(v) => format!("{:>w$.2}%", v * 100.0, w = w),
-        None => format!("{:>w$} ", "-", w = w),
-    };
-    for c in 0..classes {
-        let name = names[c]
-            .as_deref()
-            .map_or(String::new(), |n| format!("  {n}"));
-        println!(
-            "{c:>5}  {}  {}{name}",
-            pct(precision[c], 8),
-            pct(recall[c], 6)
-        );
-    }
-    println!("confusion matrix (rows: true class, columns: predicted)");
-    print!("     ");
-    for c in 0..classes {
-        print!("{c:>6}");
-    }
-    println!();
-    for (r, row) in confusion.iter().enumerate() {
-        print!("{r:>5}");
-        for v in row {
-            print!("{v:>6}");
-        }
-        println!();
-    }
+    print!("{}", confusion.table(&names));
     Ok(())
 }
 
@@ -487,8 +456,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
                     a.model.display()
                 );
             }
-            let mut v = predict::load_picture(p, side as u32, a.invert, a.preprocess)
-                .map_err(anyhow::Error::msg)?;
+            let mut v = predict::load_picture(p, side as u32, a.invert, a.preprocess)?;
             if a.transpose {
                 predict::transpose_square(&mut v, side);
             }
@@ -556,8 +524,7 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
     let mut worst: f64 = 0.0;
     let mut results = Vec::new();
     for (spec, loss) in cases {
-        let r =
-            gradcheck::check(&spec, loss, a.batch, a.blocks, a.seed).map_err(anyhow::Error::msg)?;
+        let r = gradcheck::check(&spec, loss, a.batch, a.blocks, a.seed)?;
         worst = worst.max(r.max_rel_err());
         if !a.json {
             println!(

@@ -52,6 +52,49 @@ impl Confusion {
     }
 }
 
+impl Confusion {
+    /// The report `eval` prints: a line per class with its precision,
+    /// recall and (when `names` has one) name, then the matrix.
+    pub fn table(&self, names: &[Option<String>]) -> String {
+        use std::fmt::Write;
+        let (precision, recall) = (self.precision(), self.recall());
+        let named = names.iter().any(Option::is_some);
+        let pct = |v: Option<f64>, w: usize| match v {
+            Some(v) => format!("{:>w$.2}%", v * 100.0, w = w),
+            None => format!("{:>w$} ", "-", w = w),
+        };
+        let mut t = format!(
+            "class  precision  recall{}\n",
+            if named { "  name" } else { "" }
+        );
+        for c in 0..self.classes() {
+            let name = names
+                .get(c)
+                .and_then(|n| n.as_deref())
+                .map_or(String::new(), |n| format!("  {n}"));
+            let _ = writeln!(
+                t,
+                "{c:>5}  {}  {}{name}",
+                pct(precision[c], 8),
+                pct(recall[c], 6)
+            );
+        }
+        t.push_str("confusion matrix (rows: true class, columns: predicted)\n     ");
+        for c in 0..self.classes() {
+            let _ = write!(t, "{c:>6}");
+        }
+        t.push('\n');
+        for (r, row) in self.0.iter().enumerate() {
+            let _ = write!(t, "{r:>5}");
+            for v in row {
+                let _ = write!(t, "{v:>6}");
+            }
+            t.push('\n');
+        }
+        t
+    }
+}
+
 fn ratio(hits: usize, of: usize) -> Option<f64> {
     (of > 0).then(|| hits as f64 / of as f64)
 }
@@ -76,5 +119,22 @@ mod tests {
         assert_eq!(c.precision(), vec![Some(0.5), Some(1.0), Some(0.0)]);
         let never = Confusion::from_outputs(array![[1.0f32, 0.0]].view(), &[0]);
         assert_eq!(never.precision(), vec![Some(1.0), None]);
+    }
+
+    #[test]
+    fn the_table_has_a_line_per_class_and_the_matrix() {
+        let out = array![[0.9f32, 0.1], [0.2, 0.8], [0.6, 0.4]];
+        let c = Confusion::from_outputs(out.view(), &[0, 1, 1]);
+        let t = c.table(&[Some("zero".into()), None]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "class  precision  recall  name");
+        assert_eq!(lines[1], "    0     50.00%  100.00%  zero");
+        assert_eq!(lines[2], "    1    100.00%   50.00%");
+        assert_eq!(lines[4], "          0     1");
+        assert_eq!(lines[5], "    0     1     0");
+        assert_eq!(lines[6], "    1     1     1");
+        assert!(!c
+            .table(&[None, None])
+            .starts_with("class  precision  recall  name"));
     }
 }

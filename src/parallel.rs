@@ -26,15 +26,21 @@ pub enum GemmThreading {
     Blas,
 }
 
+crate::error::message_error!(
+    /// A thread count or threading policy that cannot be used, or a pool
+    /// that could not start.
+    ThreadsError
+);
+
 impl std::str::FromStr for GemmThreading {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ThreadsError;
+    fn from_str(s: &str) -> Result<Self, ThreadsError> {
         match s {
             "split" => Ok(Self::Split),
             "blas" => Ok(Self::Blas),
-            _ => Err(format!(
+            _ => Err(ThreadsError(format!(
                 "unknown threading policy `{s}` (expected `split` or `blas`)"
-            )),
+            ))),
         }
     }
 }
@@ -48,7 +54,7 @@ pub struct Threads {
 
 impl Threads {
     /// `n` threads (0: all cores) under `policy`.
-    pub fn new(n: usize, policy: GemmThreading) -> Result<Self, String> {
+    pub fn new(n: usize, policy: GemmThreading) -> Result<Self, ThreadsError> {
         let n = if n == 0 { num_cores() } else { n };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -62,11 +68,11 @@ impl Threads {
     pub fn for_flag(
         n: Option<usize>,
         policy: GemmThreading,
-    ) -> Result<(Self, Option<String>), String> {
+    ) -> Result<(Self, Option<String>), ThreadsError> {
         match n {
-            Some(n) if n == 0 || n > 4096 => Err(format!(
+            Some(n) if n == 0 || n > 4096 => Err(ThreadsError(format!(
                 "--threads {n} is out of range (1..=4096; leave it out to use all cores)"
-            )),
+            ))),
             Some(n) => {
                 let cores = num_cores();
                 let warning = (n > cores).then(|| format!(

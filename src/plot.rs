@@ -22,8 +22,14 @@ pub enum Format {
     Png,
 }
 
+crate::error::message_error!(
+    /// A plot that cannot be drawn or written (the message names the file).
+    PlotError
+);
+
 impl Format {
-    pub fn of(path: &Path) -> Result<Self, String> {
+    /// The format a file name asks for (`.svg` or `.png`).
+    pub fn of(path: &Path) -> Result<Self, PlotError> {
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -32,10 +38,10 @@ impl Format {
         {
             Some("svg") => Ok(Format::Svg),
             Some("png") => Ok(Format::Png),
-            _ => Err(format!(
+            _ => Err(PlotError(format!(
                 "{}: the plot's file name must end in .svg or .png",
                 path.display()
-            )),
+            ))),
         }
     }
 }
@@ -217,7 +223,11 @@ where
 }
 
 /// Draws the curves of `history` into `path` (.svg or .png), atomically.
-pub fn draw_curves(path: &Path, history: &[EpochReport]) -> Result<(), String> {
+pub fn draw_curves(path: &Path, history: &[EpochReport]) -> Result<(), PlotError> {
+    draw_curves_into(path, history).map_err(PlotError)
+}
+
+fn draw_curves_into(path: &Path, history: &[EpochReport]) -> Result<(), String> {
     let format = Format::of(path)?;
     ensure_font()?;
     let (w, h) = (1100u32, 440u32);

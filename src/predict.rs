@@ -36,13 +36,19 @@ type Gray = ImageBuffer<Luma<f32>, Vec<f32>>;
 /// Ink below this (of 1.0) counts as background when cropping.
 const INK: f32 = 0.1;
 
+crate::error::message_error!(
+    /// A picture or a class-name mapping that cannot be used (the message
+    /// names the file).
+    PredictError
+);
+
 /// Reads a picture and returns `side * side` values in [0, 1] (row-major).
 pub fn load_picture(
     path: &Path,
     side: u32,
     invert: Invert,
     pre: Preprocess,
-) -> Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, PredictError> {
     let mut img = image::ImageReader::open(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
         .with_guessed_format()
@@ -165,7 +171,7 @@ pub fn transpose_square(v: &mut [f32], side: usize) {
 /// - `CLASS NAME...`: the rest of the line is the name (`0 T-shirt/top`).
 ///
 /// Classes not listed have no name. Errors name the file and line.
-pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, String> {
+pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, PredictError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the class mapping: {e}", path.display()))?;
     let mut names = vec![None; classes];
@@ -183,15 +189,15 @@ pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, 
             )
         })?;
         if class >= classes {
-            return Err(format!(
+            return Err(PredictError(format!(
                 "{}: class {class}, but the model has {classes} classes (0..{})",
                 at(),
                 classes - 1
-            ));
+            )));
         }
         let rest = rest.trim();
         if rest.is_empty() {
-            return Err(format!("{}: class {class} has no name", at()));
+            return Err(PredictError(format!("{}: class {class} has no name", at())));
         }
         let name = if rest
             .split_whitespace()
@@ -218,7 +224,10 @@ pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, 
             rest.to_string()
         };
         if names[class].replace(name).is_some() {
-            return Err(format!("{}: class {class} is named twice", at()));
+            return Err(PredictError(format!(
+                "{}: class {class} is named twice",
+                at()
+            )));
         }
     }
     Ok(names)
@@ -312,10 +321,12 @@ mod tests {
             ("3 65\n3 66\n", "line 2: class 3 is named twice"),
         ] {
             std::fs::write(&p, text).unwrap();
-            let e = read_mapping(&p, 10).unwrap_err();
+            let e = read_mapping(&p, 10).unwrap_err().to_string();
             assert!(e.contains("m.txt") && e.contains(msg), "{text:?}: {e}");
         }
-        let e = read_mapping(&dir.path().join("none.txt"), 10).unwrap_err();
+        let e = read_mapping(&dir.path().join("none.txt"), 10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("none.txt") && e.contains("cannot read"), "{e}");
     }
 
@@ -330,7 +341,9 @@ mod tests {
         assert_eq!(v[0], 0.0);
         let bad = dir.path().join("x.png");
         std::fs::write(&bad, b"not a picture").unwrap();
-        let e = load_picture(&bad, 28, Invert::Auto, Preprocess::Mnist).unwrap_err();
+        let e = load_picture(&bad, 28, Invert::Auto, Preprocess::Mnist)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.png") && e.contains("not a picture"), "{e}");
         let e = load_picture(
             &dir.path().join("missing.png"),
@@ -338,7 +351,8 @@ mod tests {
             Invert::Auto,
             Preprocess::Mnist,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("missing.png") && e.contains("cannot read"),
             "{e}"

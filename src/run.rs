@@ -17,12 +17,14 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::checkpoint::{CheckpointError, Loaded};
-use crate::config::{RunConfig, FIXED_ON_RESUME};
+use crate::config::{ConfigError, RunConfig, Settings, FIXED_ON_RESUME};
 use crate::data::fetch::{self, FetchError};
 use crate::data::{self, DataError, LoadOptions, Splits};
 use crate::early_stop::{EarlyStopping, Verdict};
+use crate::nn::spec::SpecError;
 use crate::nn::Mlp;
-use crate::parallel::Threads;
+use crate::nn::NetSpec;
+use crate::parallel::{Threads, ThreadsError};
 use crate::plan::Plan;
 use crate::run_state;
 use crate::train::{EpochReport, TrainError, Trainer};
@@ -34,6 +36,15 @@ pub enum RunError {
     /// A setting that cannot be used, or a checkpoint that does not fit it.
     #[error("{0}")]
     Config(String),
+    /// A setting refused by the configuration's checks.
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
+    /// A network that cannot be built.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A thread count that cannot be used.
+    #[error(transparent)]
+    Threads(#[from] ThreadsError),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
@@ -172,7 +183,7 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
         resumed = Some((l, c));
     }
     if let Some(p) = &req.config {
-        base = base.overlay_toml_file(p).map_err(RunError::Config)?;
+        base = base.overlay_toml_file(p)?;
     }
     let cfg = base.overlay(&req.flags, &req.explicit);
     if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
@@ -192,15 +203,16 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
 
 /// The files a run writes: `--metrics-out` lines, `--plot`, and checkpoints
 /// with the configuration that repeats the run beside them.
-struct Outputs<'a> {
-    cfg: &'a RunConfig,
+struct Outputs {
+    metrics_out: Option<PathBuf>,
+    plot: Option<PathBuf>,
     metrics: Option<std::io::BufWriter<std::fs::File>>,
     effective_json: serde_json::Value,
     effective_toml: String,
 }
 
-impl<'a> Outputs<'a> {
-    fn open(cfg: &'a RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self, RunError> {
+impl Outputs {
+    fn open(cfg: &RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self, RunError> {
         // Every file the run writes, with the flag that names it. Missing
         // folders are created now, so that a run is not lost at its first
         // checkpoint for want of one (and a folder that cannot be made is
@@ -242,7 +254,8 @@ impl<'a> Outputs<'a> {
             None => None,
         };
         Ok(Self {
-            cfg,
+            metrics_out: cfg.metrics_out.clone(),
+            plot: cfg.plot.clone(),
             metrics,
             effective_json: effective.to_json(),
             effective_toml: effective.to_toml(),
@@ -270,7 +283,7 @@ impl<'a> Outputs<'a> {
 
     /// The epoch's line in `--metrics-out`, and the curves so far (`--plot`).
     fn record(&mut self, r: &EpochReport, history: &[EpochReport]) -> Result<(), RunError> {
-        if let (Some(w), Some(p)) = (self.metrics.as_mut(), self.cfg.metrics_out.as_ref()) {
+        if let (Some(w), Some(p)) = (self.metrics.as_mut(), self.metrics_out.as_ref()) {
             use std::io::Write;
             writeln!(w, "{}", epoch_json(r))
                 .and_then(|_| w.flush())
@@ -279,7 +292,7 @@ impl<'a> Outputs<'a> {
                     err,
                 })?;
         }
-        if let Some(p) = &self.cfg.plot {
+        if let Some(p) = &self.plot {
             crate::plot::draw_curves(p, history).map_err(|e| {
                 RunError::Config(format!("--plot: cannot draw {}: {e}", p.display()))
             })?;
@@ -300,221 +313,306 @@ pub fn epoch_json(r: &EpochReport) -> serde_json::Value {
 pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError> {
     let (cfg, resumed) = layered_config(req)?;
     obs.configured(&cfg);
-    let settings = cfg.settings().map_err(RunError::Config)?;
-    let (threads, warning) =
-        Threads::for_flag(cfg.threads, cfg.threading).map_err(RunError::Config)?;
+    let settings = cfg.settings()?;
+    let (threads, warning) = Threads::for_flag(cfg.threads, cfg.threading)?;
     if let Some(w) = warning {
         obs.note(&w);
     }
-    let plan = cfg.plan.unwrap_or_else(Plan::from_env);
-    if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
-        if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
-            obs.note(&format!(
-                "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but its results may differ in the last bits from the original's (OpenBLAS can round differently on the other thread count's blocks)",
-                p.display(), saved.threads.unwrap_or(0), saved.threading, threads.n(), cfg.threading
-            ));
-        }
-        if saved.plan.is_some_and(|s| s != plan) {
-            obs.note(&format!(
-                "warning: --resume {}: the run's [plan] differs from the checkpoint's; it continues, but its results may differ in the last bits from the original's",
-                p.display()
-            ));
+    let mut run = Session::open(req, cfg, resumed, settings, &threads, obs)?;
+    run.say_start(req, obs);
+    for e in run.first..=run.cfg.epochs {
+        run.epoch(e, obs)?;
+        if run.stopped {
+            break;
         }
     }
+    Ok(run.finish(obs))
+}
 
-    let splits = load_data(
-        cfg.data_dir.as_deref(),
-        &LoadOptions {
-            classes: settings.layers.as_ref().map(|s| s.output_width()),
-            validation: cfg.validation,
-            seed: cfg.seed,
-            subset: cfg.subset.clone(),
-        },
-        !cfg.no_download,
-        req.show_progress && !cfg.quiet,
-        obs,
-    )?;
-    let features = splits.train.features();
-    let spec = settings
-        .network(features, splits.classes)
-        .map_err(RunError::Config)?;
-    if spec.input() != features {
-        return Err(RunError::Config(format!(
-            "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
-            spec.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
-        )));
-    }
-    let (loss, opt) = (settings.loss, &settings.opt);
-    // The model: the checkpoint's when resuming (its run state is restored
-    // below, once the trainer exists), else freshly initialized.
-    let (mut model, resumed_extras) = match (resumed, &req.resume) {
-        (Some((l, _)), Some(p)) => {
-            if l.model.spec != spec || l.model.loss != loss {
-                return Err(RunError::Config(format!(
-                    "--resume {}: the checkpoint holds {} ({}), the configuration asks for {spec} ({})",
-                    p.display(), l.model.spec, l.model.loss.name(), loss.name()
-                )));
+/// A run under way: everything [`train`] built, and its progress.
+struct Session<'t> {
+    cfg: RunConfig,
+    settings: Settings,
+    threads: &'t Threads,
+    plan: Plan,
+    splits: Splits,
+    spec: NetSpec,
+    model: Mlp<f32>,
+    trainer: Trainer<'t>,
+    early: Option<EarlyStopping>,
+    /// Every epoch's report, a resumed run's earlier ones included.
+    history: Vec<EpochReport>,
+    out: Outputs,
+    /// The first epoch this process trains.
+    first: usize,
+    train_seconds: f64,
+    stopped: bool,
+}
+
+impl<'t> Session<'t> {
+    /// Loads the data, builds (or restores from the checkpoint `resumed`)
+    /// the model and the trainer on `threads`, and opens the outputs.
+    fn open(
+        req: &Request,
+        cfg: RunConfig,
+        resumed: Option<(Loaded, RunConfig)>,
+        settings: Settings,
+        threads: &'t Threads,
+        obs: &mut dyn Observer,
+    ) -> Result<Self, RunError> {
+        let plan = cfg.plan.unwrap_or_else(Plan::from_env);
+        if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
+            warn_resume_differences(p, saved, &cfg, threads, plan, obs);
+        }
+        let splits = load_data(
+            cfg.data_dir.as_deref(),
+            &LoadOptions {
+                classes: settings.layers.as_ref().map(|s| s.output_width()),
+                validation: cfg.validation,
+                seed: cfg.seed,
+                subset: cfg.subset.clone(),
+            },
+            !cfg.no_download,
+            req.show_progress && !cfg.quiet,
+            obs,
+        )?;
+        let features = splits.train.features();
+        let spec = settings.network(features, splits.classes)?;
+        if spec.input() != features {
+            return Err(RunError::Config(format!(
+                "--layers: the network's input width is {} but the images in {} have {} pixels ({}x{}); start the list with {}",
+                spec.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
+            )));
+        }
+        let loss = settings.loss;
+        // The model: the checkpoint's when resuming (its run state is
+        // restored below, once the trainer exists), else freshly initialized.
+        let (model, resumed_extras) = match (resumed, &req.resume) {
+            (Some((l, _)), Some(p)) => {
+                if l.model.spec != spec || l.model.loss != loss {
+                    return Err(RunError::Config(format!(
+                        "--resume {}: the checkpoint holds {} ({}), the configuration asks for {spec} ({})",
+                        p.display(), l.model.spec, l.model.loss.name(), loss.name()
+                    )));
+                }
+                (l.model, Some(l.extras))
             }
-            (l.model, Some(l.extras))
+            _ => (
+                Mlp::<f32>::new(spec.clone(), loss, settings.init, cfg.seed)?,
+                None,
+            ),
+        };
+        let mut trainer = Trainer::new(
+            &model,
+            splits.train.len(),
+            settings.batch,
+            settings.opt.clone(),
+            cfg.seed,
+            threads,
+        )?;
+        trainer.set_plan(plan);
+        trainer.schedule = settings.schedule;
+        trainer.total_epochs = cfg.epochs;
+        let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
+        let mut history = Vec::new();
+        if let (Some(x), Some(p)) = (&resumed_extras, &req.resume) {
+            history = run_state::restore(x, &model, &mut trainer, early.as_mut(), cfg.epochs)
+                .map_err(|e| RunError::Config(format!("--resume {}: {e}", p.display())))?;
+            if let Some(m) = &cfg.metrics_out {
+                run_state::trim_metrics(m, trainer.epoch).map_err(|err| {
+                    RunError::CheckpointIn {
+                        context: "--metrics-out".into(),
+                        err,
+                    }
+                })?;
+            }
         }
-        _ => (
-            Mlp::<f32>::new(spec.clone(), loss, settings.init, cfg.seed)
-                .map_err(RunError::Config)?,
-            None,
-        ),
-    };
-    let mut trainer = Trainer::new(
-        &model,
-        splits.train.len(),
-        settings.batch,
-        opt.clone(),
-        cfg.seed,
-        &threads,
-    )?;
-    trainer.set_plan(plan);
-    trainer.schedule = settings.schedule;
-    trainer.total_epochs = cfg.epochs;
-    let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
-    let mut history = Vec::new();
-    if let (Some(x), Some(p)) = (&resumed_extras, &req.resume) {
-        history = run_state::restore(x, &model, &mut trainer, early.as_mut(), cfg.epochs)
-            .map_err(|e| RunError::Config(format!("--resume {}: {e}", p.display())))?;
-        if let Some(m) = &cfg.metrics_out {
-            run_state::trim_metrics(m, trainer.epoch).map_err(|err| RunError::CheckpointIn {
-                context: "--metrics-out".into(),
-                err,
-            })?;
-        }
-    }
-    let first = trainer.epoch + 1;
-    // The configuration that repeats this run exactly.
-    let effective = RunConfig {
-        threads: Some(threads.n()),
-        lr: Some(opt.lr),
-        weight_decay: Some(opt.weight_decay),
-        layers: Some(spec.to_string()),
-        plan: Some(plan),
-        ..cfg.clone()
-    };
-    let mut out = Outputs::open(&cfg, &effective, req.resume.is_some())?;
-    obs.say(&format!(
-        "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
-        spec.params(), loss.name(), opt.kind.name(), opt.lr, cfg.schedule, settings.batch, cfg.epochs, threads.n(), threads.policy()
-    ));
-    obs.say(&format!(
-        "data {}: train {} x {}, test {}{}",
-        data::resolve_data_dir(cfg.data_dir.as_deref()).display(),
-        splits.train.len(),
-        features,
-        splits.test.len(),
-        splits
-            .validation
-            .as_ref()
-            .map_or(String::new(), |v| format!(", validation {}", v.len()))
-    ));
-    if let Some(p) = &req.resume {
-        obs.say(&format!(
-            "resuming {} after epoch {} (step {})",
-            p.display(),
-            trainer.epoch,
-            trainer.step
-        ));
+        // The configuration that repeats this run exactly.
+        let effective = RunConfig {
+            threads: Some(threads.n()),
+            lr: Some(settings.opt.lr),
+            weight_decay: Some(settings.opt.weight_decay),
+            layers: Some(spec.to_string()),
+            plan: Some(plan),
+            ..cfg.clone()
+        };
+        let out = Outputs::open(&cfg, &effective, req.resume.is_some())?;
+        Ok(Self {
+            first: trainer.epoch + 1,
+            cfg,
+            settings,
+            threads,
+            plan,
+            splits,
+            spec,
+            model,
+            trainer,
+            early,
+            history,
+            out,
+            train_seconds: 0.0,
+            stopped: false,
+        })
     }
 
-    let steps = trainer.steps_per_epoch();
-    let mut train_seconds = 0.0;
-    let mut stopped = false;
-    for e in first..=cfg.epochs {
-        obs.epoch_start(e, cfg.epochs, steps);
+    /// The run's first lines: network, data, and where a resumed run goes on.
+    fn say_start(&self, req: &Request, obs: &mut dyn Observer) {
+        let (cfg, opt, spec) = (&self.cfg, &self.settings.opt, &self.spec);
+        obs.say(&format!(
+            "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
+            spec.params(), self.settings.loss.name(), opt.kind.name(), opt.lr, cfg.schedule, self.settings.batch, cfg.epochs, self.threads.n(), self.threads.policy()
+        ));
+        let splits = &self.splits;
+        obs.say(&format!(
+            "data {}: train {} x {}, test {}{}",
+            data::resolve_data_dir(cfg.data_dir.as_deref()).display(),
+            splits.train.len(),
+            splits.train.features(),
+            splits.test.len(),
+            splits
+                .validation
+                .as_ref()
+                .map_or(String::new(), |v| format!(", validation {}", v.len()))
+        ));
+        if let Some(p) = &req.resume {
+            obs.say(&format!(
+                "resuming {} after epoch {} (step {})",
+                p.display(),
+                self.trainer.epoch,
+                self.trainer.step
+            ));
+        }
+    }
+
+    /// Trains epoch `e`, evaluates it, applies early stopping, and writes
+    /// the checkpoint (when due), the metrics line and the plot.
+    fn epoch(&mut self, e: usize, obs: &mut dyn Observer) -> Result<(), RunError> {
+        let (epochs, steps) = (self.cfg.epochs, self.trainer.steps_per_epoch());
+        obs.epoch_start(e, epochs, steps);
         let r = {
             let watcher: &dyn Observer = obs;
             let on_step = |k: usize| watcher.step(k, steps);
-            trainer.epoch_report(
-                &mut model,
-                &splits.train,
-                &splits.test,
-                splits.validation.as_ref(),
+            self.trainer.epoch_report(
+                &mut self.model,
+                &self.splits.train,
+                &self.splits.test,
+                self.splits.validation.as_ref(),
                 &on_step,
             )
         };
         obs.epoch_trained();
         let r = r?;
-        train_seconds += r.seconds;
+        self.train_seconds += r.seconds;
         let val = match (r.val_loss, r.val_accuracy) {
             (Some(l), Some(acc)) => format!("  val loss {l:.4} acc {:.2}%", acc * 100.0),
             _ => String::new(),
         };
         obs.say(&format!(
             "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%{val}  {:.2} s  {:.0} samples/s",
-            e, cfg.epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
+            e, epochs, r.train_loss, r.train_accuracy * 100.0, r.test_loss, r.test_accuracy * 100.0, r.seconds, r.samples_per_s
         ));
-        if let (Some(es), Some(vl)) = (&mut early, r.val_loss) {
-            if es.observe(e, vl, &model) == Verdict::Stop {
-                es.restore_best(&mut model);
+        if let (Some(es), Some(vl)) = (&mut self.early, r.val_loss) {
+            if es.observe(e, vl, &self.model) == Verdict::Stop {
+                es.restore_best(&mut self.model);
                 obs.say(&format!(
                     "early stopping: no validation-loss improvement for {} epoch(s); restored the weights of epoch {} (val loss {:.4})",
                     es.patience, es.state.best_epoch, es.state.best_loss
                 ));
-                stopped = true;
+                self.stopped = true;
             }
         }
-        history.push(r.clone());
-        let every = cfg.checkpoint_every.unwrap_or(0);
-        let due = e == cfg.epochs || stopped || (every > 0 && e % every == 0);
-        if let Some(path) = cfg.save.as_ref().filter(|_| due) {
-            out.save(path, &model, &trainer, early.as_ref(), &history, stopped)?;
+        self.history.push(r.clone());
+        let every = self.cfg.checkpoint_every.unwrap_or(0);
+        let due = e == epochs || self.stopped || (every > 0 && e % every == 0);
+        if let Some(path) = self.cfg.save.as_ref().filter(|_| due) {
+            self.out.save(
+                path,
+                &self.model,
+                &self.trainer,
+                self.early.as_ref(),
+                &self.history,
+                self.stopped,
+            )?;
             obs.say(&format!("saved {} (epoch {e})", path.display()));
         }
         obs.epoch_end(&r);
-        out.record(&r, &history)?;
-        if stopped {
-            break;
+        self.out.record(&r, &self.history)
+    }
+
+    /// The closing line and the run's figures: those of the model as it
+    /// ends (the best epoch's after early stopping).
+    fn finish(self, obs: &mut dyn Observer) -> Outcome {
+        let history = self.history;
+        let r = match (self.stopped, &self.early) {
+            (true, Some(es)) => history[es.state.best_epoch - 1].clone(),
+            _ => history.last().expect("at least one epoch").clone(),
+        };
+        let n_done = history.len();
+        // Epochs this process trained (a resumed run's history starts earlier).
+        let epochs_run = n_done + 1 - self.first;
+        let train_seconds = self.train_seconds;
+        let samples_per_s = (self.splits.train.len() * epochs_run) as f64 / train_seconds;
+        let peak_rss_mib = crate::memory::peak_rss_mib();
+        obs.say(&format!(
+            "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
+            r.test_accuracy * 100.0,
+            r.test_loss,
+            n_done,
+            if self.stopped { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
+            train_seconds,
+            samples_per_s,
+            peak_rss_mib.map_or(String::new(), |m| format!(", peak memory {m:.0} MiB"))
+        ));
+        let opt = &self.settings.opt;
+        let summary = Summary {
+            layers: self.spec.to_string(),
+            loss: self.settings.loss.name(),
+            optimizer: opt.kind.name(),
+            lr: opt.lr,
+            batch_size: self.settings.batch.to_string(),
+            epochs: n_done,
+            best_epoch: r.epoch,
+            stopped_early: self.stopped,
+            threads: self.threads.n(),
+            plan: self.plan,
+            test_accuracy: r.test_accuracy,
+            test_loss: r.test_loss,
+            train_accuracy: r.train_accuracy,
+            train_loss: r.train_loss,
+            val_accuracy: r.val_accuracy,
+            val_loss: r.val_loss,
+            train_seconds,
+            samples_per_s,
+            peak_rss_mib,
+        };
+        Outcome {
+            model: self.model,
+            history,
+            summary,
         }
     }
-    // The figures of the model as it ends (the best epoch's after early stopping).
-    let r = match (stopped, &early) {
-        (true, Some(es)) => history[es.state.best_epoch - 1].clone(),
-        _ => history.last().expect("at least one epoch").clone(),
-    };
-    let n_done = history.len();
-    // Epochs this process trained (a resumed run's history starts earlier).
-    let epochs_run = n_done + 1 - first;
-    let samples_per_s = (splits.train.len() * epochs_run) as f64 / train_seconds;
-    let peak_rss_mib = crate::memory::peak_rss_mib();
-    obs.say(&format!(
-        "done: test accuracy {:.2}% (loss {:.4}) after {} epochs{}; training took {:.2} s ({:.0} samples/s on average){}",
-        r.test_accuracy * 100.0,
-        r.test_loss,
-        n_done,
-        if stopped { format!(" (weights of epoch {})", r.epoch) } else { String::new() },
-        train_seconds,
-        samples_per_s,
-        peak_rss_mib.map_or(String::new(), |m| format!(", peak memory {m:.0} MiB"))
-    ));
-    let summary = Summary {
-        layers: spec.to_string(),
-        loss: loss.name(),
-        optimizer: opt.kind.name(),
-        lr: opt.lr,
-        batch_size: settings.batch.to_string(),
-        epochs: n_done,
-        best_epoch: r.epoch,
-        stopped_early: stopped,
-        threads: threads.n(),
-        plan,
-        test_accuracy: r.test_accuracy,
-        test_loss: r.test_loss,
-        train_accuracy: r.train_accuracy,
-        train_loss: r.train_loss,
-        val_accuracy: r.val_accuracy,
-        val_loss: r.val_loss,
-        train_seconds,
-        samples_per_s,
-        peak_rss_mib,
-    };
-    Ok(Outcome {
-        model,
-        history,
-        summary,
-    })
+}
+
+/// Warns when a resumed run differs from its checkpoint in what can change
+/// the last bits (threads, threading policy, plan).
+fn warn_resume_differences(
+    p: &Path,
+    saved: &RunConfig,
+    cfg: &RunConfig,
+    threads: &Threads,
+    plan: Plan,
+    obs: &mut dyn Observer,
+) {
+    if saved.threads != Some(threads.n()) || saved.threading != cfg.threading {
+        obs.note(&format!(
+            "warning: --resume {}: the run used {:?} threads ({:?}), this one {} ({:?}); it continues, but its results may differ in the last bits from the original's (OpenBLAS can round differently on the other thread count's blocks)",
+            p.display(), saved.threads.unwrap_or(0), saved.threading, threads.n(), cfg.threading
+        ));
+    }
+    if saved.plan.is_some_and(|s| s != plan) {
+        obs.note(&format!(
+            "warning: --resume {}: the run's [plan] differs from the checkpoint's; it continues, but its results may differ in the last bits from the original's",
+            p.display()
+        ));
+    }
 }

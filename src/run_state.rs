@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::checkpoint::{CheckpointError, Extras};
+use crate::checkpoint::{CheckpointError, Extras, StateError};
 use crate::early_stop::{EarlyStopState, EarlyStopping};
 use crate::nn::Mlp;
 use crate::train::{EpochReport, Trainer, TrainerState};
@@ -49,7 +49,7 @@ pub fn capture(
 }
 
 /// The run state of a checkpoint's extras, or why it cannot be resumed.
-pub fn read(extras: &Extras) -> Result<RunState, String> {
+pub fn read(extras: &Extras) -> Result<RunState, StateError> {
     extras
         .run_state
         .clone()
@@ -70,20 +70,20 @@ pub fn restore(
     trainer: &mut Trainer,
     early: Option<&mut EarlyStopping>,
     total_epochs: usize,
-) -> Result<Vec<EpochReport>, String> {
+) -> Result<Vec<EpochReport>, StateError> {
     let st = read(extras)?;
     if st.finished {
-        return Err(format!(
+        return Err(StateError(format!(
             "that run already ended (early stopping at epoch {}); start a new run instead",
             st.trainer.epoch
-        ));
+        )));
     }
     if st.trainer.epoch >= total_epochs {
-        return Err(format!(
+        return Err(StateError(format!(
             "the checkpoint has already trained {} epoch(s); --epochs is the total, so ask for more (e.g. --epochs {})",
             st.trainer.epoch,
             st.trainer.epoch + 1
-        ));
+        )));
     }
     match (&early, &st.early_stopping) {
         (Some(_), None) => {
@@ -177,7 +177,9 @@ mod tests {
         let loaded = from_bytes(Path::new("ck"), &bytes).unwrap();
         let (_, mut tc) = fresh();
         let mut c = loaded.model.clone();
-        let e = restore(&loaded.extras, &c, &mut tc, None, 1).unwrap_err();
+        let e = restore(&loaded.extras, &c, &mut tc, None, 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already trained 1 epoch(s)"), "{e}");
         restore(&loaded.extras, &c, &mut tc, None, 3).unwrap();
         for _ in 0..2 {
@@ -188,7 +190,9 @@ mod tests {
             assert_eq!(x.b, y.b);
         }
         let mut es = EarlyStopping::new(2, 0.0);
-        let e = restore(&loaded.extras, &c, &mut tc, Some(&mut es), 3).unwrap_err();
+        let e = restore(&loaded.extras, &c, &mut tc, Some(&mut es), 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no early stopping"), "{e}");
     }
 

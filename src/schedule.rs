@@ -16,9 +16,18 @@ pub enum Schedule {
     OneCycle,
 }
 
+crate::error::message_error!(
+    /// A `--schedule` value that is not a schedule.
+    ScheduleError
+);
+
 impl Schedule {
     /// `constant`, `step:EVERY:GAMMA`, `cosine`, `cosine:WARMUP_EPOCHS`, `onecycle`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ScheduleError> {
+        Self::parse_str(s).map_err(ScheduleError)
+    }
+
+    fn parse_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let num = |t: &str, what: &str| -> Result<f64, String> {
             let v: f64 = t

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
-use crate::checkpoint::NamedTensor;
+use crate::checkpoint::{NamedTensor, StateError};
 use crate::data::Dataset;
 use crate::nn::{Batch, Mlp, Rows, Stats, Update, Workspace};
 use crate::optim::{OptConfig, Optimizer};
@@ -29,17 +29,23 @@ pub enum BatchSize {
     Full,
 }
 
+crate::error::message_error!(
+    /// A `--batch-size` value that is neither a positive count nor `full`.
+    BatchSizeError
+);
+
 impl BatchSize {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// A positive count, or `full` (any case).
+    pub fn parse(s: &str) -> Result<Self, BatchSizeError> {
         if s.eq_ignore_ascii_case("full") {
             return Ok(BatchSize::Full);
         }
         match s.parse::<usize>() {
             Ok(0) => Err("--batch-size must be at least 1 (or `full`)".into()),
             Ok(n) => Ok(BatchSize::N(n)),
-            Err(_) => Err(format!(
+            Err(_) => Err(BatchSizeError(format!(
                 "--batch-size: `{s}` is neither a positive integer nor `full`"
-            )),
+            ))),
         }
     }
     /// Rows per step for a training set of `n` samples.
@@ -220,7 +226,7 @@ impl<'t> Trainer<'t> {
         seed: u64,
         threads: &'t Threads,
     ) -> Result<Self, TrainError> {
-        opt.validate().map_err(TrainError::Config)?;
+        opt.validate().map_err(|e| TrainError::Config(e.into()))?;
         if n_train == 0 {
             return Err(TrainError::Config("the training set is empty".into()));
         }
@@ -270,7 +276,7 @@ impl<'t> Trainer<'t> {
         model: &Mlp<f32>,
         state: &TrainerState,
         tensors: &[NamedTensor],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let pos: u128 = state
             .rng_word_pos
             .parse()
@@ -283,10 +289,10 @@ impl<'t> Trainer<'t> {
                     format!("missing tensor `{name}` (optimizer {})", kind.name())
                 })?;
                 if t.shape != shape {
-                    return Err(format!(
+                    return Err(StateError(format!(
                         "tensor `{name}` has shape {:?}, expected {shape:?}",
                         t.shape
-                    ));
+                    )));
                 }
                 let dst = &mut self.opt.state_mut(k)[j];
                 for (d, &v) in dst.iter_mut().zip(&t.data) {

@@ -108,18 +108,23 @@ pub fn content_sha256(path: &Path) -> io::Result<(String, u64)> {
     Ok((format!("{:x}", h.finalize()), total))
 }
 
+crate::error::message_error!(
+    /// A file whose content is not the expected one (or cannot be read).
+    VerifyError
+);
+
 /// Does `path` hold the expected content?
-pub fn verify(path: &Path, file: &RemoteFile) -> Result<(), String> {
+pub fn verify(path: &Path, file: &RemoteFile) -> Result<(), VerifyError> {
     match content_sha256(path) {
         Ok((sum, len)) if sum == file.sha256 => {
             debug_assert_eq!(len, file.size);
             Ok(())
         }
-        Ok((sum, len)) => Err(format!(
+        Ok((sum, len)) => Err(VerifyError(format!(
             "content SHA-256 {sum} ({len} bytes) does not match the expected {} ({} bytes)",
             file.sha256, file.size
-        )),
-        Err(e) => Err(format!("cannot read the content: {e}")),
+        ))),
+        Err(e) => Err(VerifyError(format!("cannot read the content: {e}"))),
     }
 }
 

@@ -23,8 +23,18 @@ pub enum Init {
     Normal(f64),
 }
 
+crate::error::message_error!(
+    /// An `--init` value that is not an initialization.
+    InitError
+);
+
 impl Init {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// `auto`, `he` (`kaiming`), `xavier` (`glorot`) or `normal:STD`.
+    pub fn parse(s: &str) -> Result<Self, InitError> {
+        Self::parse_str(s).map_err(InitError)
+    }
+
+    fn parse_str(s: &str) -> Result<Self, String> {
         let s = s.to_ascii_lowercase();
         Ok(match s.as_str() {
             "auto" => Init::Auto,

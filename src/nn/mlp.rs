@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::nn::dense::{Dense, DensePtrs};
 use crate::nn::init::Init;
 use crate::nn::loss::Loss;
-use crate::nn::spec::{NetSpec, MAX_LAYERS};
+use crate::nn::spec::{NetSpec, SpecError, MAX_LAYERS};
 use crate::nn::step::Frame;
 use crate::nn::workspace::{Batch, Rows, Stats, Workspace};
 use crate::optim::Optimizer;
@@ -40,7 +40,7 @@ pub enum Update<'a, T: Real> {
 impl<T: Real> Mlp<T> {
     /// A fresh network: weights drawn by `init` from a ChaCha8 stream seeded
     /// with `seed`, biases zero.
-    pub fn new(spec: NetSpec, loss: Loss, init: Init, seed: u64) -> Result<Self, String> {
+    pub fn new(spec: NetSpec, loss: Loss, init: Init, seed: u64) -> Result<Self, SpecError> {
         spec.check_loss(loss)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let l = spec.layers();

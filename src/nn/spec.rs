@@ -13,6 +13,26 @@ pub const MAX_WIDTH: usize = 1 << 20;
 /// The most parameters a network may have (2^31, i.e. 8 GiB of f32 weights).
 pub const MAX_PARAMS: u128 = 1 << 31;
 
+/// Why a network description was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The layer list is malformed, or a width is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The network has too many layers or parameters.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The loss cannot be used with the output activation.
+    #[error("{0}")]
+    LossMismatch(String),
+}
+
+impl From<SpecError> for String {
+    fn from(e: SpecError) -> String {
+        e.to_string()
+    }
+}
+
 /// The shape of a multilayer perceptron.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetSpec {
@@ -26,7 +46,13 @@ pub struct NetSpec {
 
 impl NetSpec {
     /// Parses the layer-list syntax.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SpecError> {
+        let spec = Self::parse_list(s).map_err(SpecError::Invalid)?;
+        spec.check_size()?;
+        Ok(spec)
+    }
+
+    fn parse_list(s: &str) -> Result<Self, String> {
         let toks: Vec<&str> = s.split(',').map(str::trim).collect();
         if toks.iter().any(|t| t.is_empty()) {
             return Err(format!(
@@ -98,13 +124,11 @@ impl NetSpec {
                 ))
             }
         };
-        let spec = NetSpec {
+        Ok(NetSpec {
             widths,
             hidden,
             output,
-        };
-        spec.check_size()?;
-        Ok(spec)
+        })
     }
 
     /// Builds a spec from hidden widths and one activation for all of them.
@@ -113,12 +137,14 @@ impl NetSpec {
         hidden: &[usize],
         act: Activation,
         output: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SpecError> {
         let mut widths = vec![input];
         widths.extend_from_slice(hidden);
         widths.push(output);
         if let Some(w) = widths.iter().find(|&&w| w == 0 || w > MAX_WIDTH) {
-            return Err(format!("layer width {w} is out of range (1..={MAX_WIDTH})"));
+            return Err(SpecError::Invalid(format!(
+                "layer width {w} is out of range (1..={MAX_WIDTH})"
+            )));
         }
         let spec = NetSpec {
             widths,
@@ -129,12 +155,12 @@ impl NetSpec {
         Ok(spec)
     }
 
-    fn check_size(&self) -> Result<(), String> {
+    fn check_size(&self) -> Result<(), SpecError> {
         if self.layers() > MAX_LAYERS {
-            return Err(format!(
+            return Err(SpecError::TooLarge(format!(
                 "{} layers is too many (at most {MAX_LAYERS})",
                 self.layers()
-            ));
+            )));
         }
         let p: u128 = self
             .widths
@@ -142,9 +168,9 @@ impl NetSpec {
             .map(|w| (w[0] as u128 + 1) * w[1] as u128)
             .sum();
         if p > MAX_PARAMS {
-            return Err(format!(
+            return Err(SpecError::TooLarge(format!(
                 "network `{self}` would have {p} parameters, more than the limit of {MAX_PARAMS}"
-            ));
+            )));
         }
         Ok(())
     }
@@ -172,12 +198,12 @@ impl NetSpec {
             .sum::<u64>()
     }
     /// Checks that the loss can be used with the output activation.
-    pub fn check_loss(&self, loss: Loss) -> Result<(), String> {
+    pub fn check_loss(&self, loss: Loss) -> Result<(), SpecError> {
         if loss == Loss::CrossEntropy && self.output != OutputAct::Softmax {
-            return Err(format!(
+            return Err(SpecError::LossMismatch(format!(
                 "cross-entropy needs a softmax output, but `{self}` ends with {}: use `softmax` before the output width or --loss mse",
                 self.output.name()
-            ));
+            )));
         }
         Ok(())
     }
@@ -233,7 +259,7 @@ mod tests {
             ("784,relu,-5,10", "neither a width"),
             ("784,relu,1048576,relu,1048576,10", "parameters"),
         ] {
-            let e = NetSpec::parse(bad).unwrap_err();
+            let e = NetSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");
         }
     }

@@ -88,6 +88,11 @@ pub struct OptConfig {
     pub l2: f64,
 }
 
+crate::error::message_error!(
+    /// A hyperparameter out of its range (the message names the flag).
+    HyperparameterError
+);
+
 impl OptConfig {
     pub fn new(kind: OptKind, lr: f64) -> Self {
         Self {
@@ -104,7 +109,11 @@ impl OptConfig {
     }
 
     /// Checks every hyperparameter, naming the flag that is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), HyperparameterError> {
+        self.check().map_err(HyperparameterError)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let pos = |v: f64, flag: &str| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -430,12 +439,12 @@ mod tests {
     #[test]
     fn validation_names_the_flag() {
         let mut c = OptConfig::new(OptKind::Adam, f64::NAN);
-        assert!(c.validate().unwrap_err().contains("--lr"));
+        assert!(c.validate().unwrap_err().to_string().contains("--lr"));
         c.lr = -1.0;
-        assert!(c.validate().unwrap_err().contains("--lr"));
+        assert!(c.validate().unwrap_err().to_string().contains("--lr"));
         c.lr = 0.1;
         c.l2 = -0.5;
-        assert!(c.validate().unwrap_err().contains("--l2"));
+        assert!(c.validate().unwrap_err().to_string().contains("--l2"));
         c.l2 = 0.0;
         c.validate().unwrap();
     }
