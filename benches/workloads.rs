@@ -1,4 +1,4 @@
-//! Criterion benches of the standard workloads T1..T5: one iteration = one
+//! Criterion benches of the standard workloads T1..T6: one iteration = one
 //! epoch over the 60,000 training images (shuffle, forward, backward,
 //! update), so criterion's throughput is samples/s.
 //!

@@ -49,7 +49,7 @@ enum Cmd {
     Info(DataArgs),
     /// Download MNIST from the public mirrors (verified by SHA-256).
     Fetch(FetchArgs),
-    /// Time a standard workload (T1..T5) and print samples/s.
+    /// Time a standard workload (T1..T6) and print samples/s.
     Bench(BenchArgs),
 }
 
@@ -211,7 +211,7 @@ struct FetchArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Workload: T1..T5 (see BENCHMARKS.md).
+    /// Workload: T1..T6 (see BENCHMARKS.md).
     #[arg(long)]
     workload: String,
     #[command(flatten)]

@@ -2,10 +2,12 @@
 //! `m = b1 m + (1 - b1) g'`, `v = b2 v + (1 - b2) g'^2`,
 //! `p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`,
 //! with `g' = g + l2 p`; AdamW first decays `p -= lr * wd * p` (decoupled).
+//! `m` and `v` are stored flushed (no subnormals: see [`super::flush`]).
 //!
 //! `step` = `lr / (1 - b1^t)` and `inv_bc2` = `1 / sqrt(1 - b2^t)` are
 //! computed once per step by the caller.
 
+use super::flush;
 use crate::real::Real;
 
 /// Per-step constants.
@@ -42,8 +44,8 @@ impl<T: Real> AdamStep<T> {
 pub fn update<T: Real>(p: &mut T, m: &mut T, v: &mut T, g: T, k: &AdamStep<T>) {
     let g = g + k.l2 * *p;
     *p -= k.decay * *p;
-    *m = k.b1 * *m + (T::one() - k.b1) * g;
-    *v = k.b2 * *v + (T::one() - k.b2) * g * g;
+    *m = flush(k.b1 * *m + (T::one() - k.b1) * g);
+    *v = flush(k.b2 * *v + (T::one() - k.b2) * g * g);
     *p -= k.step * *m / (v.sqrt() * k.inv_bc2 + k.eps);
 }
 

@@ -1,13 +1,15 @@
 //! SGD with momentum (heavy ball) and Nesterov momentum, PyTorch's form:
 //! `v = mu v + g'`; heavy ball `p -= lr v`, Nesterov `p -= lr (g' + mu v)`,
-//! with `g' = g + l2 p`.
+//! with `g' = g + l2 p`; `v` is stored flushed (no subnormals: see
+//! [`super::flush`]).
 
+use super::flush;
 use crate::real::Real;
 
 #[inline(always)]
 pub fn update<T: Real>(p: &mut T, v: &mut T, g: T, lr: T, mu: T, l2: T, nesterov: bool) {
     let g = g + l2 * *p;
-    *v = mu * *v + g;
+    *v = flush(mu * *v + g);
     if nesterov {
         *p -= lr * (g + mu * *v);
     } else {

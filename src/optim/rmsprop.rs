@@ -1,12 +1,14 @@
 //! RMSprop: `s = rho s + (1 - rho) g'^2`, `p -= lr g' / (sqrt(s) + eps)`,
-//! with `g' = g + l2 p`.
+//! with `g' = g + l2 p`; `s` is stored flushed (no subnormals: see
+//! [`super::flush`]).
 
+use super::flush;
 use crate::real::Real;
 
 #[inline(always)]
 pub fn update<T: Real>(p: &mut T, s: &mut T, g: T, lr: T, rho: T, eps: T, l2: T) {
     let g = g + l2 * *p;
-    *s = rho * *s + (T::one() - rho) * g * g;
+    *s = flush(rho * *s + (T::one() - rho) * g * g);
     *p -= lr * g / (s.sqrt() + eps);
 }
 

@@ -51,7 +51,13 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
         (GemmThreading::Blas, 2),
     ] {
         let threads = Threads::new(n, policy).unwrap();
+        // Each network and batch once (T6 is T3's with Adam, run below).
+        let mut shapes = Vec::new();
         for w in &WORKLOADS {
+            if shapes.contains(&(w.layers, w.batch)) {
+                continue;
+            }
+            shapes.push((w.layers, w.batch));
             for (opt, lr) in [(OptKind::Sgd, 0.01), (OptKind::Adam, 1e-3)] {
                 let mut model = w.model(5);
                 let mut tr = Trainer::new(
