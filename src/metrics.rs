@@ -50,9 +50,7 @@ impl Confusion {
             .map(|c| ratio(self.0[c][c], self.0.iter().map(|r| r[c]).sum()))
             .collect()
     }
-}
 
-impl Confusion {
     /// The report `eval` prints: a line per class with its precision,
     /// recall and (when `names` has one) name, then the matrix.
     pub fn table(&self, names: &[Option<String>]) -> String {

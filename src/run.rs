@@ -333,8 +333,6 @@ pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError>
 struct Session<'t> {
     cfg: RunConfig,
     settings: Settings,
-    threads: &'t Threads,
-    plan: Plan,
     splits: Splits,
     spec: NetSpec,
     model: Mlp<f32>,
@@ -441,8 +439,6 @@ impl<'t> Session<'t> {
             first: trainer.epoch + 1,
             cfg,
             settings,
-            threads,
-            plan,
             splits,
             spec,
             model,
@@ -460,7 +456,7 @@ impl<'t> Session<'t> {
         let (cfg, opt, spec) = (&self.cfg, &self.settings.opt, &self.spec);
         obs.say(&format!(
             "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
-            spec.params(), self.settings.loss.name(), opt.kind.name(), opt.lr, cfg.schedule, self.settings.batch, cfg.epochs, self.threads.n(), self.threads.policy()
+            spec.params(), self.settings.loss.name(), opt.kind.name(), opt.lr, cfg.schedule, self.settings.batch, cfg.epochs, self.trainer.threads.n(), self.trainer.threads.policy()
         ));
         let splits = &self.splits;
         obs.say(&format!(
@@ -573,8 +569,8 @@ impl<'t> Session<'t> {
             epochs: n_done,
             best_epoch: r.epoch,
             stopped_early: self.stopped,
-            threads: self.threads.n(),
-            plan: self.plan,
+            threads: self.trainer.threads.n(),
+            plan: self.trainer.plan(),
             test_accuracy: r.test_accuracy,
             test_loss: r.test_loss,
             train_accuracy: r.train_accuracy,

@@ -10,9 +10,10 @@
 //! **No subnormal state.** A moment whose gradient stays zero (the weights
 //! of a dead ReLU unit) decays geometrically, `m <- b1 m`, into the
 //! subnormal range and stays there: `b1` times the smallest subnormal rounds
-//! back to it. After one Adam epoch of T3, 13-33% of every first moment was
-//! subnormal, and arithmetic on subnormals costs x86 cores about 100 cycles
-//! an operation instead of one. Every rule with state therefore stores
+//! back to it. After one Adam epoch of T3's network at batch 8, 10-29% of
+//! each weight tensor's first moment was subnormal, and arithmetic on
+//! subnormals is slow (flushing them made that run 1.2-2.0x faster on Zen
+//! 5: BENCHMARKS.md, session 13). Every rule with state therefore stores
 //! [`flush`]`(value)`: a magnitude below the smallest normal number
 //! (`1.2e-38` in f32, `2.2e-308` in f64) is stored as zero. This changes an
 //! update by less than `lr * 1e-38 / eps`, i.e. nothing; it is plain
@@ -30,7 +31,6 @@ pub mod sgd;
 
 /// `x`, or zero when `x` is subnormal (`|x|` below the smallest normal
 /// number): what every optimizer stores as its state (see the module doc).
-/// Branch-free (a compare and a select), so update loops stay vectorized.
 #[inline(always)]
 pub fn flush<T: Real>(x: T) -> T {
     if x.abs() < T::min_positive_value() {
