@@ -5,14 +5,15 @@
 //! Data: real MNIST from `MNIST_DIR` when present, else synthetic data of the
 //! same shape (a notice says so). Threads: `MLP_BENCH_THREADS` (default: all
 //! cores), policy `MLP_BENCH_THREADING` (`split` or `blas`, default `split`).
+//! Plan: as `train --plan auto` (the cached choice for this machine, else
+//! measured and cached); `MNIST_MLP_PLAN=default` or a plan file pins it.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mnist_mlp::data::{load_dir, Dataset, LoadOptions};
-use mnist_mlp::optim::OptConfig;
 use mnist_mlp::parallel::{GemmThreading, Threads};
-use mnist_mlp::train::Trainer;
+use mnist_mlp::plan::Choice;
 use mnist_mlp::workloads::{synthetic, WORKLOADS};
 
 /// As in the binary: large buffers on transparent huge pages.
@@ -48,6 +49,7 @@ pub fn threads_from_env() -> Threads {
 fn workloads(c: &mut Criterion) {
     let train = train_set();
     let threads = threads_from_env();
+    let choice = Choice::from_flag(None).expect("MNIST_MLP_PLAN: auto, default or a plan file");
     let mut g = c.benchmark_group("workload");
     g.throughput(Throughput::Elements(train.len() as u64));
     g.sample_size(10);
@@ -55,15 +57,11 @@ fn workloads(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     for w in &WORKLOADS {
         let mut model = w.model(0);
-        let mut tr = Trainer::new(
-            &model,
-            train.len(),
-            w.batch,
-            OptConfig::new(w.opt, w.lr),
-            0,
-            &threads,
-        )
-        .expect("trainer");
+        // The plan a training run would use here: cached, else measured.
+        let (mut tr, chosen) = w
+            .trainer(&model, &train, &threads, 0, &choice, 1000)
+            .expect("trainer");
+        eprintln!("{}: {}", w.id, chosen.line());
         let noop = |_: usize| {};
         let id = format!("{}/{}threads", w.id, threads.n());
         g.bench_function(id, |b| {

@@ -133,10 +133,14 @@ pub struct RunConfig {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<PathBuf>,
-    /// The speed choices of the training step ([`crate::plan::Plan`]): no
-    /// flag; a `[plan]` table in a config file, recorded with every run so
-    /// that a resumed or repeated run makes the same choices (and so the
-    /// same bits). `None`: [`crate::plan::Plan::from_env`].
+    /// How the training step's speed choices are made: `auto` (time the candidates on this machine once per network, batch size and thread count, well under a second, and cache the choice in $XDG_CACHE_HOME/mnist-mlp or ~/.cache/mnist-mlp), `default` (the built-in plan, nothing measured) or FILE (a plan saved before: a run's model.toml, or `mnist-mlp tune --save` output). Given on the command line, it replaces a [plan] table of --config or --resume [default: $MNIST_MLP_PLAN, else auto].
+    #[arg(long = "plan", value_name = "auto|default|FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner: Option<String>,
+    /// The speed choices of the training step ([`crate::plan::Plan`]): a
+    /// `[plan]` table in a config file, recorded with every run so that a
+    /// resumed or repeated run makes the same choices (and so the same
+    /// bits). `None`: chosen as `planner` says ([`crate::plan::choose`]).
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::Plan>,

@@ -13,6 +13,7 @@ use mnist_mlp::data::{self, fetch, LoadOptions};
 use mnist_mlp::gradcheck;
 use mnist_mlp::nn::{Loss, NetSpec};
 use mnist_mlp::parallel::{GemmThreading, Threads};
+use mnist_mlp::plan::Choice;
 use mnist_mlp::train::EpochReport;
 use mnist_mlp::workloads::{self, Workload};
 
@@ -51,6 +52,8 @@ enum Cmd {
     Fetch(FetchArgs),
     /// Time a standard workload (T1..T6) and print samples/s.
     Bench(BenchArgs),
+    /// Measure the training step's speed choices (the plan) on this machine: each candidate's step time and the choice, which is cached for `train --plan auto`.
+    Tune(TuneArgs),
 }
 
 #[derive(Args, Clone)]
@@ -224,6 +227,48 @@ struct BenchArgs {
     /// Use synthetic data of MNIST's shape instead of the real files.
     #[arg(long)]
     synthetic: bool,
+    /// The step's plan: auto (cached or measured), default, or a plan FILE (see `train --help`) [default: $MNIST_MLP_PLAN, else auto].
+    #[arg(long, value_name = "auto|default|FILE")]
+    plan: Option<String>,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Every candidate is a plan that makes the step run different code for this shape \
+(products split by rows or columns, weight gradients split by rows or columns, tiles, row padding); \
+they are timed in interleaved rounds, the slower half dropped after each level, and the fastest \
+is chosen unless it beats the default plan by less than 1%. The choice is stored in the plan cache \
+($XDG_CACHE_HOME/mnist-mlp/plans.json, else ~/.cache/mnist-mlp/plans.json), which `train` and `bench` read.\n\n\
+Examples:\n  mnist-mlp tune --workload T5 --threads 2\n  mnist-mlp tune --layers 784,relu,1024,relu,1024,softmax,10 --batch-size 256 --optimizer adam --save plan.toml\n  mnist-mlp train --plan plan.toml"
+)]
+struct TuneArgs {
+    /// A standard workload (T1..T6), instead of --layers/--batch-size/--optimizer.
+    #[arg(long, conflicts_with_all = ["layers"])]
+    workload: Option<String>,
+    /// The network as a layer list (as `train --layers`).
+    #[arg(long, value_name = "LIST")]
+    layers: Option<String>,
+    /// Mini-batch size, or `full`.
+    #[arg(long, default_value = "128", value_name = "N|full")]
+    batch_size: String,
+    /// Optimizer: sgd, momentum, nesterov, rmsprop, adam, adamw.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    #[command(flatten)]
+    threads: ThreadArgs,
+    /// Seconds the measurement may take (a training run gives it 2% of its estimated time, under a second).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    budget: f64,
+    /// Write the chosen plan here (TOML), for `train --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Use synthetic data of MNIST's shape instead of the real files.
+    #[arg(long)]
+    synthetic: bool,
     #[command(flatten)]
     data: DataArgs,
     #[arg(long)]
@@ -253,6 +298,7 @@ fn main() -> ExitCode {
         Cmd::Info(a) => cmd_info(a),
         Cmd::Fetch(a) => cmd_fetch(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Tune(a) => cmd_tune(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -649,16 +695,22 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             .with_context(|| "cannot load the data (use --synthetic to time on synthetic data)")?
             .train
     };
-    let r = workloads::run(w, &train, &threads, a.epochs, a.seed).with_context(|| {
+    let choice = Choice::from_flag(a.plan.as_deref())?;
+    let r = workloads::run(w, &train, &threads, a.epochs, a.seed, &choice).with_context(|| {
         format!(
             "--workload {} on {}: the standard workloads are defined on MNIST's shape (784 inputs, 10 classes; --synthetic times them without data)",
             w.id,
             if a.synthetic { "synthetic data".to_string() } else { dir.display().to_string() }
         )
     })?;
+    for w in &r.plan_warnings {
+        eprintln!("{w}");
+    }
     if a.json {
+        eprintln!("{}", r.plan_line);
         println!("{}", serde_json::to_string(&r)?);
     } else {
+        println!("{}", r.plan_line);
         println!(
             "{} threads={} ({:?}): {:.0} samples/s ({:.3} s/epoch, median of {}), {:.1} GFLOP/s effective",
             r.workload, r.threads, r.threading, r.samples_per_s, r.sec_per_epoch, r.epoch_secs.len(), r.gflop_per_s_effective
@@ -672,6 +724,156 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         if let (Some(p10), Some(med)) = (r.step_ms_p10, r.step_ms_median) {
             println!("steps: median {med:.3} ms, fastest tenth under {p10:.3} ms");
         }
+    }
+    Ok(())
+}
+
+fn cmd_tune(a: TuneArgs) -> Result<()> {
+    use mnist_mlp::optim::{OptConfig, OptKind};
+    use mnist_mlp::plan::{cache, measure};
+    use mnist_mlp::train::BatchSize;
+    if !(a.budget > 0.0 && a.budget <= 600.0) {
+        bail!(
+            "--budget must be more than 0 and at most 600 seconds, not {}",
+            a.budget
+        );
+    }
+    let (spec, batch, opt, what) = match &a.workload {
+        Some(id) => {
+            let w = Workload::find(id).with_context(|| {
+                format!("--workload: unknown workload `{id}` (expected T1..T6)")
+            })?;
+            (
+                w.spec(),
+                w.batch,
+                OptConfig::new(w.opt, w.lr),
+                format!("workload {}", w.id),
+            )
+        }
+        None => {
+            let layers = a
+                .layers
+                .as_deref()
+                .unwrap_or("784,relu,512,relu,256,softmax,10");
+            let spec = NetSpec::parse(layers).map_err(|e| anyhow::anyhow!("--layers: {e}"))?;
+            let kind = OptKind::parse(&a.optimizer).with_context(|| {
+                format!("--optimizer: unknown optimizer `{}` (sgd, momentum, nesterov, rmsprop, adam, adamw)", a.optimizer)
+            })?;
+            let batch = BatchSize::parse(&a.batch_size)?;
+            (
+                spec.clone(),
+                batch,
+                OptConfig::new(kind, 1e-3),
+                format!("network {spec}"),
+            )
+        }
+    };
+    let threads = a.threads.pool()?;
+    let train = if a.synthetic {
+        workloads::synthetic(60_000, 0)
+    } else {
+        let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
+        data::load_dir(&dir, &a.data.options())
+            .with_context(|| "cannot load the data (use --synthetic to tune on synthetic data)")?
+            .train
+    };
+    if train.features() != spec.input() {
+        bail!(
+            "--layers: the network's input width is {} but the images have {} pixels",
+            spec.input(),
+            train.features()
+        );
+    }
+    let model =
+        mnist_mlp::nn::Mlp::<f32>::new(spec, Loss::CrossEntropy, mnist_mlp::nn::Init::He, 0)?;
+    let rows = batch.rows(train.len());
+    let base = mnist_mlp::plan::Plan::default();
+    eprintln!(
+        "tuning {what}, batch {batch}, {} threads ({:?}), budget {} s ...",
+        threads.n(),
+        threads.policy(),
+        a.budget
+    );
+    let m = measure::measure(&model, &opt, rows, &train, &threads, base, &|_| a.budget);
+    let shape = measure::shape_of(&model, rows, &threads);
+    let key = cache::key(&shape);
+    let stored = match cache::path() {
+        Some(p) => match cache::store(
+            &p,
+            &key,
+            cache::Entry {
+                plan: m.plan(),
+                speedup: m.outcome.speedup(),
+                candidates: m.candidates.len(),
+                measured_at: cache::now(),
+            },
+        ) {
+            Ok(()) => Some(p),
+            Err(w) => {
+                eprintln!("{w}");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(p) = &a.save {
+        let text = format!("# mnist-mlp tune: {key}\n{}", toml::to_string(&m.plan())?);
+        mnist_mlp::checkpoint::write_atomic(p, text.as_bytes())
+            .with_context(|| format!("--save {}", p.display()))?;
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "key": key, "candidates": m.candidates, "outcome": m.outcome,
+                "chosen": m.plan(), "seconds": m.seconds, "left_out": m.left_out,
+                "cache": stored.as_ref().map(|p| p.display().to_string()),
+            })
+        );
+        return Ok(());
+    }
+    let base_best = m.outcome.timings[0].best();
+    println!(
+        "{:>3}  {:>9}  {:>9}  {:>7}  {:>6}  plan",
+        "#", "best ms", "median ms", "vs base", "levels"
+    );
+    for (i, (p, t)) in m.candidates.iter().zip(&m.outcome.timings).enumerate() {
+        let best = t.best();
+        let med = t
+            .median()
+            .map_or("-".to_string(), |v| format!("{:.4}", v * 1e3));
+        let rel = if best.is_finite() {
+            format!("{:.3}", base_best / best)
+        } else {
+            "-".into()
+        };
+        let mark = if i == m.outcome.chosen { "*" } else { " " };
+        println!(
+            "{i:>2}{mark}  {:>9}  {med:>9}  {rel:>7}  {:>6}  {p}",
+            if best.is_finite() {
+                format!("{:.4}", best * 1e3)
+            } else {
+                "-".into()
+            },
+            t.levels
+        );
+    }
+    println!(
+        "chosen #{}: {} ({:.3}x the default plan's fastest step); {} steps of {} per sample, {:.2} s{}",
+        m.outcome.chosen,
+        m.plan(),
+        m.outcome.speedup(),
+        m.outcome.steps,
+        m.outcome.steps_per_sample,
+        m.seconds,
+        if m.left_out > 0 { format!(", {} candidates left out for time", m.left_out) } else { String::new() }
+    );
+    match stored {
+        Some(p) => println!("cached in {} for {key}", p.display()),
+        None => println!("not cached (no writable cache folder)"),
+    }
+    if let Some(p) = &a.save {
+        println!("saved {} (use with --plan {})", p.display(), p.display());
     }
     Ok(())
 }

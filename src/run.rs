@@ -25,7 +25,7 @@ use crate::nn::spec::SpecError;
 use crate::nn::Mlp;
 use crate::nn::NetSpec;
 use crate::parallel::{Threads, ThreadsError};
-use crate::plan::Plan;
+use crate::plan::{Choice, Chosen, Plan};
 use crate::run_state;
 use crate::train::{EpochReport, TrainError, Trainer};
 
@@ -117,6 +117,9 @@ pub struct Summary {
     pub stopped_early: bool,
     pub threads: usize,
     pub plan: Plan,
+    /// How the plan was chosen ([`Chosen::to_json`]: source, seconds spent
+    /// measuring, speed-up over the default plan).
+    pub planner: serde_json::Value,
     pub test_accuracy: f64,
     pub test_loss: f64,
     pub train_accuracy: f64,
@@ -185,7 +188,11 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
     if let Some(p) = &req.config {
         base = base.overlay_toml_file(p)?;
     }
-    let cfg = base.overlay(&req.flags, &req.explicit);
+    let mut cfg = base.overlay(&req.flags, &req.explicit);
+    // `--plan` on the command line replaces a recorded `[plan]` table.
+    if req.explicit.iter().any(|k| k == "planner") {
+        cfg.plan = req.flags.plan;
+    }
     if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
         for k in saved.differing_keys(&cfg) {
             if FIXED_ON_RESUME.contains(&k.as_str()) {
@@ -337,6 +344,8 @@ struct Session<'t> {
     spec: NetSpec,
     model: Mlp<f32>,
     trainer: Trainer<'t>,
+    /// The plan and how it was chosen.
+    chosen: Chosen,
     early: Option<EarlyStopping>,
     /// Every epoch's report, a resumed run's earlier ones included.
     history: Vec<EpochReport>,
@@ -358,10 +367,12 @@ impl<'t> Session<'t> {
         threads: &'t Threads,
         obs: &mut dyn Observer,
     ) -> Result<Self, RunError> {
-        let plan = cfg.plan.unwrap_or_else(Plan::from_env);
-        if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
-            warn_resume_differences(p, saved, &cfg, threads, plan, obs);
-        }
+        // A recorded plan is kept; else `--plan` (or MNIST_MLP_PLAN) says.
+        let choice = match cfg.plan {
+            Some(p) => Choice::Pinned(p),
+            None => Choice::from_flag(cfg.planner.as_deref())
+                .map_err(|e| RunError::Config(e.to_string()))?,
+        };
         let splits = load_data(
             cfg.data_dir.as_deref(),
             &LoadOptions {
@@ -385,6 +396,7 @@ impl<'t> Session<'t> {
         let loss = settings.loss;
         // The model: the checkpoint's when resuming (its run state is
         // restored below, once the trainer exists), else freshly initialized.
+        let saved_cfg = resumed.as_ref().map(|(_, c)| c.clone());
         let (model, resumed_extras) = match (resumed, &req.resume) {
             (Some((l, _)), Some(p)) => {
                 if l.model.spec != spec || l.model.loss != loss {
@@ -408,7 +420,6 @@ impl<'t> Session<'t> {
             cfg.seed,
             threads,
         )?;
-        trainer.set_plan(plan);
         trainer.schedule = settings.schedule;
         trainer.total_epochs = cfg.epochs;
         let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
@@ -424,6 +435,27 @@ impl<'t> Session<'t> {
                     }
                 })?;
             }
+        }
+        // The plan: given, cached, or measured now on a copy of the model
+        // (the run's own state is not touched).
+        let rows = settings.batch.rows(splits.train.len());
+        let steps = trainer.steps_per_epoch() * cfg.epochs.saturating_sub(trainer.epoch).max(1);
+        let chosen = crate::plan::choose::for_run(
+            &choice,
+            &model,
+            &settings.opt,
+            rows,
+            &splits.train,
+            threads,
+            steps,
+        );
+        for w in &chosen.warnings {
+            obs.note(w);
+        }
+        let plan = chosen.plan;
+        trainer.set_plan(plan);
+        if let (Some(saved), Some(p)) = (&saved_cfg, &req.resume) {
+            warn_resume_differences(p, saved, &cfg, threads, plan, obs);
         }
         // The configuration that repeats this run exactly.
         let effective = RunConfig {
@@ -443,6 +475,7 @@ impl<'t> Session<'t> {
             spec,
             model,
             trainer,
+            chosen,
             early,
             history,
             out,
@@ -458,6 +491,7 @@ impl<'t> Session<'t> {
             "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
             spec.params(), self.settings.loss.name(), opt.kind.name(), opt.lr, cfg.schedule, self.settings.batch, cfg.epochs, self.trainer.threads.n(), self.trainer.threads.policy()
         ));
+        obs.say(&self.chosen.line());
         let splits = &self.splits;
         obs.say(&format!(
             "data {}: train {} x {}, test {}{}",
@@ -571,6 +605,7 @@ impl<'t> Session<'t> {
             stopped_early: self.stopped,
             threads: self.trainer.threads.n(),
             plan: self.trainer.plan(),
+            planner: self.chosen.to_json(),
             test_accuracy: r.test_accuracy,
             test_loss: r.test_loss,
             train_accuracy: r.train_accuracy,

@@ -14,6 +14,7 @@ use crate::data::Dataset;
 use crate::nn::{Init, Loss, Mlp, NetSpec};
 use crate::optim::{OptConfig, OptKind};
 use crate::parallel::Threads;
+use crate::plan::{Choice, Chosen};
 use crate::train::{BatchSize, TrainError, Trainer};
 
 /// A standard workload.
@@ -113,6 +114,13 @@ pub struct BenchResult {
     pub threading: crate::parallel::GemmThreading,
     /// The speed choices of the step ([`crate::plan::Plan`]).
     pub plan: crate::plan::Plan,
+    /// How the plan was chosen ([`Chosen::to_json`]).
+    pub planner: serde_json::Value,
+    /// The plan in one line, and the planner's warnings (a bad cache).
+    #[serde(skip)]
+    pub plan_line: String,
+    #[serde(skip)]
+    pub plan_warnings: Vec<String>,
     pub samples_per_s: f64,
     pub sec_per_epoch: f64,
     pub epoch_secs: Vec<f64>,
@@ -135,23 +143,42 @@ pub struct BenchResult {
     pub step_ms_median: Option<f64>,
 }
 
-/// Times `epochs` epochs after one warm-up epoch; the median gives samples/s.
+impl Workload {
+    /// A trainer for this workload on `model` and `train`, under the plan
+    /// `choice` gives (measured, or cached, as a training run's would be).
+    pub fn trainer<'t>(
+        &self,
+        model: &Mlp<f32>,
+        train: &Dataset,
+        threads: &'t Threads,
+        seed: u64,
+        choice: &Choice,
+        runs_steps: usize,
+    ) -> Result<(Trainer<'t>, Chosen), TrainError> {
+        let opt = OptConfig::new(self.opt, self.lr);
+        let mut tr = Trainer::new(model, train.len(), self.batch, opt.clone(), seed, threads)?;
+        let rows = self.batch.rows(train.len());
+        let chosen =
+            crate::plan::choose::for_run(choice, model, &opt, rows, train, threads, runs_steps);
+        tr.set_plan(chosen.plan);
+        Ok((tr, chosen))
+    }
+}
+
+/// Times `epochs` epochs after one warm-up epoch, under the plan `choice`
+/// gives; the median gives samples/s.
 pub fn run(
     w: &Workload,
     train: &Dataset,
     threads: &Threads,
     epochs: usize,
     seed: u64,
+    choice: &Choice,
 ) -> Result<BenchResult, TrainError> {
     let mut model = w.model(seed);
-    let mut tr = Trainer::new(
-        &model,
-        train.len(),
-        w.batch,
-        OptConfig::new(w.opt, w.lr),
-        seed,
-        threads,
-    )?;
+    let per_epoch = w.batch.rows(train.len());
+    let steps = train.len().div_ceil(per_epoch.max(1)) * (epochs + 1);
+    let (mut tr, chosen) = w.trainer(&model, train, threads, seed, choice, steps)?;
     let noop = |_: usize| {};
     tr.train_epoch(&mut model, train, &noop)?;
     let mut secs = Vec::with_capacity(epochs);
@@ -188,6 +215,9 @@ pub fn run(
         threads: threads.n(),
         threading: threads.policy(),
         plan: tr.plan(),
+        planner: chosen.to_json(),
+        plan_line: chosen.line(),
+        plan_warnings: chosen.warnings,
         samples_per_s: train.len() as f64 / med,
         sec_per_epoch: med,
         epoch_secs: secs,
@@ -231,7 +261,7 @@ mod tests {
         let data = synthetic(3_000, 1);
         let threads = Threads::new(1, crate::parallel::GemmThreading::Split).unwrap();
         let t2 = Workload::find("T2").unwrap();
-        let r = run(t2, &data, &threads, 2, 7).unwrap();
+        let r = run(t2, &data, &threads, 2, 7, &Choice::Default).unwrap();
         assert_eq!(r.epoch_secs.len(), 2);
         assert!(r.samples_per_s > 0.0 && r.final_batch_loss.is_finite());
         let (p10, med) = (r.step_ms_p10.unwrap(), r.step_ms_median.unwrap());
@@ -241,7 +271,7 @@ mod tests {
         assert!(29.0 * med / 1e3 <= r.epoch_secs.iter().copied().fold(0.0, f64::max) * 1.5);
         // One step per epoch: no step times.
         let t4 = Workload::find("T4").unwrap();
-        let r = run(t4, &data, &threads, 1, 7).unwrap();
+        let r = run(t4, &data, &threads, 1, 7, &Choice::Default).unwrap();
         assert_eq!((r.step_ms_p10, r.step_ms_median), (None, None));
     }
 }

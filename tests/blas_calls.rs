@@ -17,6 +17,8 @@ use ndarray::{linalg::general_mat_mul, Array2};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 static TRANSPOSED: AtomicUsize = AtomicUsize::new(0);
+/// The sum of m x n x k over the calls: the multiply-adds sgemm performed.
+static MNK: AtomicUsize = AtomicUsize::new(0);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const NO_TRANS: c_int = 111;
@@ -58,6 +60,7 @@ pub unsafe extern "C" fn cblas_sgemm(
     ldc: c_int,
 ) {
     CALLS.fetch_add(1, Ordering::SeqCst);
+    MNK.fetch_add(m as usize * n as usize * k as usize, Ordering::SeqCst);
     if ta != NO_TRANS || tb != NO_TRANS {
         TRANSPOSED.fetch_add(1, Ordering::SeqCst);
     }
@@ -221,4 +224,55 @@ fn chunked_small_batch_products_are_sgemm() {
         net.train_step(&mut ws, &batch, Update::Apply(&opt));
     });
     assert_eq!(counts().0 - c0, want);
+}
+
+/// Under every candidate plan the planner may choose (products split by
+/// rows or columns, weight gradients either way, tiles, padding), all of a
+/// training step's multiply-adds go through sgemm: the calls' m x n x k add
+/// up to exactly the step's products, b x (3 sum(in x out) - in_0 x out_0)
+/// (no input gradient for the first layer), however they are cut.
+#[test]
+fn every_candidate_plan_does_all_its_products_in_sgemm() {
+    use mnist_mlp::plan::{candidates, measure::shape_of};
+    let _g = SERIAL.lock().unwrap();
+    let spec = NetSpec::parse("784,relu,512,relu,256,relu,64,softmax,10").unwrap();
+    let w = &spec.widths;
+    let x =
+        Array2::<f32>::from_shape_fn((256, 784), |(i, j)| ((i * 31 + j * 7) % 255) as f32 / 255.0);
+    let labels: Vec<u8> = (0..256).map(|i| (i % 10) as u8).collect();
+    let mut seen = 0;
+    for (n, b) in [(2, 128), (2, 8), (1, 64)] {
+        let threads = Threads::new(n, GemmThreading::Split).unwrap();
+        let net0 = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 0).unwrap();
+        let shape = shape_of(&net0, b, &threads);
+        let plans = candidates(Plan::default(), &shape);
+        assert!(plans.len() > 1, "{n} threads, batch {b}: choices to test");
+        let idx: Vec<u32> = (0..b as u32).map(|i| i * 2).collect();
+        let per_sample: usize =
+            (0..w.len() - 1).map(|i| 3 * w[i] * w[i + 1]).sum::<usize>() - w[0] * w[1];
+        for p in plans {
+            let mut net = net0.clone();
+            let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
+            let mut ws = Workspace::with_plan(&spec, b, threads.blocks(), p);
+            let batch = Batch {
+                data: x.view(),
+                pixels: None,
+                labels: &labels,
+                rows: Rows::Indices(&idx),
+            };
+            let m0 = MNK.load(Ordering::SeqCst);
+            threads.install(|| {
+                opt.begin_step();
+                net.train_step(&mut ws, &batch, Update::Apply(&opt));
+            });
+            assert_eq!(
+                MNK.load(Ordering::SeqCst) - m0,
+                b * per_sample,
+                "{n} threads, batch {b}, plan {p}"
+            );
+            assert!(net.is_finite());
+            seen += 1;
+        }
+    }
+    println!("{seen} candidate plans checked");
 }

@@ -11,9 +11,14 @@ use flate2::{write::GzEncoder, Compression};
 use mnist_mlp::data::idx::encode_idx;
 use rand::{Rng, SeedableRng};
 
+/// The binary, without `MNIST_DIR`, and with the built-in plan
+/// (`MNIST_MLP_PLAN=default`): runs whose bits are compared must not each
+/// measure their own plan, and tests must not write the user's plan cache
+/// (tests/planner.rs covers `--plan auto`).
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
     c.env_remove("MNIST_DIR");
+    c.env("MNIST_MLP_PLAN", "default");
     c
 }
 

@@ -14,7 +14,7 @@
 //! | `col_split_rows` | below this many batch rows per thread, every forward and back-propagation product is split by columns of its output instead of by rows of the batch | [`COL_SPLIT_ROWS`] |
 //! | `big_cols`, `big_fwd`, `big_bwd` | products with at least `big_cols` weights and more output columns than batch rows are split by columns too, in the forward pass and/or back-propagation | off |
 //! | `weight_grad_split` | weight gradients `A^T D` split by rows (input features) or columns (`auto`: along the longer side) | `auto` |
-//! | `tiles` | f32 products of small batches cut into tiles for OpenBLAS's small-matrix kernels ([`crate::blas::gemm_tile`]) | on for the OpenBLAS kernel sets that have those kernels for every orientation (SkylakeX, Cooperlake, Sapphire Rapids) |
+//! | `tiles` | f32 products of small batches cut into tiles for OpenBLAS's small-matrix kernels ([`crate::blas::gemm_tile`]) | off |
 //! | `pad_bytes` | activation rows whose length is a multiple of this many bytes get one cache line of padding ([`crate::nn::layout`]); 0: none | [`crate::nn::layout::PAD_BYTES`] |
 //!
 //! The thread count and threading policy (`--threads`, `--threading`) are
@@ -27,8 +27,36 @@
 //! environment; it is the only code that reads these variables:
 //! `MLP_COL_SPLIT_ROWS=N`, `MLP_BIG_COLS=MIN[:f|b|fb]`,
 //! `MLP_GW_SPLIT=rows|cols`, `MLP_TILES=0|1`, `MLP_PAD_BYTES=N`.
+//!
+//! # Who chooses
+//! The defaults are the plan of `--plan default`: rules that held on every
+//! machine class this project has been measured on (AMD Zen 3, Zen 4,
+//! Zen 5 with OpenBLAS's Haswell kernels, Intel Xeon with its SkylakeX
+//! kernels). Tiles are off by default: they made T5 1.05x faster on one
+//! Zen 4 machine and 2x slower on the Xeon, so no rule decides them.
+//! Everything else is measured on the user's machine: the planner
+//! ([`search`], [`measure`]) times every distinct candidate of
+//! [`candidates`] on the run's real buffers, picks the fastest, and caches
+//! the choice per machine and shape ([`cache`]). No code here looks at
+//! OpenBLAS's kernel name or the CPU's vendor.
+
+pub mod cache;
+pub mod choose;
+pub mod measure;
+pub mod search;
+
+pub use choose::{Choice, Chosen};
 
 use serde::{Deserialize, Serialize};
+
+/// The environment variables [`Plan::from_env`] reads.
+const ENV_VARS: [&str; 5] = [
+    "MLP_COL_SPLIT_ROWS",
+    "MLP_BIG_COLS",
+    "MLP_GW_SPLIT",
+    "MLP_TILES",
+    "MLP_PAD_BYTES",
+];
 
 /// Below this many rows per thread, a step splits products by columns (each
 /// thread reads only its share of the weights, one synchronization per
@@ -88,20 +116,19 @@ impl Default for Plan {
             big_fwd: true,
             big_bwd: true,
             weight_grad_split: WeightGradSplit::Auto,
-            tiles: default_tiles(&crate::blas::corename()),
+            tiles: false,
             pad_bytes: crate::nn::layout::PAD_BYTES,
         }
     }
 }
 
-/// Whether the OpenBLAS kernel set `corename` has small-matrix kernels for
-/// every orientation (SkylakeX and its successors; elsewhere tiles would be
-/// packed one by one, which is slow).
-fn default_tiles(corename: &str) -> bool {
-    matches!(corename, "skylakex" | "cooperlake" | "sapphirerapids")
-}
-
 impl Plan {
+    /// Whether any `MLP_*` override is set in the environment (then the
+    /// planner does not measure: the person measuring has chosen).
+    pub fn env_overridden() -> bool {
+        ENV_VARS.iter().any(|k| std::env::var_os(k).is_some())
+    }
+
     /// [`Plan::default`] with the `MLP_*` overrides of the environment
     /// applied (read once per process). Unparsable values are ignored.
     pub fn from_env() -> Self {
@@ -145,7 +172,7 @@ impl Plan {
         if nb <= 1 {
             return false;
         }
-        if n < self.col_split_rows * nb {
+        if n < self.col_split_rows.saturating_mul(nb) {
             return true;
         }
         self.big_cols.is_some_and(|min| k * cols >= min)
@@ -163,10 +190,187 @@ impl Plan {
         }
     }
 
+    /// How many of the choices (column splits, weight-gradient split,
+    /// tiles, padding) differ between `self` and `other`.
+    pub fn distance(&self, other: &Plan) -> usize {
+        let splits = |p: &Plan| (p.col_split_rows, p.big_cols, p.big_fwd, p.big_bwd);
+        usize::from(splits(self) != splits(other))
+            + usize::from(self.weight_grad_split != other.weight_grad_split)
+            + usize::from(self.tiles != other.tiles)
+            + usize::from(self.pad_bytes != other.pad_bytes)
+    }
+
     /// As JSON (for `--json` records).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("a plan serializes")
     }
+
+    /// What this plan makes a step of `shape` do: which stages are split
+    /// by columns, which weight gradients by rows, whether tiles are used,
+    /// each activation's row stride. Two plans with the same effect run
+    /// the same code (and give the same bits).
+    pub fn effect(&self, shape: &Shape) -> Effect {
+        let (w, n, nb) = (&shape.widths, shape.rows, shape.blocks);
+        let l = w.len() - 1;
+        let mut split = Vec::with_capacity(2 * l);
+        for i in 0..l - 1 {
+            split.push(self.split_cols(n, nb, w[i], w[i + 1], true));
+        }
+        for i in 1..l {
+            split.push(self.split_cols(n, nb, w[i + 1], w[i], false));
+        }
+        let grad_rows = if nb > 1 {
+            (0..l)
+                .map(|i| self.weight_grad_by_rows(w[i], w[i + 1]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Tiles need single-threaded f32 calls and a product that tiles.
+        let m = n.div_ceil(nb.max(1));
+        let tiles = self.tiles
+            && shape.tiles_possible()
+            && (0..l).any(|i| {
+                use crate::blas::{gemm_tile, Orient};
+                let (k, c) = (w[i], w[i + 1]);
+                gemm_tile(Orient::NN, m, c, k).is_some()
+                    || gemm_tile(Orient::NT, m, k, c).is_some()
+                    || gemm_tile(Orient::TN, k, c, m).is_some()
+            });
+        let strides = w
+            .iter()
+            .map(|&c| match shape.elem_bytes {
+                8 => crate::nn::layout::padded_cols::<f64>(c, self.pad_bytes),
+                _ => crate::nn::layout::padded_cols::<f32>(c, self.pad_bytes),
+            })
+            .collect();
+        Effect {
+            split,
+            grad_rows,
+            tiles,
+            strides,
+        }
+    }
+}
+
+impl std::fmt::Display for Plan {
+    /// One line: `col_split_rows=16 big_cols=off weight_grad_split=auto tiles=off pad_bytes=4096`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "col_split_rows=")?;
+        match self.col_split_rows {
+            0 => write!(f, "0")?,
+            n if n >= ALWAYS_COLS => write!(f, "always")?,
+            n => write!(f, "{n}")?,
+        }
+        match self.big_cols {
+            None => write!(f, " big_cols=off")?,
+            Some(min) => write!(
+                f,
+                " big_cols={min}:{}{}",
+                if self.big_fwd { "f" } else { "" },
+                if self.big_bwd { "b" } else { "" }
+            )?,
+        }
+        let gw = match self.weight_grad_split {
+            WeightGradSplit::Auto => "auto",
+            WeightGradSplit::Rows => "rows",
+            WeightGradSplit::Cols => "cols",
+        };
+        write!(
+            f,
+            " weight_grad_split={gw} tiles={} pad_bytes={}",
+            if self.tiles { "on" } else { "off" },
+            self.pad_bytes
+        )
+    }
+}
+
+/// A `col_split_rows` at least this large splits every product by columns.
+pub const ALWAYS_COLS: usize = 1 << 40;
+
+/// What a plan is chosen for: one training step's shape on one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Layer widths, input first.
+    pub widths: Vec<usize>,
+    /// Rows of a step (the batch size).
+    pub rows: usize,
+    /// Blocks per parallel region ([`crate::parallel::Threads::blocks`]).
+    pub blocks: usize,
+    /// Threads of the pool.
+    pub threads: usize,
+    /// How products use the threads.
+    pub threading: crate::parallel::GemmThreading,
+    /// Bytes per element: 4 (f32) or 8 (f64).
+    pub elem_bytes: usize,
+}
+
+impl Shape {
+    /// Whether products are single-threaded f32 calls (which tiles need).
+    fn tiles_possible(&self) -> bool {
+        self.elem_bytes == 4
+            && (self.threads == 1 || self.threading == crate::parallel::GemmThreading::Split)
+    }
+}
+
+/// What a plan makes a step of one [`Shape`] do ([`Plan::effect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// Per forward stage (layers `0..L-1`), then per back-propagation stage
+    /// (layers `1..L`): split by columns.
+    pub split: Vec<bool>,
+    /// Per layer: its weight gradient split by rows (empty on one block).
+    pub grad_rows: Vec<bool>,
+    /// Whether some product is cut into tiles.
+    pub tiles: bool,
+    /// Row stride of each width's activations (elements).
+    pub strides: Vec<usize>,
+}
+
+/// The plans worth timing for `shape`, `base` first: every combination of
+/// the choices that could matter (all products by columns or by rows; wide
+/// products by columns or not; weight gradients along the longer side, by
+/// rows or by columns; tiles on or off; row padding or none), one per
+/// distinct [`Effect`]. A single block leaves only tiles and padding.
+pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
+    let mut out: Vec<(Plan, Effect)> = vec![(base, base.effect(shape))];
+    let splits = [
+        (base.col_split_rows, base.big_cols),
+        (ALWAYS_COLS, None),
+        (0, None),
+        (0, Some(0)),
+    ];
+    let grads = [
+        WeightGradSplit::Auto,
+        WeightGradSplit::Rows,
+        WeightGradSplit::Cols,
+    ];
+    for (col_split_rows, big_cols) in splits {
+        for weight_grad_split in grads {
+            for tiles in [false, true] {
+                for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
+                    let p = Plan {
+                        col_split_rows,
+                        big_cols,
+                        big_fwd: big_cols.is_some() || base.big_fwd,
+                        big_bwd: big_cols.is_some() || base.big_bwd,
+                        weight_grad_split,
+                        tiles,
+                        pad_bytes,
+                    };
+                    let e = p.effect(shape);
+                    if !out.iter().any(|(_, f)| *f == e) {
+                        out.push((p, e));
+                    }
+                }
+            }
+        }
+    }
+    // Nearest the base first: when the budget cannot time them all, the
+    // ones left out are those that change the most at once.
+    let mut plans: Vec<Plan> = out.into_iter().map(|(p, _)| p).collect();
+    plans[1..].sort_by_key(|p| base.distance(p));
+    plans
 }
 
 #[cfg(test)]
@@ -213,13 +417,6 @@ mod tests {
             ("MLP_TILES", "yes"),
         ]));
         assert_eq!(g, base);
-    }
-
-    #[test]
-    fn kernel_sets_with_small_matrix_kernels_get_tiles() {
-        assert!(default_tiles("cooperlake"));
-        assert!(!default_tiles("haswell"));
-        assert!(!default_tiles("zen"));
     }
 
     #[test]

@@ -1,0 +1,385 @@
+//! How a run's plan is chosen: `--plan auto` (the default: the cached
+//! choice for this machine and shape, else measured and cached), `--plan
+//! default` ([`Plan::default`], nothing measured), or `--plan FILE` (a plan
+//! saved before: a `model.toml` with a `[plan]` table, or a file holding
+//! only the plan's keys). `MNIST_MLP_PLAN` gives the same choice when the
+//! flag is absent; `MLP_*` overrides in the environment (measurement work)
+//! also skip measuring.
+//!
+//! A plan never changes what a step computes, only how fast and in which
+//! order it sums; a measured choice can therefore differ from one machine
+//! (or one first run) to the next, and is recorded wherever a run is
+//! recorded so that a resume or a `--config model.toml` repeats its bits.
+
+use std::path::{Path, PathBuf};
+
+use super::cache::{self, Entry};
+use super::measure::{measure, run_budget, shape_of, Measured};
+use super::Plan;
+use crate::data::Dataset;
+use crate::nn::Mlp;
+use crate::optim::OptConfig;
+use crate::parallel::Threads;
+
+/// The environment variable read when `--plan` is not given.
+pub const ENV: &str = "MNIST_MLP_PLAN";
+
+crate::error::message_error!(
+    /// A `--plan` value that is neither `auto`, `default` nor a readable plan file.
+    PlanError
+);
+
+/// What `--plan` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    /// The cached or measured fastest plan.
+    Auto,
+    /// [`Plan::default`] (with `MLP_*` overrides), nothing measured.
+    Default,
+    /// This plan (from a file or a run's recorded configuration).
+    Pinned(Plan),
+}
+
+impl Choice {
+    /// `auto`, `default` or the path of a plan file.
+    pub fn parse(s: &str) -> Result<Self, PlanError> {
+        match s {
+            "auto" => Ok(Choice::Auto),
+            "default" => Ok(Choice::Default),
+            path => Ok(Choice::Pinned(read_file(Path::new(path))?)),
+        }
+    }
+
+    /// The choice of `flag` (the `--plan` value), else of `MNIST_MLP_PLAN`,
+    /// else `auto`.
+    pub fn from_flag(flag: Option<&str>) -> Result<Self, PlanError> {
+        match flag {
+            Some(s) => Self::parse(s),
+            None => match std::env::var(ENV) {
+                Ok(s) if !s.is_empty() => {
+                    Self::parse(&s).map_err(|e| PlanError(format!("{ENV}: {e}")))
+                }
+                _ => Ok(Choice::Auto),
+            },
+        }
+    }
+}
+
+/// Reads a plan file: TOML with a `[plan]` table (a run's `model.toml`) or
+/// with the plan's keys at the top level (`tiles = true`, ...; missing
+/// keys take [`Plan::default`]'s values).
+pub fn read_file(path: &Path) -> Result<Plan, PlanError> {
+    let ctx = |msg: String| PlanError(format!("--plan {}: {msg}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ctx(format!(
+            "cannot read it ({e}); --plan takes `auto`, `default` or a plan file (a run's model.toml, or the output of `mnist-mlp tune --save`)"
+        ))
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ctx(format!("not TOML: {}", e.message())))?;
+    let plan = match table.get("plan") {
+        Some(t) => t.clone(),
+        None => toml::Value::Table(table),
+    };
+    plan.try_into()
+        .map_err(|e: toml::de::Error| ctx(format!("not a plan: {}", e.message())))
+}
+
+/// Where a run's plan came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Given (`--plan FILE`, a `[plan]` table, a checkpoint's).
+    Pinned,
+    /// `--plan default`.
+    Default,
+    /// `MLP_*` overrides in the environment.
+    Env,
+    /// The cache's entry for this machine and shape.
+    Cached { path: PathBuf, entry: Entry },
+    /// Measured now (and cached at `cached`, if it could be written).
+    Measured {
+        measured: Box<Measured>,
+        cached: Option<PathBuf>,
+    },
+}
+
+/// A chosen plan, how it was chosen, and the warnings to show.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub plan: Plan,
+    pub source: Source,
+    pub warnings: Vec<String>,
+}
+
+impl Chosen {
+    /// The one line a run prints about its plan.
+    pub fn line(&self) -> String {
+        let how = match &self.source {
+            Source::Pinned => "given".to_string(),
+            Source::Default => "--plan default, not measured".to_string(),
+            Source::Env => "MLP_* overrides from the environment, not measured".to_string(),
+            Source::Cached { path, entry } => format!(
+                "measured before on this machine: {:.2}x the default plan's step, {} candidates; cache {}",
+                entry.speedup,
+                entry.candidates,
+                path.display()
+            ),
+            Source::Measured { measured, cached } => format!(
+                "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}",
+                measured.candidates.len(),
+                if measured.left_out > 0 {
+                    format!(" ({} left out for time)", measured.left_out)
+                } else {
+                    String::new()
+                },
+                measured.seconds,
+                measured.outcome.speedup(),
+                cached.as_ref().map_or(String::new(), |p| format!(
+                    "; cached in {}",
+                    p.display()
+                ))
+            ),
+        };
+        format!("plan {} ({how})", self.plan)
+    }
+
+    /// As JSON: the plan, where it came from, and the measurement's cost.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (source, seconds, speedup) = match &self.source {
+            Source::Pinned => ("given", 0.0, None),
+            Source::Default => ("default", 0.0, None),
+            Source::Env => ("environment", 0.0, None),
+            Source::Cached { entry, .. } => ("cached", 0.0, Some(entry.speedup)),
+            Source::Measured { measured, .. } => (
+                "measured",
+                measured.seconds,
+                Some(measured.outcome.speedup()),
+            ),
+        };
+        serde_json::json!({
+            "plan": self.plan,
+            "source": source,
+            "seconds": seconds,
+            "speedup_over_default": speedup,
+        })
+    }
+}
+
+/// The plan of a run with `choice`: for `auto`, the cache's entry for this
+/// machine and shape (`model`'s widths, `rows` per step, `threads`), else
+/// a measurement on `train` with `opt` within `budget(step_seconds)`
+/// seconds, then cached. `cache_path`: the cache file (`None`: no cache).
+#[allow(clippy::too_many_arguments)]
+pub fn choose(
+    choice: &Choice,
+    model: &Mlp<f32>,
+    opt: &OptConfig,
+    rows: usize,
+    train: &Dataset,
+    threads: &Threads,
+    cache_path: Option<&Path>,
+    budget: &(dyn Fn(f64) -> f64 + Sync),
+) -> Chosen {
+    let done = |plan, source| Chosen {
+        plan,
+        source,
+        warnings: Vec::new(),
+    };
+    match choice {
+        Choice::Pinned(p) => return done(*p, Source::Pinned),
+        Choice::Default if Plan::env_overridden() => return done(Plan::from_env(), Source::Env),
+        Choice::Default => return done(Plan::default(), Source::Default),
+        Choice::Auto if Plan::env_overridden() => return done(Plan::from_env(), Source::Env),
+        Choice::Auto => {}
+    }
+    let shape = shape_of(model, rows, threads);
+    let key = cache::key(&shape);
+    let mut warnings = Vec::new();
+    if let Some(path) = cache_path {
+        let (file, warning) = cache::load(path);
+        warnings.extend(warning);
+        if let Some(entry) = file.entries.get(&key) {
+            return Chosen {
+                plan: entry.plan,
+                source: Source::Cached {
+                    path: path.to_path_buf(),
+                    entry: entry.clone(),
+                },
+                warnings,
+            };
+        }
+    }
+    let measured = measure(model, opt, rows, train, threads, Plan::default(), budget);
+    let entry = Entry {
+        plan: measured.plan(),
+        speedup: measured.outcome.speedup(),
+        candidates: measured.candidates.len(),
+        measured_at: cache::now(),
+    };
+    let cached = cache_path.and_then(|path| match cache::store(path, &key, entry) {
+        Ok(()) => Some(path.to_path_buf()),
+        Err(w) => {
+            warnings.push(w);
+            None
+        }
+    });
+    Chosen {
+        plan: measured.plan(),
+        source: Source::Measured {
+            measured: Box::new(measured),
+            cached,
+        },
+        warnings,
+    }
+}
+
+/// [`choose`] for a training run of `steps` steps, with the cache of this
+/// user ([`cache::path`]) and the run budget ([`run_budget`]).
+pub fn for_run(
+    choice: &Choice,
+    model: &Mlp<f32>,
+    opt: &OptConfig,
+    rows: usize,
+    train: &Dataset,
+    threads: &Threads,
+    steps: usize,
+) -> Chosen {
+    let path = cache::path();
+    choose(
+        choice,
+        model,
+        opt,
+        rows,
+        train,
+        threads,
+        path.as_deref(),
+        &|e| run_budget(e, steps),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Init, Loss, NetSpec};
+    use crate::optim::OptKind;
+    use crate::parallel::GemmThreading;
+
+    #[test]
+    fn plan_files_take_a_plan_table_or_bare_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("model.toml");
+        std::fs::write(&a, "epochs = 3\n[plan]\ntiles = true\npad_bytes = 0\n").unwrap();
+        let p = read_file(&a).unwrap();
+        assert!(p.tiles && p.pad_bytes == 0);
+        assert_eq!(p.col_split_rows, Plan::default().col_split_rows);
+        let b = dir.path().join("plan.toml");
+        std::fs::write(&b, "weight_grad_split = \"cols\"\n").unwrap();
+        assert_eq!(
+            Choice::parse(b.to_str().unwrap()).unwrap(),
+            Choice::Pinned(Plan {
+                weight_grad_split: super::super::WeightGradSplit::Cols,
+                ..Plan::default()
+            })
+        );
+        std::fs::write(&b, "tile = true\n").unwrap();
+        let e = read_file(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("--plan") && e.contains("plan.toml") && e.contains("tile"),
+            "{e}"
+        );
+        let e = Choice::parse("/no/such/plan.toml").unwrap_err().to_string();
+        assert!(e.contains("auto") && e.contains("cannot read"), "{e}");
+        assert_eq!(Choice::parse("auto").unwrap(), Choice::Auto);
+        assert_eq!(Choice::parse("default").unwrap(), Choice::Default);
+    }
+
+    #[test]
+    fn auto_measures_once_then_reads_the_cache_and_survives_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnist-mlp/plans.json");
+        let data = crate::workloads::synthetic(400, 3);
+        let threads = Threads::new(2, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
+        let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
+        let opt = OptConfig::new(OptKind::Sgd, 0.1);
+        let go =
+            |p: Option<&Path>| choose(&Choice::Auto, &model, &opt, 8, &data, &threads, p, &|_| 0.2);
+        if Plan::env_overridden() {
+            assert!(matches!(go(Some(&path)).source, Source::Env));
+            return;
+        }
+        let first = go(Some(&path));
+        assert!(
+            matches!(
+                first.source,
+                Source::Measured {
+                    cached: Some(_),
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
+        assert!(first.warnings.is_empty());
+        assert!(first.line().contains("measured now"), "{}", first.line());
+        let second = go(Some(&path));
+        assert!(matches!(second.source, Source::Cached { .. }), "{second:?}");
+        assert_eq!(second.plan, first.plan);
+        // Corrupt: a warning, a new measurement, the cache rewritten.
+        std::fs::write(&path, "not json").unwrap();
+        let third = go(Some(&path));
+        assert!(matches!(
+            third.source,
+            Source::Measured {
+                cached: Some(_),
+                ..
+            }
+        ));
+        assert!(
+            third.warnings[0].contains("not a plan cache"),
+            "{:?}",
+            third.warnings
+        );
+        assert!(go(Some(&path)).warnings.is_empty(), "rewritten");
+        // Unwritable (the folder is a file): a warning, still a plan.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, "").unwrap();
+        let fourth = go(Some(&blocked.join("plans.json")));
+        assert!(matches!(
+            fourth.source,
+            Source::Measured { cached: None, .. }
+        ));
+        assert!(
+            fourth.warnings.iter().any(|w| w.contains("cannot write")),
+            "{:?}",
+            fourth.warnings
+        );
+        // Pinned and default measure nothing.
+        let pinned = Plan {
+            tiles: true,
+            ..Plan::default()
+        };
+        let c = choose(
+            &Choice::Pinned(pinned),
+            &model,
+            &opt,
+            8,
+            &data,
+            &threads,
+            None,
+            &|_| 0.2,
+        );
+        assert_eq!(c.plan, pinned);
+        let c = choose(
+            &Choice::Default,
+            &model,
+            &opt,
+            8,
+            &data,
+            &threads,
+            None,
+            &|_| 0.2,
+        );
+        assert_eq!(c.plan, Plan::default());
+    }
+}

@@ -1,0 +1,193 @@
+//! The planner's measurement: every candidate plan of a run's step timed on
+//! the run's own network, batch size, optimizer, thread pool and training
+//! data, with [`super::search::search`] choosing among them.
+//!
+//! What is timed is a real training step (gather, forward, loss,
+//! back-propagation, weight gradients, optimizer update) on a *copy* of the
+//! model with an optimizer of its own, so the run itself starts from exactly
+//! the state it would have had without the planner (measuring changes which
+//! plan runs, never the model or the random streams). Batches are taken in
+//! turn from a fixed shuffle of the training rows (contiguous rows in place
+//! for full-batch runs), as the training loop takes them. One workspace is
+//! kept per distinct row padding, so switching candidates costs no
+//! allocation inside the timed samples.
+//!
+//! Cost: the warm-up (one step per candidate) and the timed levels stay
+//! within the budget the caller gives; when even one step per candidate
+//! would not fit, the candidates furthest from the base plan are left out
+//! (they are ordered nearest first by [`super::candidates`]).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::search::{search, Outcome, Wall};
+use super::{candidates, Plan, Shape};
+use crate::data::Dataset;
+use crate::nn::{Batch, Mlp, Rows, Update, Workspace};
+use crate::optim::{OptConfig, Optimizer};
+use crate::parallel::Threads;
+
+/// What the planner measured for one shape.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measured {
+    /// The candidates, the base first.
+    pub candidates: Vec<Plan>,
+    /// The search's figures (per candidate, the choice).
+    pub outcome: Outcome,
+    /// Wall seconds of the whole measurement, setting up included.
+    pub seconds: f64,
+    /// Candidates left out because one step each would not fit the budget.
+    pub left_out: usize,
+}
+
+impl Measured {
+    /// The plan chosen.
+    pub fn plan(&self) -> Plan {
+        self.candidates[self.outcome.chosen]
+    }
+}
+
+/// The shape a run with `model`, `rows` rows per step and `threads` has.
+pub fn shape_of(model: &Mlp<f32>, rows: usize, threads: &Threads) -> Shape {
+    Shape {
+        widths: model.spec.widths.clone(),
+        rows,
+        blocks: threads.blocks(),
+        threads: threads.n(),
+        threading: threads.policy(),
+        elem_bytes: 4,
+    }
+}
+
+/// The default budget of a run's measurement (seconds), for a step of
+/// `step_s` seconds in a run of `steps` steps: 2% of the run's estimated
+/// training time, at least 0.25 s (a short run's choice still needs a few
+/// samples per candidate), never a second or more.
+pub fn run_budget(step_s: f64, steps: usize) -> f64 {
+    (0.02 * step_s * steps as f64).clamp(0.25, 0.95)
+}
+
+/// Times every candidate of [`candidates`]`(base, shape)` on `model`'s
+/// network (a copy), `rows` rows per step of `train`, optimizer `opt` and
+/// `threads`, within `budget(step_seconds)` seconds, and chooses one.
+pub fn measure(
+    model: &Mlp<f32>,
+    opt: &OptConfig,
+    rows: usize,
+    train: &Dataset,
+    threads: &Threads,
+    base: Plan,
+    budget: &(dyn Fn(f64) -> f64 + Sync),
+) -> Measured {
+    let t0 = Instant::now();
+    let shape = shape_of(model, rows, threads);
+    let mut cands = candidates(base, &shape);
+    let n = train.len();
+    let rows = rows.clamp(1, n.max(1));
+    let mut model = model.clone();
+    let mut optim = Optimizer::new(opt.clone(), &model.param_shapes());
+    // A fixed shuffle (timing only: no run's random stream is touched).
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0x91a2));
+    let mut spaces: BTreeMap<usize, Workspace<f32>> = BTreeMap::new();
+    let data = train.images.view();
+    let pixels = train.pixels.as_ref().map(|p| p.view());
+    let labels = &train.labels[..];
+    let full = rows == n;
+    let blocks = threads.blocks();
+    let mut left_out = 0;
+    let outcome = threads.install(|| {
+        let mut next = 0usize;
+        let mut step = |plan: Plan, k: usize, spaces: &mut BTreeMap<usize, Workspace<f32>>| {
+            let ws = spaces
+                .entry(plan.pad_bytes)
+                .or_insert_with(|| Workspace::with_plan(&model.spec, rows, blocks, plan));
+            ws.set_plan(plan);
+            for _ in 0..k {
+                let sel = if full {
+                    Rows::Range(0, n)
+                } else {
+                    if next + rows > n {
+                        next = 0;
+                    }
+                    next += rows;
+                    Rows::Indices(&perm[next - rows..next])
+                };
+                optim.begin_step();
+                model.train_step(
+                    ws,
+                    &Batch {
+                        data,
+                        pixels,
+                        labels,
+                        rows: sel,
+                    },
+                    Update::Apply(&optim),
+                );
+            }
+        };
+        // One step of the base: first touches of the data and the
+        // weights, and the estimate that sizes the candidate list.
+        let t = Instant::now();
+        step(base, 1, &mut spaces);
+        let est = t.elapsed().as_secs_f64().max(1e-9);
+        let limit = budget(est);
+        // The warm-up (one step each) may take at most a third of the budget.
+        let fit = ((limit / 3.0 / est).floor() as usize).max(1);
+        if cands.len() > fit {
+            left_out = cands.len() - fit;
+            cands.truncate(fit);
+        }
+        let clock = Wall::new();
+        let spent = t.elapsed().as_secs_f64();
+        let cands = &cands;
+        search(cands.len(), &|e| budget(e) - spent, &clock, &mut |i, k| {
+            step(cands[i], k, &mut spaces)
+        })
+    });
+    Measured {
+        candidates: cands,
+        outcome,
+        seconds: t0.elapsed().as_secs_f64(),
+        left_out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Init, Loss, NetSpec};
+    use crate::optim::OptKind;
+    use crate::parallel::GemmThreading;
+
+    #[test]
+    fn measures_every_candidate_within_the_budget_and_leaves_the_model_alone() {
+        let data = crate::workloads::synthetic(600, 3);
+        let threads = Threads::new(2, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("784,relu,64,relu,32,softmax,10").unwrap();
+        let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
+        let before = model.clone();
+        let opt = OptConfig::new(OptKind::Adam, 1e-3);
+        let m = measure(&model, &opt, 8, &data, &threads, Plan::default(), &|_| 0.3);
+        assert!(m.candidates.len() > 1, "batch 8 on 2 threads has choices");
+        assert_eq!(m.candidates[0], Plan::default());
+        assert!(m.seconds < 1.0, "{}", m.seconds);
+        assert!(m
+            .outcome
+            .timings
+            .iter()
+            .all(|t| t.levels >= 1 || m.left_out > 0));
+        let w = |m: &Mlp<f32>| m.layers.iter().map(|l| l.w.sum()).collect::<Vec<_>>();
+        assert_eq!(w(&model), w(&before), "the run's model is not touched");
+        // A budget too small for one step each keeps the nearest candidates.
+        let m = measure(&model, &opt, 8, &data, &threads, Plan::default(), &|e| {
+            e * 3.5
+        });
+        assert_eq!(m.candidates.len(), 1, "{:?}", m.candidates);
+        assert!(m.left_out > 0);
+        assert_eq!(m.plan(), Plan::default());
+    }
+}

@@ -1,0 +1,235 @@
+//! `--plan auto` as a user meets it: measured once and cached per machine
+//! and shape, printed and recorded, reused by `--config`/`--plan FILE` with
+//! the same bits, and a bad or unwritable cache costs a warning, not the
+//! run.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{s, tensors, workdir};
+
+/// The binary with its plan cache in `cache` and no `MNIST_MLP_PLAN`.
+fn auto(cache: &Path) -> Command {
+    let mut c = common::bin();
+    c.env_remove("MNIST_MLP_PLAN").env("XDG_CACHE_HOME", cache);
+    c
+}
+
+fn run(c: &mut Command, args: &[&str]) -> (String, String) {
+    let out: Output = c.args(args).output().unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{args:?} failed: {e}");
+    (o, e)
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(|a| a.as_str()).collect()
+}
+
+fn plan_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("plan "))
+        .unwrap_or_else(|| panic!("no plan line in {stdout}"))
+}
+
+#[test]
+fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
+    if std::env::vars().any(|(k, _)| k.starts_with("MLP_")) {
+        println!("MLP_* overrides set: the planner does not measure; skipped");
+        return;
+    }
+    let (d, data) = workdir(3000, 500);
+    let cache = d.path().join("cache");
+    let save = d.path().join("a.safetensors");
+    let train = |save: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "train",
+            "--data-dir",
+            &s(&data),
+            "--hidden",
+            "64,32",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--threads",
+            "2",
+            "--quiet",
+            "--save",
+            &s(save),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+
+    // First run: measured now, cached, recorded in model.toml.
+    let first = train(&save, &[]);
+    let (out, err) = run(&mut auto(&cache), &args(&first));
+    let line = plan_line(&out);
+    assert!(
+        line.contains("measured now") && line.contains("candidates"),
+        "{line}"
+    );
+    assert!(!err.contains("warning"), "{err}");
+    let file = cache.join("mnist-mlp/plans.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let entries = json["entries"].as_object().unwrap();
+    assert_eq!(entries.len(), 1, "{json}");
+    let key = entries.keys().next().unwrap();
+    assert!(
+        key.contains("2 threads") && key.contains("784-64-32-10") && key.contains("rows 8"),
+        "{key}"
+    );
+    let toml = std::fs::read_to_string(save.with_extension("toml")).unwrap();
+    assert!(toml.contains("[plan]"), "{toml}");
+
+    // Second run of the shape: the cached choice, nothing measured.
+    let b = d.path().join("b.safetensors");
+    let (out, _) = run(&mut auto(&cache), &args(&train(&b, &["--json"])));
+    let summary: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["planner"]["source"], "cached", "{summary}");
+    assert_eq!(
+        summary["plan"], entries[key]["plan"],
+        "the cached plan runs"
+    );
+
+    // The recorded plan, pinned by --plan FILE on a fresh cache (nothing
+    // cached, nothing measured): the same bits as the measured run.
+    let c = d.path().join("c.safetensors");
+    let fresh = d.path().join("fresh-cache");
+    let (out, _) = run(
+        &mut auto(&fresh),
+        &args(&train(&c, &["--plan", &s(&save.with_extension("toml"))])),
+    );
+    assert!(plan_line(&out).contains("(given)"), "{out}");
+    assert!(!fresh.exists(), "a pinned plan measures and caches nothing");
+    let weights = |p: &Path| {
+        tensors(p)
+            .into_iter()
+            .filter(|t| t.0.starts_with("layers."))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        weights(&save),
+        weights(&c),
+        "pinned = measured, bit for bit"
+    );
+    // And --config model.toml takes the [plan] table too.
+    let e = d.path().join("e.safetensors");
+    let (out, _) = run(
+        &mut auto(&fresh),
+        &[
+            "train",
+            "--config",
+            &s(&save.with_extension("toml")),
+            "--save",
+            &s(&e),
+        ],
+    );
+    assert!(plan_line(&out).contains("(given)"), "{out}");
+    assert_eq!(
+        weights(&save),
+        weights(&e),
+        "--config repeats the run's bits"
+    );
+
+    // A corrupt cache: a warning, a new measurement, the file rewritten.
+    std::fs::write(&file, "{\"program\": \"mnist-mlp\", \"entr").unwrap();
+    let (out, err) = run(&mut auto(&cache), &args(&train(&b, &[])));
+    assert!(err.contains("not a plan cache"), "{err}");
+    assert!(plan_line(&out).contains("measured now"), "{out}");
+    let (_, err) = run(&mut auto(&cache), &args(&train(&b, &[])));
+    assert!(!err.contains("warning"), "rewritten: {err}");
+
+    // An unwritable cache folder (a file stands where it should be).
+    let blocked = d.path().join("blocked");
+    std::fs::write(&blocked, "").unwrap();
+    let (out, err) = run(&mut auto(&blocked), &args(&train(&b, &[])));
+    assert!(err.contains("cannot write it"), "{err}");
+    assert!(out.contains("done: test accuracy"), "{out}");
+
+    // --plan default measures nothing; a bad --plan is an error naming it.
+    let (out, _) = run(&mut auto(&fresh), &args(&train(&b, &["--plan", "default"])));
+    assert!(
+        plan_line(&out).contains("--plan default, not measured"),
+        "{out}"
+    );
+    let err = common::fails(&args(&train(&b, &["--plan", "/no/such/plan.toml"])));
+    assert!(
+        err.contains("--plan /no/such/plan.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
+    if std::env::vars().any(|(k, _)| k.starts_with("MLP_")) {
+        println!("MLP_* overrides set; skipped");
+        return;
+    }
+    let (d, data) = workdir(2000, 200);
+    let cache = d.path().join("cache");
+    let plan = d.path().join("plan.toml");
+    let (out, _) = run(
+        &mut auto(&cache),
+        &[
+            "tune",
+            "--layers",
+            "784,relu,64,relu,32,softmax,10",
+            "--batch-size",
+            "8",
+            "--threads",
+            "2",
+            "--budget",
+            "0.5",
+            "--data-dir",
+            &s(&data),
+            "--save",
+            &s(&plan),
+        ],
+    );
+    let rows = out
+        .lines()
+        .filter(|l| l.contains("col_split_rows="))
+        .count();
+    assert!(rows >= 3, "a row per candidate and the choice: {out}");
+    assert!(
+        out.contains("chosen #") && out.contains("cached in"),
+        "{out}"
+    );
+    assert!(cache.join("mnist-mlp/plans.json").exists());
+    let (out, _) = run(
+        &mut common::bin(),
+        &[
+            "train",
+            "--data-dir",
+            &s(&data),
+            "--hidden",
+            "64,32",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--plan",
+            &s(&plan),
+        ],
+    );
+    assert!(plan_line(&out).contains("(given)"), "{out}");
+    let err = common::fails(&["tune", "--workload", "T9", "--synthetic"]);
+    assert!(err.contains("--workload") && err.contains("T9"), "{err}");
+}
