@@ -4,7 +4,11 @@
 For each thread count, measures the sgemm limit (bench_limit.py), then for each
 workload alternates runs of `mnist-mlp bench` and `bench_numpy.py` (--rounds
 times each), and prints the medians, their ratio and the fraction of the
-limit. All figures of one row come from the same window of time.
+physical limit (`bound_samples_per_s_performed`: peak sgemm over the FLOPs a
+trainer must perform). All figures of one row come from the same window of
+time. `mnist-mlp bench` runs under `--plan auto` (the cached or measured plan)
+unless MNIST_MLP_PLAN says otherwise; the machine (CPU model, OpenBLAS build)
+and each run's plan source are printed above the table.
 
     pip install numpy threadpoolctl
     cargo build --release
@@ -75,12 +79,18 @@ def main():
         print(f"threads={t}: sgemm GFLOP/s measured {[r['gflop_per_s_best'] for r in lims]}, using the best",
               file=sys.stderr, flush=True)
         for w, o, n in pending:
-            bound = lim["bound_samples_per_s"][w]
+            # The physical limit: peak sgemm over the FLOPs a trainer must
+            # perform (no input gradient for the first layer).
+            bounds = lim.get("bound_samples_per_s_performed") or lim["bound_samples_per_s"]
+            bound = bounds[w]
             rows.append((w, t, o, n, o / n, bound, o / bound, n / bound, lim["gflop_per_s_best"]))
-    print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | sgemm limit samples/s (GFLOP/s) | mnist-mlp % of limit | NumPy % of limit |")
+    machine = next((r for r in raw if "cpu" in r), {})
+    print(f"machine: {machine.get('cpu', '?')}; {machine.get('blas', '?')}; "
+          f"plans: {sorted({(r['workload'], r['threads'], r['planner']['source']) for r in raw if 'planner' in r})}")
+    print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | physical limit samples/s (sgemm GFLOP/s) | mnist-mlp % of limit | NumPy % of limit |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for w, t, o, n, r, b, fo, fn, gf in rows:
-        print(f"| {w} | {t} | {o:,.0f} | {n:,.0f} | {r:.2f} | {b:,} ({gf:.0f}) | {100 * fo:.0f}% | {100 * fn:.0f}% |")
+        print(f"| {w} | {t} | {o:,.0f} | {n:,.0f} | {r:.2f} | {b:,.0f} ({gf:.0f}) | {100 * fo:.0f}% | {100 * fn:.0f}% |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(raw, f, indent=1)

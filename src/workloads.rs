@@ -110,6 +110,10 @@ pub fn synthetic(n: usize, seed: u64) -> Dataset {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
     pub workload: String,
+    /// The machine: CPU model and OpenBLAS's configuration (version,
+    /// kernel set).
+    pub cpu: String,
+    pub blas: String,
     pub threads: usize,
     pub threading: crate::parallel::GemmThreading,
     /// The speed choices of the step ([`crate::plan::Plan`]).
@@ -212,6 +216,8 @@ pub fn run(
     let accounted = data + params * 4 + tr.bytes();
     Ok(BenchResult {
         workload: w.id.to_string(),
+        cpu: crate::plan::cache::cpu_model(),
+        blas: crate::blas::config(),
         threads: threads.n(),
         threading: threads.policy(),
         plan: tr.plan(),

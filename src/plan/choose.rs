@@ -193,6 +193,11 @@ pub fn choose(
         Choice::Auto if Plan::env_overridden() => return done(Plan::from_env(), Source::Env),
         Choice::Auto => {}
     }
+    // Data that does not fit the network is the run's error to report;
+    // there is nothing to time.
+    if crate::train::check_dataset(model, train, "training set").is_err() || train.is_empty() {
+        return done(Plan::default(), Source::Default);
+    }
     let shape = shape_of(model, rows, threads);
     let key = cache::key(&shape);
     let mut warnings = Vec::new();
