@@ -14,11 +14,12 @@
 //! - ranks by the fastest sample (a fast quantile: the least disturbed);
 //! - halves: after each level the slower half is dropped (the base plan,
 //!   candidate 0, always stays, in place of the slowest kept), until two
-//!   remain, which get a last level; levels grow from one round (a screen:
+//!   remain, which get a last level of [`ROUNDS`] to [`FINAL_ROUNDS`]
+//!   rounds (as many as half the budget left allows); levels grow from one round (a screen:
 //!   a candidate twice as slow goes at once, one a disturbance slowed
 //!   survives in the faster half) to [`ROUNDS`] rounds;
 //! - stays in budget: a level that would not fit in what is left of the
-//!   budget is not started (the first one is shortened to fit);
+//!   budget is shortened to the rounds that fit, or not started;
 //! - keeps the base unless a candidate beats it by more than [`TIE`]: a new
 //!   plan changes the last bits of the results, so it must earn its keep.
 //!
@@ -30,6 +31,9 @@ use std::time::Instant;
 /// Rounds per level from the second level on (the first has one, the
 /// second two).
 pub const ROUNDS: usize = 3;
+
+/// Rounds of the last level (the last two candidates), at most.
+pub const FINAL_ROUNDS: usize = 8;
 
 /// Rounds of level `level` (0 first).
 fn rounds_of(level: usize) -> usize {
@@ -158,12 +162,17 @@ pub fn search(
     let mut level = 0;
     while alive.len() > 1 {
         let left = budget - (clock.seconds() - start);
-        let mut rounds = rounds_of(level);
         let cost = |r: usize| (alive.len() * r) as f64 * per_sample;
+        // The last pair gets at least ROUNDS rounds, and up to FINAL_ROUNDS
+        // while they take no more than half of what is left.
+        let last = alive.len() <= 2;
+        let mut rounds = if last {
+            ((0.5 * left / cost(1)).floor() as usize).clamp(ROUNDS, FINAL_ROUNDS)
+        } else {
+            rounds_of(level)
+        };
         if cost(rounds) > left {
-            if level > 0 {
-                break;
-            }
+            // Shortened to fit, or not started.
             rounds = (left / cost(1)).floor() as usize;
             if rounds == 0 {
                 break;
@@ -313,6 +322,19 @@ mod tests {
         assert_eq!(o.chosen, 1);
         let (o, _) = run(&[0.1, 0.05], 0, 1.0, 0.5);
         assert_eq!((o.chosen, o.timings[1].samples.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_pair_gets_a_full_last_level() {
+        // Two candidates go straight to the last level: at least ROUNDS
+        // samples each, more while the budget allows (here all 8).
+        let (o, spent) = run(&[1e-3, 0.9e-3], 0, 1.0, 1.0);
+        assert_eq!(o.chosen, 1);
+        assert_eq!(o.timings[0].samples.len(), FINAL_ROUNDS);
+        assert!(spent <= 1.0);
+        // A tight budget: ROUNDS if they fit.
+        let (o, _) = run(&[1e-2, 0.9e-2], 0, 1.0, 0.25);
+        assert_eq!(o.timings[1].samples.len(), ROUNDS, "{o:?}");
     }
 
     #[test]
