@@ -44,9 +44,11 @@ def main():
     p.add_argument("--threading", default="split")
     p.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "reference"))
     p.add_argument("--json", help="write all raw results here")
+    p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "mnist-mlp"),
+                   help="the mnist-mlp binary (a copy keeps a rebuild from changing it mid-run)")
     a = p.parse_args()
     env = dict(os.environ)
-    binary = os.path.join(ROOT, "target", "release", "mnist-mlp")
+    binary = a.binary
     raw = []
     rows = []
     def limit(t):

@@ -64,6 +64,7 @@ pub mod parallel;
 pub mod plan;
 pub mod plot;
 pub mod predict;
+pub mod profile;
 pub mod real;
 pub mod run;
 pub mod run_state;

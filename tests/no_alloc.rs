@@ -77,12 +77,17 @@ fn training_epochs_allocate_nothing() {
             for plan in candidates(Plan::default(), &shape) {
                 tr.set_plan(plan);
                 tr.train_epoch(&mut model, &data, &noop).unwrap(); // warm-up: lazy buffers, thread start-up
-                COUNT.store(0, Ordering::SeqCst);
-                ON.store(true, Ordering::SeqCst);
-                for _ in 0..2 {
-                    tr.train_epoch(&mut model, &data, &noop).unwrap();
-                }
-                ON.store(false, Ordering::SeqCst);
+                                                                   // Inside the pool already, so that entering it for each
+                                                                   // epoch does not queue a job on rayon's injector (which
+                                                                   // allocates a block every 63 jobs, whatever the job does).
+                threads.install(|| {
+                    COUNT.store(0, Ordering::SeqCst);
+                    ON.store(true, Ordering::SeqCst);
+                    for _ in 0..2 {
+                        tr.train_epoch(&mut model, &data, &noop).unwrap();
+                    }
+                    ON.store(false, Ordering::SeqCst);
+                });
                 let n_alloc = COUNT.load(Ordering::SeqCst);
                 assert_eq!(
                     n_alloc, 0,

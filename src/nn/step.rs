@@ -43,8 +43,9 @@ use crate::nn::loss::loss_row;
 use crate::nn::mlp::{Mlp, Update};
 use crate::nn::spec::MAX_LAYERS;
 use crate::nn::workspace::{gather_rows, Batch, Stats, Workspace};
-use crate::parallel::{block, par_for, RawMat};
+use crate::parallel::{block, RawMat};
 use crate::plan::{Plan, COL_ALIGN};
+use crate::profile::{region, span, Work};
 use crate::real::Real;
 
 /// A piece of a pass: the forward product of hidden layer `i`, the output
@@ -141,11 +142,12 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
     /// the output activation afterwards.
     pub fn forward(&self) {
         let (n, nb) = (self.n, self.nb);
-        par_for(nb, &|t| {
+        region(nb, &|t| {
             let rows = block(t, nb, n, 1);
             // SAFETY: row blocks are disjoint; nobody writes weights.
             unsafe {
                 if self.gather && !rows.is_empty() {
+                    let _s = span(Work::Gather);
                     gather_rows(self.x, self.batch, rows.clone());
                 }
                 let l = self.net.spec.layers();
@@ -201,14 +203,15 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         while s < stages.len() {
             if self.split_cols(stages[s]) {
                 if !gathered {
-                    par_for(nb, &|t| {
+                    region(nb, &|t| {
+                        let _s = span(Work::Gather);
                         // SAFETY: row blocks are disjoint.
                         unsafe { gather_rows(self.x, self.batch, block(t, nb, n, 1)) };
                     });
                     gathered = true;
                 }
                 let stage = stages[s];
-                par_for(nb, &|t| {
+                region(nb, &|t| {
                     // SAFETY: column blocks of the stage's output are
                     // disjoint; everything else is only read.
                     unsafe { self.stage_cols(stage, t) };
@@ -221,11 +224,12 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
                 }
                 let group = &stages[s..e];
                 let gather_here = !gathered;
-                par_for(nb, &|t| {
+                region(nb, &|t| {
                     let rows = block(t, nb, n, 1);
                     // SAFETY: row blocks are disjoint; weights are only read.
                     unsafe {
                         if gather_here {
+                            let _s = span(Work::Gather);
                             gather_rows(self.x, self.batch, rows.clone());
                         }
                         for &stage in group {
@@ -241,7 +245,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         }
 
         // 2. Weight blocks: gradients and updates of every layer.
-        par_for(nb, &|t| {
+        region(nb, &|t| {
             for i in 0..self.net.spec.layers() {
                 // SAFETY: blocks are disjoint between threads, and no one
                 // reads the weights in this region.
@@ -302,6 +306,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         if cols.is_empty() {
             return;
         }
+        let _s = span(Work::Forward);
         let p = &self.layers[i];
         dense::forward(
             self.gemm,
@@ -321,6 +326,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         if cols.is_empty() {
             return;
         }
+        let _s = span(Work::Backprop);
         dense::backward_input(
             self.gemm,
             self.deltas[i].row_block(rows.clone()),
@@ -345,6 +351,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         if rows.is_empty() {
             return st;
         }
+        let _s = span(Work::Output);
         let l = self.net.spec.layers();
         let out = self.acts[l - 1].row_block(rows.clone());
         let p = &self.layers[l - 1];
@@ -382,6 +389,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             (0..n_in, block(t, nb, n_out, COL_ALIGN))
         };
         let bias_cols = block(t, nb, n_out, COL_ALIGN);
+        let grad = span(Work::WeightGrad);
         let p = &self.layers[i];
         let (d_all, g) = (self.deltas[i], self.gemm);
         let gb = p.gb.col_block(bias_cols.clone());
@@ -401,6 +409,10 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
                 } else {
                     if !rows.is_empty() && !cols.is_empty() {
                         dense::weight_grad(g, T::one(), a, d, T::zero(), gw);
+                    }
+                    drop(grad);
+                    let _s = span(Work::Optimizer);
+                    if !rows.is_empty() && !cols.is_empty() {
                         opt.update_block(2 * i, true, rows, cols, w, gw);
                     }
                     opt.update_block(2 * i + 1, false, 0..1, bias_cols, b, gb);

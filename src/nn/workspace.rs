@@ -90,6 +90,8 @@ impl Stats {
 #[derive(Debug)]
 pub struct Workspace<T: Real> {
     cap: usize,
+    /// Blocks the pool offers, and blocks per region under the plan.
+    pool_blocks: usize,
     blocks: usize,
     plan: Plan,
     x: Array2<T>,
@@ -111,7 +113,8 @@ impl<T: Real> Workspace<T> {
         let pad = plan.pad_bytes;
         Self {
             cap,
-            blocks: blocks.max(1),
+            pool_blocks: blocks.max(1),
+            blocks: plan.blocks_for(blocks.max(1)),
             plan,
             x: Array2::zeros((0, spec.input())),
             acts: (0..l)
@@ -145,6 +148,7 @@ impl<T: Real> Workspace<T> {
             }
             self.x = Array2::zeros((0, self.x.ncols()));
         }
+        self.blocks = plan.blocks_for(self.pool_blocks);
         self.plan = plan;
     }
     /// Bytes held (padding included).

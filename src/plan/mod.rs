@@ -15,6 +15,7 @@
 //! | `big_cols`, `big_fwd`, `big_bwd` | products with at least `big_cols` weights and more output columns than batch rows are split by columns too, in the forward pass and/or back-propagation | off |
 //! | `weight_grad_split` | weight gradients `A^T D` split by rows (input features) or columns (`auto`: along the longer side) | `auto` |
 //! | `tiles` | f32 products of small batches cut into tiles for OpenBLAS's small-matrix kernels ([`crate::blas::gemm_tile`]) | off |
+//! | `blocks` | blocks per parallel region at most (0: one per thread); fewer blocks than threads leave threads idle, which pays when a step is too small to split (T3's 8 rows on Zen 3) | 0 |
 //! | `pad_bytes` | activation rows whose length is a multiple of this many bytes get one cache line of padding ([`crate::nn::layout`]); 0: none | [`crate::nn::layout::PAD_BYTES`] |
 //!
 //! The thread count and threading policy (`--threads`, `--threading`) are
@@ -50,7 +51,8 @@ pub use choose::{Choice, Chosen};
 use serde::{Deserialize, Serialize};
 
 /// The environment variables [`Plan::from_env`] reads.
-const ENV_VARS: [&str; 5] = [
+const ENV_VARS: [&str; 6] = [
+    "MLP_BLOCKS",
     "MLP_COL_SPLIT_ROWS",
     "MLP_BIG_COLS",
     "MLP_GW_SPLIT",
@@ -105,6 +107,8 @@ pub struct Plan {
     /// Row strides that are a multiple of this many bytes are padded by a
     /// cache line (0: never).
     pub pad_bytes: usize,
+    /// Blocks per parallel region at most (0: one per thread of the pool).
+    pub blocks: usize,
 }
 
 impl Default for Plan {
@@ -118,6 +122,7 @@ impl Default for Plan {
             weight_grad_split: WeightGradSplit::Auto,
             tiles: false,
             pad_bytes: crate::nn::layout::PAD_BYTES,
+            blocks: 0,
         }
     }
 }
@@ -163,7 +168,19 @@ impl Plan {
         if let Some(n) = var("MLP_PAD_BYTES").and_then(|s| s.parse().ok()) {
             self.pad_bytes = n;
         }
+        if let Some(n) = var("MLP_BLOCKS").and_then(|s| s.parse().ok()) {
+            self.blocks = n;
+        }
         self
+    }
+
+    /// Blocks per parallel region on a pool that offers `pool` blocks.
+    pub fn blocks_for(&self, pool: usize) -> usize {
+        match self.blocks {
+            0 => pool,
+            b => b.min(pool),
+        }
+        .max(1)
     }
 
     /// Whether a product `[n, k] x [k, cols]` on `nb` blocks (`fwd`: of the
@@ -198,6 +215,7 @@ impl Plan {
             + usize::from(self.weight_grad_split != other.weight_grad_split)
             + usize::from(self.tiles != other.tiles)
             + usize::from(self.pad_bytes != other.pad_bytes)
+            + usize::from(self.blocks != other.blocks)
     }
 
     /// As JSON (for `--json` records).
@@ -210,7 +228,7 @@ impl Plan {
     /// each activation's row stride. Two plans with the same effect run
     /// the same code (and give the same bits).
     pub fn effect(&self, shape: &Shape) -> Effect {
-        let (w, n, nb) = (&shape.widths, shape.rows, shape.blocks);
+        let (w, n, nb) = (&shape.widths, shape.rows, self.blocks_for(shape.blocks));
         let l = w.len() - 1;
         let mut split = Vec::with_capacity(2 * l);
         for i in 0..l - 1 {
@@ -245,6 +263,7 @@ impl Plan {
             })
             .collect();
         Effect {
+            blocks: nb,
             split,
             grad_rows,
             tiles,
@@ -281,7 +300,11 @@ impl std::fmt::Display for Plan {
             " weight_grad_split={gw} tiles={} pad_bytes={}",
             if self.tiles { "on" } else { "off" },
             self.pad_bytes
-        )
+        )?;
+        match self.blocks {
+            0 => write!(f, " blocks=all"),
+            b => write!(f, " blocks={b}"),
+        }
     }
 }
 
@@ -316,6 +339,8 @@ impl Shape {
 /// What a plan makes a step of one [`Shape`] do ([`Plan::effect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effect {
+    /// Blocks per region.
+    pub blocks: usize,
     /// Per forward stage (layers `0..L-1`), then per back-propagation stage
     /// (layers `1..L`): split by columns.
     pub split: Vec<bool>,
@@ -328,10 +353,11 @@ pub struct Effect {
 }
 
 /// The plans worth timing for `shape`, `base` first: every combination of
-/// the choices that could matter (all products by columns or by rows; wide
-/// products by columns or not; weight gradients along the longer side, by
-/// rows or by columns; tiles on or off; row padding or none), one per
-/// distinct [`Effect`]. A single block leaves only tiles and padding.
+/// the choices that could matter (one block per thread or fewer; all
+/// products by columns or by rows; wide products by columns or not; weight
+/// gradients along the longer side, by rows or by columns; tiles on or off;
+/// row padding or none), one per distinct [`Effect`]. A single block
+/// leaves only tiles and padding.
 pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
     let mut out: Vec<(Plan, Effect)> = vec![(base, base.effect(shape))];
     let splits = [
@@ -345,22 +371,29 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
         WeightGradSplit::Rows,
         WeightGradSplit::Cols,
     ];
-    for (col_split_rows, big_cols) in splits {
-        for weight_grad_split in grads {
-            for tiles in [false, true] {
-                for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
-                    let p = Plan {
-                        col_split_rows,
-                        big_cols,
-                        big_fwd: big_cols.is_some() || base.big_fwd,
-                        big_bwd: big_cols.is_some() || base.big_bwd,
-                        weight_grad_split,
-                        tiles,
-                        pad_bytes,
-                    };
-                    let e = p.effect(shape);
-                    if !out.iter().any(|(_, f)| *f == e) {
-                        out.push((p, e));
+    // Blocks: one per thread, or fewer (powers of two) for steps too
+    // small to split that far.
+    let mut blocks = vec![base.blocks, 0];
+    blocks.extend((0..).map(|e| 1usize << e).take_while(|&b| b < shape.blocks));
+    for &blocks in &blocks {
+        for (col_split_rows, big_cols) in splits {
+            for weight_grad_split in grads {
+                for tiles in [false, true] {
+                    for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
+                        let p = Plan {
+                            col_split_rows,
+                            big_cols,
+                            big_fwd: big_cols.is_some() || base.big_fwd,
+                            big_bwd: big_cols.is_some() || base.big_bwd,
+                            weight_grad_split,
+                            tiles,
+                            pad_bytes,
+                            blocks,
+                        };
+                        let e = p.effect(shape);
+                        if !out.iter().any(|(_, f)| *f == e) {
+                            out.push((p, e));
+                        }
                     }
                 }
             }
@@ -398,6 +431,7 @@ mod tests {
             ("MLP_GW_SPLIT", "cols"),
             ("MLP_TILES", "1"),
             ("MLP_PAD_BYTES", "0"),
+            ("MLP_BLOCKS", "1"),
         ]));
         assert_eq!(
             p,
@@ -409,6 +443,7 @@ mod tests {
                 weight_grad_split: WeightGradSplit::Cols,
                 tiles: true,
                 pad_bytes: 0,
+                blocks: 1,
             }
         );
         let g = base.with_overrides(&env(&[
@@ -417,6 +452,46 @@ mod tests {
             ("MLP_TILES", "yes"),
         ]));
         assert_eq!(g, base);
+    }
+
+    #[test]
+    fn candidates_are_distinct_in_effect_and_include_fewer_blocks() {
+        let shape = |rows, blocks| Shape {
+            widths: vec![784, 512, 512, 256, 128, 10],
+            rows,
+            blocks,
+            threads: blocks,
+            threading: crate::parallel::GemmThreading::Split,
+            elem_bytes: 4,
+        };
+        for (rows, blocks) in [(8, 2), (128, 2), (256, 1), (128, 16)] {
+            let s = shape(rows, blocks);
+            let c = candidates(Plan::default(), &s);
+            assert_eq!(c[0], Plan::default());
+            let effects: Vec<Effect> = c.iter().map(|p| p.effect(&s)).collect();
+            for (i, e) in effects.iter().enumerate() {
+                assert!(
+                    !effects[..i].contains(e),
+                    "{rows}x{blocks}: {} repeats",
+                    c[i]
+                );
+            }
+            // Nearest first.
+            let d: Vec<usize> = c[1..].iter().map(|p| Plan::default().distance(p)).collect();
+            assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+            let mut bl: Vec<usize> = effects.iter().map(|e| e.blocks).collect();
+            bl.sort_unstable();
+            bl.dedup();
+            let want: Vec<usize> = match blocks {
+                1 => vec![1],
+                2 => vec![1, 2],
+                _ => vec![1, 2, 4, 8, 16],
+            };
+            assert_eq!(bl, want, "{rows}x{blocks}");
+        }
+        // One block: only tiles and padding can differ (this net's rows
+        // are 2 KiB or less apart: padding changes nothing).
+        assert_eq!(candidates(Plan::default(), &shape(256, 1)).len(), 2);
     }
 
     #[test]

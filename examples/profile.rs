@@ -1,0 +1,108 @@
+//! Where a workload's step time goes at each thread count: per kind of
+//! work (gather, forward, output and loss, back-propagation, weight
+//! gradient, optimizer), waiting at the joins of the parallel regions, and
+//! the serial part between them, in thread-milliseconds per step
+//! ([`mnist_mlp::profile`]).
+//!
+//!     MNIST_DIR=../shared/datasets/mnist cargo run --release --example profile -- T5 1 2
+//!
+//! Each thread count: one warm-up epoch, then `EPOCHS` (default 2) profiled
+//! epochs, under the plan `--plan auto` would choose (MNIST_MLP_PLAN pins
+//! one). With `n` threads a step of wall time S gives n x S thread-ms; the
+//! row "ideal" is the 1-thread figure over n.
+
+use std::time::Instant;
+
+use mnist_mlp::data::{load_dir, LoadOptions};
+use mnist_mlp::parallel::{GemmThreading, Threads};
+use mnist_mlp::plan::Choice;
+use mnist_mlp::profile::{self, WORK};
+use mnist_mlp::workloads::{synthetic, Workload};
+
+#[global_allocator]
+static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePageAlloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let w = Workload::find(args.first().map_or("T5", |s| s.as_str())).expect("a workload T1..T6");
+    let counts: Vec<usize> = if args.len() > 1 {
+        args[1..]
+            .iter()
+            .map(|s| s.parse().expect("thread counts"))
+            .collect()
+    } else {
+        vec![1, 2]
+    };
+    let epochs: usize = std::env::var("EPOCHS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let train = match std::env::var_os("MNIST_DIR") {
+        Some(d) => {
+            load_dir(d.as_ref(), &LoadOptions::default())
+                .expect("MNIST")
+                .train
+        }
+        None => {
+            eprintln!("MNIST_DIR not set: synthetic data");
+            synthetic(60_000, 0)
+        }
+    };
+    let choice = Choice::from_flag(None).expect("MNIST_MLP_PLAN");
+    println!(
+        "{} ({}), {} epochs profiled per thread count; {}; {}",
+        w.id,
+        w.layers,
+        epochs,
+        mnist_mlp::plan::cache::cpu_model(),
+        mnist_mlp::blas::config()
+    );
+    let mut rows: Vec<(usize, f64, Vec<f64>, f64, f64)> = Vec::new();
+    for &n in &counts {
+        let threads = Threads::new(n, GemmThreading::Split).expect("threads");
+        let mut model = w.model(0);
+        let (mut tr, chosen) = w
+            .trainer(&model, &train, &threads, 0, &choice, 1000)
+            .expect("trainer");
+        println!("{n} threads: {}", chosen.line());
+        let noop = |_: usize| {};
+        tr.train_epoch(&mut model, &train, &noop).expect("finite");
+        profile::enable(true);
+        let t = Instant::now();
+        for _ in 0..epochs {
+            tr.train_epoch(&mut model, &train, &noop).expect("finite");
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let p = profile::snapshot();
+        profile::enable(false);
+        let steps = (tr.steps_per_epoch() * epochs) as f64;
+        let ms = |s: f64| s / steps * 1e3;
+        let busy: Vec<f64> = p.busy.iter().map(|(_, s)| ms(*s)).collect();
+        let serial = ms((wall - p.region_wall) * n as f64);
+        rows.push((n, ms(wall), busy, ms(p.waiting()), serial));
+    }
+    let mut head = String::from("| threads | step wall ms | thread-ms per step |");
+    for w in WORK {
+        head += &format!(" {} |", w.name());
+    }
+    head += " waiting at joins | serial (outside regions) |";
+    println!("{head}");
+    println!("{}", "| --- ".repeat(5 + WORK.len()) + "|");
+    let one = rows.iter().find(|r| r.0 == 1).cloned();
+    for (n, wall, busy, wait, serial) in &rows {
+        let mut line = format!("| {n} | {wall:.3} | {:.3} |", wall * *n as f64);
+        for b in busy {
+            line += &format!(" {b:.3} |");
+        }
+        line += &format!(" {wait:.3} | {serial:.3} |");
+        println!("{line}");
+        if let (Some(o), true) = (&one, *n > 1) {
+            let mut ideal = format!("| {n}, ideal | {:.3} | {:.3} |", o.1 / *n as f64, o.1);
+            for b in &o.2 {
+                ideal += &format!(" {b:.3} |");
+            }
+            ideal += &format!(" {:.3} | {:.3} |", o.3, o.4);
+            println!("{ideal}");
+        }
+    }
+}
