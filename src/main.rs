@@ -309,6 +309,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// `println!` for the short commands: standard output closed by its reader
+/// (`mnist-mlp info | head -2`) ends the command quietly (exit 0); any other
+/// failure to write it (`eval > /dev/full`) is an error, exit 1. Never a
+/// panic. (`train` writes through [`Console`], which keeps training.)
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout().lock(), $($t)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+/// Ends the process after a failed write to standard output.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
+/// Writes a line to standard output for `train`, whose run must not be
+/// lost to its console: a closed or failing stdout is reported once on
+/// stderr and the run goes on (checkpoints, `--metrics-out` and `--plot`
+/// are still written). Returns whether stdout still works.
+fn train_out(ok: &mut bool, line: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    if !*ok {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+        *ok = false;
+        eprintln!("warning: standard output failed ({e}); training goes on, and its files (--save, --metrics-out, --plot) are still written");
+    }
+}
+
 /// What `train` shows: report lines on stdout (stderr under `--json`),
 /// notices on stderr, a progress bar per epoch on a terminal, and the
 /// `--json` lines.
@@ -316,6 +363,8 @@ struct Console {
     json: bool,
     bars: bool,
     bar: ProgressBar,
+    /// Standard output still works.
+    stdout_ok: bool,
 }
 
 impl mnist_mlp::run::Observer for Console {
@@ -328,7 +377,7 @@ impl mnist_mlp::run::Observer for Console {
         if self.json {
             eprintln!("{line}")
         } else {
-            println!("{line}")
+            train_out(&mut self.stdout_ok, &line)
         }
     }
     fn note(&mut self, line: &str) {
@@ -358,7 +407,7 @@ impl mnist_mlp::run::Observer for Console {
     }
     fn epoch_end(&mut self, r: &EpochReport) {
         if self.json {
-            println!("{}", mnist_mlp::run::epoch_json(r));
+            train_out(&mut self.stdout_ok, &mnist_mlp::run::epoch_json(r));
         }
     }
 }
@@ -375,12 +424,13 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         json: false,
         bars: std::io::stderr().is_terminal(),
         bar: ProgressBar::hidden(),
+        stdout_ok: true,
     };
     let outcome = mnist_mlp::run::train(&req, &mut console)?;
     if console.json {
         let mut s = serde_json::to_value(&outcome.summary)?;
         s["event"] = "summary".into();
-        println!("{s}");
+        train_out(&mut console.stdout_ok, &s);
     }
     Ok(())
 }

@@ -97,6 +97,10 @@ pub enum Source {
     Env,
     /// The cache's entry for this machine and shape.
     Cached { path: PathBuf, entry: Entry },
+    /// Not measured: a step (at least `step_s` seconds) is too long to
+    /// time the candidates within this run's budget; `mnist-mlp tune`
+    /// measures it with a budget of its own and caches the choice.
+    TooLong { step_s: f64 },
     /// Measured now (and cached at `cached`, if it could be written).
     Measured {
         measured: Box<Measured>,
@@ -125,6 +129,9 @@ impl Chosen {
                 entry.candidates,
                 path.display()
             ),
+            Source::TooLong { step_s } => format!(
+                "the built-in plan: a step takes {step_s:.2} s or more, too long to time the candidates within 2% of this run; `mnist-mlp tune` measures it once and caches the choice"
+            ),
             Source::Measured { measured, cached } => format!(
                 "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}",
                 measured.candidates.len(),
@@ -151,6 +158,7 @@ impl Chosen {
             Source::Default => ("default", 0.0, None),
             Source::Env => ("environment", 0.0, None),
             Source::Cached { entry, .. } => ("cached", 0.0, Some(entry.speedup)),
+            Source::TooLong { .. } => ("default (step too long to measure)", 0.0, None),
             Source::Measured { measured, .. } => (
                 "measured",
                 measured.seconds,
@@ -165,6 +173,10 @@ impl Chosen {
         })
     }
 }
+
+/// A per-core f32 rate above what current CPUs sustain (FLOP/s), for the
+/// lower bound of a step's time that decides whether measuring can fit.
+pub const OPTIMISTIC_FLOPS_PER_CORE: f64 = 250e9;
 
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
 /// machine and shape (`model`'s widths, `rows` per step, `threads`), else
@@ -201,6 +213,13 @@ pub fn choose(
     let shape = shape_of(model, rows, threads);
     let key = cache::key(&shape);
     let mut warnings = Vec::new();
+    let unmeasured = |source: Source, warnings: Vec<String>| -> Chosen {
+        Chosen {
+            plan: Plan::default(),
+            source,
+            warnings,
+        }
+    };
     if let Some(path) = cache_path {
         let (file, warning) = cache::load(path);
         warnings.extend(warning);
@@ -214,6 +233,14 @@ pub fn choose(
                 warnings,
             };
         }
+    }
+    // A step's time at a rate few CPUs reach per core: when even two
+    // candidates could not be timed within the budget at that rate (a
+    // full-batch run of a few steps), nothing is measured.
+    let optimistic = rows as f64 * model.spec.train_flops_per_sample() as f64
+        / (threads.n() as f64 * OPTIMISTIC_FLOPS_PER_CORE);
+    if 2.0 * (2.0 + super::search::ROUNDS as f64) * optimistic > budget(optimistic) {
+        return unmeasured(Source::TooLong { step_s: optimistic }, warnings);
     }
     let measured = measure(model, opt, rows, train, threads, Plan::default(), budget);
     let entry = Entry {

@@ -64,10 +64,10 @@ pub fn shape_of(model: &Mlp<f32>, rows: usize, threads: &Threads) -> Shape {
 
 /// The default budget of a run's measurement (seconds), for a step of
 /// `step_s` seconds in a run of `steps` steps: 2% of the run's estimated
-/// training time, at least 0.25 s (a short run's choice still needs a few
+/// training time, at least 0.1 s (a short run's choice still needs a few
 /// samples per candidate), never a second or more.
 pub fn run_budget(step_s: f64, steps: usize) -> f64 {
-    (0.02 * step_s * steps as f64).clamp(0.25, 0.95)
+    (0.02 * step_s * steps as f64).clamp(0.1, 0.9)
 }
 
 /// Times every candidate of [`candidates`]`(base, shape)` on `model`'s
@@ -129,11 +129,14 @@ pub fn measure(
                 );
             }
         };
-        // One step of the base: first touches of the data and the
-        // weights, and the estimate that sizes the candidate list.
+        // Two steps of the base: the first touches the data, the weights
+        // and the buffers; the second estimates a step, which sizes the
+        // budget and the candidate list.
         let t = Instant::now();
         step(base, 1, &mut spaces);
-        let est = t.elapsed().as_secs_f64().max(1e-9);
+        let t1 = Instant::now();
+        step(base, 1, &mut spaces);
+        let est = t1.elapsed().as_secs_f64().max(1e-9);
         let limit = budget(est);
         // The warm-up (one step each) may take at most a third of the budget.
         let fit = ((limit / 3.0 / est).floor() as usize).max(1);
@@ -141,10 +144,13 @@ pub fn measure(
             left_out = cands.len() - fit;
             cands.truncate(fit);
         }
+        if cands.len() == 1 {
+            return super::search::Outcome::unmeasured(1);
+        }
         let clock = Wall::new();
         let spent = t.elapsed().as_secs_f64();
         let cands = &cands;
-        search(cands.len(), &|e| budget(e) - spent, &clock, &mut |i, k| {
+        search(cands.len(), &|_| limit - spent, &clock, &mut |i, k| {
             step(cands[i], k, &mut spaces)
         })
     });

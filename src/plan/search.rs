@@ -6,8 +6,9 @@
 //! - warms every candidate up with one step (first touches of its buffers,
 //!   caches), whose time also estimates a step's;
 //! - times *samples*: `k` consecutive steps of one candidate, `k` chosen so
-//!   that a sample lasts at least [`MIN_SAMPLE_S`]; a sample's figure is its
-//!   time over `k`;
+//!   that a sample lasts at least [`MIN_SAMPLE_S`], after one untimed step
+//!   (switching candidates leaves the previous one's buffers in the
+//!   caches); a sample's figure is its time over `k`;
 //! - interleaves: in each round every surviving candidate takes one sample,
 //!   in an order rotated from round to round, so a slow spell of the machine
 //!   falls on each candidate in turn;
@@ -112,6 +113,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Nothing timed: the base (candidate 0) of `n`.
+    pub fn unmeasured(n: usize) -> Self {
+        Self {
+            timings: vec![
+                Timing {
+                    samples: Vec::new(),
+                    levels: 0,
+                };
+                n
+            ],
+            chosen: 0,
+            steps_per_sample: 0,
+            steps: 0,
+            seconds: 0.0,
+        }
+    }
+
     /// How much faster the chosen candidate's fastest sample is than the
     /// base's (1.0 when the base is chosen, or nothing was timed).
     pub fn speedup(&self) -> f64 {
@@ -157,7 +175,8 @@ pub fn search(
     let k = ((MIN_SAMPLE_S / est).ceil() as usize).max(1);
     let budget = budget(est);
     let mut alive: Vec<usize> = (0..n).collect();
-    let mut per_sample = est * k as f64;
+    // Seconds a sample takes, its untimed step included.
+    let mut per_sample = est * (k + 1) as f64;
     let mut rotation = 0;
     let mut level = 0;
     while alive.len() > 1 {
@@ -182,12 +201,15 @@ pub fn search(
         for _ in 0..rounds {
             for j in 0..alive.len() {
                 let i = alive[(j + rotation) % alive.len()];
+                // One untimed step first: the candidate before this one
+                // left its own buffers in the caches.
+                step(i, 1);
                 let t = clock.seconds();
                 step(i, k);
                 timings[i].samples.push((clock.seconds() - t) / k as f64);
             }
             rotation += 1;
-            steps += alive.len() * k;
+            steps += alive.len() * (k + 1);
         }
         for &i in &alive {
             timings[i].levels += 1;
@@ -306,9 +328,10 @@ mod tests {
         assert_eq!(o.chosen, 1);
         // A budget too small for a full level shortens the first one; too
         // small for one round leaves the base.
-        // (Warm-up 1.05 s; a round is estimated at 0.9 s.)
-        let (o, spent) = run(&[0.1, 0.05, 0.2], 0, 1.0, 2.0);
-        assert!(spent <= 2.0, "{spent}");
+        // (Warm-up 1.05 s; a round, untimed steps included, is estimated
+        // at 1.8 s and takes 0.7 s.)
+        let (o, spent) = run(&[0.1, 0.05, 0.2], 0, 1.0, 3.0);
+        assert!(spent <= 3.0, "{spent}");
         assert_eq!(
             o.timings[1].samples.len(),
             3,
@@ -333,7 +356,7 @@ mod tests {
         assert_eq!(o.timings[0].samples.len(), FINAL_ROUNDS);
         assert!(spent <= 1.0);
         // A tight budget: ROUNDS if they fit.
-        let (o, _) = run(&[1e-2, 0.9e-2], 0, 1.0, 0.25);
+        let (o, _) = run(&[1e-2, 0.9e-2], 0, 1.0, 0.45);
         assert_eq!(o.timings[1].samples.len(), ROUNDS, "{o:?}");
     }
 
