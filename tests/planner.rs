@@ -147,6 +147,22 @@ fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
         "--config repeats the run's bits"
     );
 
+    // A resumed run keeps the checkpoint's plan: nothing measured, even
+    // with nothing cached.
+    let (out, _) = run(
+        &mut auto(&fresh),
+        &["train", "--resume", &s(&save), "--epochs", "2", "--quiet"],
+    );
+    assert!(plan_line(&out).contains("(given)"), "{out}");
+    assert!(!fresh.exists());
+    let resumed_toml = std::fs::read_to_string(save.with_extension("toml")).unwrap();
+    let plan_of = |t: &str| t[t.find("[plan]").unwrap()..].to_string();
+    assert_eq!(
+        plan_of(&resumed_toml),
+        plan_of(&toml),
+        "the same [plan] recorded"
+    );
+
     // A corrupt cache: a warning, a new measurement, the file rewritten.
     std::fs::write(&file, "{\"program\": \"mnist-mlp\", \"entr").unwrap();
     let (out, err) = run(&mut auto(&cache), &args(&train(&b, &[])));
