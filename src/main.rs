@@ -844,8 +844,15 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         threads.policy(),
         a.budget
     );
-    let m = measure::measure(&model, &opt, rows, &train, &threads, base, &|_| a.budget);
-    let shape = measure::shape_of(&model, rows, &threads);
+    let target = measure::Target {
+        model: &model,
+        opt: &opt,
+        rows,
+        train: &train,
+        threads: &threads,
+    };
+    let m = measure::measure(target, base, &|_| a.budget);
+    let shape = target.shape();
     let key = cache::key(&shape);
     let stored = match cache::path() {
         Some(p) => match cache::store(

@@ -440,15 +440,14 @@ impl<'t> Session<'t> {
         // (the run's own state is not touched).
         let rows = settings.batch.rows(splits.train.len());
         let steps = trainer.steps_per_epoch() * cfg.epochs.saturating_sub(trainer.epoch).max(1);
-        let chosen = crate::plan::choose::for_run(
-            &choice,
-            &model,
-            &settings.opt,
+        let target = crate::plan::measure::Target {
+            model: &model,
+            opt: &settings.opt,
             rows,
-            &splits.train,
+            train: &splits.train,
             threads,
-            steps,
-        );
+        };
+        let chosen = crate::plan::choose::for_run(&choice, target, steps);
         for w in &chosen.warnings {
             obs.note(w);
         }

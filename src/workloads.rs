@@ -162,8 +162,17 @@ impl Workload {
         let opt = OptConfig::new(self.opt, self.lr);
         let mut tr = Trainer::new(model, train.len(), self.batch, opt.clone(), seed, threads)?;
         let rows = self.batch.rows(train.len());
-        let chosen =
-            crate::plan::choose::for_run(choice, model, &opt, rows, train, threads, runs_steps);
+        let chosen = crate::plan::choose::for_run(
+            choice,
+            crate::plan::measure::Target {
+                model,
+                opt: &opt,
+                rows,
+                train,
+                threads,
+            },
+            runs_steps,
+        );
         tr.set_plan(chosen.plan);
         Ok((tr, chosen))
     }

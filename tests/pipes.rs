@@ -46,15 +46,21 @@ fn a_closed_or_full_stdout_never_panics_and_never_loses_a_run() {
     // train: the console is gone from the first line on; the run is not.
     let save = d.path().join("m.safetensors");
     let metrics = d.path().join("m.jsonl");
-    let out = with_closed_stdout(&[
-        "train",
-        "--data-dir",
-        &data,
-        "--hidden",
-        "16",
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data-dir",
+            &data,
+            "--hidden",
+            "16",
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        with_closed_stdout(&args)
+    };
+    let out = train(&[
         "--epochs",
-        "2",
-        "--threads",
         "2",
         "--save",
         &s(&save),
@@ -69,16 +75,7 @@ fn a_closed_or_full_stdout_never_panics_and_never_loses_a_run() {
     let lines = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(lines.lines().count(), 2, "every epoch recorded: {lines}");
     // The same with --json (the epoch lines go to stdout too).
-    let out = with_closed_stdout(&[
-        "train",
-        "--data-dir",
-        &data,
-        "--hidden",
-        "16",
-        "--epochs",
-        "1",
-        "--json",
-    ]);
+    let out = train(&["--epochs", "1", "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -31,6 +31,32 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(|a| a.as_str()).collect()
 }
 
+/// `MLP_*` overrides in the environment: the planner does not measure.
+fn overrides_set() -> bool {
+    let set = std::env::vars().any(|(k, _)| k.starts_with("MLP_"));
+    if set {
+        println!("MLP_* overrides set: the planner does not measure; skipped");
+    }
+    set
+}
+
+/// `train` of a 784-64-32-10 net at batch 8 for one epoch on `data`.
+fn small_run(data: &Path, extra: &[&str]) -> Vec<String> {
+    let d = s(data);
+    let base = [
+        "train",
+        "--data-dir",
+        &d,
+        "--hidden",
+        "64,32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+    ];
+    base.iter().chain(extra).map(|a| a.to_string()).collect()
+}
+
 fn plan_line(stdout: &str) -> &str {
     stdout
         .lines()
@@ -40,33 +66,14 @@ fn plan_line(stdout: &str) -> &str {
 
 #[test]
 fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
-    if std::env::vars().any(|(k, _)| k.starts_with("MLP_")) {
-        println!("MLP_* overrides set: the planner does not measure; skipped");
+    if overrides_set() {
         return;
     }
     let (d, data) = workdir(3000, 500);
     let cache = d.path().join("cache");
     let save = d.path().join("a.safetensors");
     let train = |save: &Path, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "train",
-            "--data-dir",
-            &s(&data),
-            "--hidden",
-            "64,32",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "1",
-            "--threads",
-            "2",
-            "--quiet",
-            "--save",
-            &s(save),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+        let mut v = small_run(&data, &["--threads", "2", "--quiet", "--save", &s(save)]);
         v.extend(extra.iter().map(|a| a.to_string()));
         v
     };
@@ -193,8 +200,7 @@ fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
 
 #[test]
 fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
-    if std::env::vars().any(|(k, _)| k.starts_with("MLP_")) {
-        println!("MLP_* overrides set; skipped");
+    if overrides_set() {
         return;
     }
     let (d, data) = workdir(2000, 200);
@@ -230,20 +236,7 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
     assert!(cache.join("mnist-mlp/plans.json").exists());
     let (out, _) = run(
         &mut common::bin(),
-        &[
-            "train",
-            "--data-dir",
-            &s(&data),
-            "--hidden",
-            "64,32",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--plan",
-            &s(&plan),
-        ],
+        &args(&small_run(&data, &["--quiet", "--plan", &s(&plan)])),
     );
     assert!(plan_line(&out).contains("(given)"), "{out}");
     let err = common::fails(&["tune", "--workload", "T9", "--synthetic"]);

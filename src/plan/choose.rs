@@ -14,12 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use super::cache::{self, Entry};
-use super::measure::{measure, run_budget, shape_of, Measured};
+use super::measure::{measure, run_budget, Measured, Target};
 use super::Plan;
-use crate::data::Dataset;
-use crate::nn::Mlp;
-use crate::optim::OptConfig;
-use crate::parallel::Threads;
 
 /// The environment variable read when `--plan` is not given.
 pub const ENV: &str = "MNIST_MLP_PLAN";
@@ -179,20 +175,22 @@ impl Chosen {
 pub const OPTIMISTIC_FLOPS_PER_CORE: f64 = 250e9;
 
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
-/// machine and shape (`model`'s widths, `rows` per step, `threads`), else
-/// a measurement on `train` with `opt` within `budget(step_seconds)`
-/// seconds, then cached. `cache_path`: the cache file (`None`: no cache).
-#[allow(clippy::too_many_arguments)]
+/// machine and `target`'s shape, else a measurement of `target` within
+/// `budget(step_seconds)` seconds, then cached. `cache_path`: the cache
+/// file (`None`: no cache).
 pub fn choose(
     choice: &Choice,
-    model: &Mlp<f32>,
-    opt: &OptConfig,
-    rows: usize,
-    train: &Dataset,
-    threads: &Threads,
+    target: Target,
     cache_path: Option<&Path>,
     budget: &(dyn Fn(f64) -> f64 + Sync),
 ) -> Chosen {
+    let Target {
+        model,
+        rows,
+        train,
+        threads,
+        ..
+    } = target;
     let done = |plan, source| Chosen {
         plan,
         source,
@@ -210,7 +208,7 @@ pub fn choose(
     if crate::train::check_dataset(model, train, "training set").is_err() || train.is_empty() {
         return done(Plan::default(), Source::Default);
     }
-    let shape = shape_of(model, rows, threads);
+    let shape = target.shape();
     let key = cache::key(&shape);
     let mut warnings = Vec::new();
     let unmeasured = |source: Source, warnings: Vec<String>| -> Chosen {
@@ -242,7 +240,7 @@ pub fn choose(
     if 2.0 * (2.0 + super::search::ROUNDS as f64) * optimistic > budget(optimistic) {
         return unmeasured(Source::TooLong { step_s: optimistic }, warnings);
     }
-    let measured = measure(model, opt, rows, train, threads, Plan::default(), budget);
+    let measured = measure(target, Plan::default(), budget);
     let entry = Entry {
         plan: measured.plan(),
         speedup: measured.outcome.speedup(),
@@ -268,34 +266,18 @@ pub fn choose(
 
 /// [`choose`] for a training run of `steps` steps, with the cache of this
 /// user ([`cache::path`]) and the run budget ([`run_budget`]).
-pub fn for_run(
-    choice: &Choice,
-    model: &Mlp<f32>,
-    opt: &OptConfig,
-    rows: usize,
-    train: &Dataset,
-    threads: &Threads,
-    steps: usize,
-) -> Chosen {
+pub fn for_run(choice: &Choice, target: Target, steps: usize) -> Chosen {
     let path = cache::path();
-    choose(
-        choice,
-        model,
-        opt,
-        rows,
-        train,
-        threads,
-        path.as_deref(),
-        &|e| run_budget(e, steps),
-    )
+    choose(choice, target, path.as_deref(), &|e| run_budget(e, steps))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::Mlp;
     use crate::nn::{Init, Loss, NetSpec};
-    use crate::optim::OptKind;
-    use crate::parallel::GemmThreading;
+    use crate::optim::{OptConfig, OptKind};
+    use crate::parallel::{GemmThreading, Threads};
 
     #[test]
     fn plan_files_take_a_plan_table_or_bare_keys() {
@@ -335,8 +317,14 @@ mod tests {
         let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
         let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
         let opt = OptConfig::new(OptKind::Sgd, 0.1);
-        let go =
-            |p: Option<&Path>| choose(&Choice::Auto, &model, &opt, 8, &data, &threads, p, &|_| 0.2);
+        let target = Target {
+            model: &model,
+            opt: &opt,
+            rows: 8,
+            train: &data,
+            threads: &threads,
+        };
+        let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.2);
         if Plan::env_overridden() {
             assert!(matches!(go(Some(&path)).source, Source::Env));
             return;
@@ -391,27 +379,9 @@ mod tests {
             tiles: true,
             ..Plan::default()
         };
-        let c = choose(
-            &Choice::Pinned(pinned),
-            &model,
-            &opt,
-            8,
-            &data,
-            &threads,
-            None,
-            &|_| 0.2,
-        );
-        assert_eq!(c.plan, pinned);
-        let c = choose(
-            &Choice::Default,
-            &model,
-            &opt,
-            8,
-            &data,
-            &threads,
-            None,
-            &|_| 0.2,
-        );
+        let with = |c: &Choice| choose(c, target, None, &|_| 0.2);
+        assert_eq!(with(&Choice::Pinned(pinned)).plan, pinned);
+        let c = with(&Choice::Default);
         assert_eq!(c.plan, Plan::default());
     }
 }

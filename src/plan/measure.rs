@@ -50,6 +50,24 @@ impl Measured {
     }
 }
 
+/// What the planner times: a training step of `model`'s network with
+/// `rows` rows of `train` per step, optimizer `opt`, on `threads`.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub model: &'a Mlp<f32>,
+    pub opt: &'a OptConfig,
+    pub rows: usize,
+    pub train: &'a Dataset,
+    pub threads: &'a Threads,
+}
+
+impl Target<'_> {
+    /// The step's shape.
+    pub fn shape(&self) -> Shape {
+        shape_of(self.model, self.rows, self.threads)
+    }
+}
+
 /// The shape a run with `model`, `rows` rows per step and `threads` has.
 pub fn shape_of(model: &Mlp<f32>, rows: usize, threads: &Threads) -> Shape {
     Shape {
@@ -70,20 +88,19 @@ pub fn run_budget(step_s: f64, steps: usize) -> f64 {
     (0.02 * step_s * steps as f64).clamp(0.1, 0.9)
 }
 
-/// Times every candidate of [`candidates`]`(base, shape)` on `model`'s
-/// network (a copy), `rows` rows per step of `train`, optimizer `opt` and
-/// `threads`, within `budget(step_seconds)` seconds, and chooses one.
-pub fn measure(
-    model: &Mlp<f32>,
-    opt: &OptConfig,
-    rows: usize,
-    train: &Dataset,
-    threads: &Threads,
-    base: Plan,
-    budget: &(dyn Fn(f64) -> f64 + Sync),
-) -> Measured {
+/// Times every candidate of [`candidates`]`(base, shape)` on `target`
+/// (a copy of its model) within `budget(step_seconds)` seconds, and
+/// chooses one.
+pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync)) -> Measured {
     let t0 = Instant::now();
-    let shape = shape_of(model, rows, threads);
+    let Target {
+        model,
+        opt,
+        rows,
+        train,
+        threads,
+    } = target;
+    let shape = target.shape();
     let mut cands = candidates(base, &shape);
     let n = train.len();
     let rows = rows.clamp(1, n.max(1));
@@ -177,7 +194,14 @@ mod tests {
         let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
         let before = model.clone();
         let opt = OptConfig::new(OptKind::Adam, 1e-3);
-        let m = measure(&model, &opt, 8, &data, &threads, Plan::default(), &|_| 0.3);
+        let target = Target {
+            model: &model,
+            opt: &opt,
+            rows: 8,
+            train: &data,
+            threads: &threads,
+        };
+        let m = measure(target, Plan::default(), &|_| 0.3);
         assert!(m.candidates.len() > 1, "batch 8 on 2 threads has choices");
         assert_eq!(m.candidates[0], Plan::default());
         assert!(m.seconds < 1.0, "{}", m.seconds);
@@ -189,9 +213,7 @@ mod tests {
         let w = |m: &Mlp<f32>| m.layers.iter().map(|l| l.w.sum()).collect::<Vec<_>>();
         assert_eq!(w(&model), w(&before), "the run's model is not touched");
         // A budget too small for one step each keeps the nearest candidates.
-        let m = measure(&model, &opt, 8, &data, &threads, Plan::default(), &|e| {
-            e * 3.5
-        });
+        let m = measure(target, Plan::default(), &|e| e * 3.5);
         assert_eq!(m.candidates.len(), 1, "{:?}", m.candidates);
         assert!(m.left_out > 0);
         assert_eq!(m.plan(), Plan::default());
