@@ -58,7 +58,7 @@ pub struct RunConfig {
     #[arg(long, default_value = "128", value_name = "N|full")]
     pub batch_size: String,
     /// Total passes over the training set (with --resume: the total, including the epochs already done).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = int_flag::<usize>)]
     pub epochs: usize,
     /// Learning-rate schedule: constant, step:EPOCHS:GAMMA, cosine, cosine:WARMUP_EPOCHS, onecycle.
     #[arg(long, default_value = "cosine")]
@@ -89,20 +89,20 @@ pub struct RunConfig {
     #[arg(long, default_value = "auto")]
     pub init: String,
     /// Seed of initialization, shuffling and the validation split.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = int_flag::<u64>)]
     pub seed: u64,
     /// Hold out this many training samples for validation (reported beside test; needed by --patience).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = int_flag::<usize>)]
     pub validation: usize,
     /// Early stopping: stop when the validation loss has not improved for N epochs, and keep the best weights.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = int_flag::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
     /// Early stopping: an improvement must lower the validation loss by more than this.
     #[arg(long, default_value_t = 0.0, value_name = "DELTA")]
     pub min_delta: f64,
     /// Threads for rayon and OpenBLAS together [default: all cores].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = int_flag::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// How matrix products use the threads: `split` (rayon blocks, single-threaded OpenBLAS) or `blas` (OpenBLAS threads).
@@ -122,7 +122,7 @@ pub struct RunConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save: Option<PathBuf>,
     /// With --save: also save after every N epochs (a checkpoint --resume can continue from).
-    #[arg(long, value_name = "N", requires = "save")]
+    #[arg(long, value_name = "N", requires = "save", value_parser = int_flag::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
     /// Write one JSON object per epoch (epoch, losses, accuracies, lr, seconds, samples/s, memory) to this file as the epochs finish (replaced by a new run, continued by --resume).
@@ -144,6 +144,18 @@ pub struct RunConfig {
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::Plan>,
+}
+
+/// An integer flag: a non-negative integer of at most `i64::MAX`, the
+/// largest a TOML file (where a run's settings are saved) can hold.
+pub fn int_flag<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
+    let v: u64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a non-negative integer"))?;
+    if v > i64::MAX as u64 {
+        return Err(format!("{s} is too large (at most {})", i64::MAX));
+    }
+    T::try_from(v).map_err(|_| format!("{s} is too large for this machine"))
 }
 
 #[derive(Parser)]
@@ -291,6 +303,27 @@ impl RunConfig {
         Ok(self.overlay(&file, &keys))
     }
 
+    /// Refuses integers a TOML file cannot hold (above `i64::MAX`: only a
+    /// hand-edited JSON configuration, such as a checkpoint's, can have them).
+    pub fn check_integers(&self) -> Result<(), ConfigError> {
+        let big = |v: u64| v > i64::MAX as u64;
+        let fields: [(&str, Option<u64>); 6] = [
+            ("epochs", Some(self.epochs as u64)),
+            ("seed", Some(self.seed)),
+            ("validation", Some(self.validation as u64)),
+            ("patience", self.patience.map(|v| v as u64)),
+            ("threads", self.threads.map(|v| v as u64)),
+            ("checkpoint_every", self.checkpoint_every.map(|v| v as u64)),
+        ];
+        match fields.iter().find(|(_, v)| v.is_some_and(big)) {
+            Some((k, Some(v))) => Err(ConfigError::Invalid(format!(
+                "`{k}` = {v} is too large (at most {})",
+                i64::MAX
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The keys on which `self` and `other` differ.
     pub fn differing_keys(&self, other: &RunConfig) -> Vec<String> {
         let (a, b) = (to_table(self), to_table(other));
@@ -385,6 +418,7 @@ impl RunConfig {
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".into());
         }
+        schedule.check_run(self.epochs)?;
         if self.checkpoint_every == Some(0) {
             return Err("--checkpoint-every must be at least 1".into());
         }
@@ -445,6 +479,24 @@ fn location(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_a_toml_file_cannot_hold_are_refused() {
+        let c = RunConfig {
+            seed: u64::MAX,
+            ..RunConfig::default()
+        };
+        let e = c.check_integers().unwrap_err().to_string();
+        assert!(e.contains("`seed`") && e.contains("too large"), "{e}");
+        assert!(RunConfig::default().check_integers().is_ok());
+        assert_eq!(int_flag::<usize>("12"), Ok(12));
+        assert!(int_flag::<u64>("9223372036854775808")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(int_flag::<u64>("-1")
+            .unwrap_err()
+            .contains("not a non-negative integer"));
+    }
 
     #[test]
     fn defaults_come_from_the_flags() {

@@ -182,6 +182,8 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
                 p.display()
             ))
         })?;
+        c.check_integers()
+            .map_err(|e| RunError::Config(format!("--resume {}: {e}", p.display())))?;
         base = c.clone();
         resumed = Some((l, c));
     }

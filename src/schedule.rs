@@ -45,7 +45,9 @@ impl Schedule {
             ["cosine", w] => Schedule::Cosine { warmup: num(w, "warm-up epochs")? },
             ["onecycle" | "one-cycle" | "one_cycle"] => Schedule::OneCycle,
             ["step", e, g] => {
-                let every = num(e, "epochs per step")? as usize;
+                let every: usize = e.parse().map_err(|_| {
+                    format!("--schedule {s}: `{e}` is not a whole number of epochs (epochs per step)")
+                })?;
                 if every == 0 {
                     return Err(format!("--schedule {s}: the step interval must be at least 1 epoch"));
                 }
@@ -55,6 +57,18 @@ impl Schedule {
         })
     }
 
+    /// Refuses a schedule that cannot run as written in a run of `epochs`
+    /// epochs: a warm-up as long as the run or longer (the rate would
+    /// never reach its peak).
+    pub fn check_run(&self, epochs: usize) -> Result<(), ScheduleError> {
+        match *self {
+            Schedule::Cosine { warmup } if warmup >= epochs as f64 => Err(ScheduleError(format!(
+                "--schedule cosine:{warmup}: the warm-up ({warmup} epochs) must be shorter than the run (--epochs {epochs}), or the rate never reaches its peak"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Learning rate for 0-based `step` of `total` steps, `per_epoch` steps an epoch.
     pub fn lr(&self, base: f64, step: u64, total: u64, per_epoch: u64) -> f64 {
         let total = total.max(1) as f64;
@@ -62,7 +76,8 @@ impl Schedule {
         match *self {
             Schedule::Constant => base,
             Schedule::Step { every, gamma } => {
-                base * gamma.powi((step / (every as u64 * per_epoch.max(1))) as i32)
+                let interval = (every as u64).saturating_mul(per_epoch.max(1));
+                base * gamma.powi((step / interval).min(i32::MAX as u64) as i32)
             }
             Schedule::Cosine { warmup } => {
                 let w = warmup * per_epoch as f64;
@@ -107,6 +122,16 @@ mod tests {
         assert!((o.lr(1.0, 30, 100, 10) - 1.0).abs() < 1e-12);
         assert!(o.lr(1.0, 100, 100, 10) < 1e-3);
         assert!(Schedule::parse("step:0:0.5").is_err());
+        assert!(Schedule::parse("step:2.5:0.5").is_err(), "whole epochs");
+        // A huge interval: the base rate, no overflow or division by zero.
+        let h = Schedule::parse("step:9223372036854775808:0.5").unwrap();
+        assert_eq!(h.lr(1.0, 1_000_000, 2_000_000, 60), 1.0);
+        assert!(Schedule::parse("cosine:10").unwrap().check_run(6).is_err());
+        assert!(Schedule::parse("cosine:1e308")
+            .unwrap()
+            .check_run(6)
+            .is_err());
+        assert!(Schedule::parse("cosine:1").unwrap().check_run(6).is_ok());
         assert!(Schedule::parse("linear").is_err());
     }
 }

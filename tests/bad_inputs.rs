@@ -344,11 +344,61 @@ fn cli_values_out_of_range_are_refused() {
             vec!["bench", "--workload", "T1", "--epochs", "0"],
             "--epochs must be at least 1",
         ),
+        (
+            vec!["train", "--schedule", "cosine:10", "--epochs", "6"],
+            "must be shorter than the run (--epochs 6)",
+        ),
+        (
+            vec!["train", "--schedule", "cosine:1e308"],
+            "must be shorter than the run",
+        ),
+        (
+            vec!["train", "--schedule", "step:2.5:0.5"],
+            "not a whole number of epochs",
+        ),
     ] {
         let (code, err) = run(d.path(), &args);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+    // Integers a TOML file cannot hold (a run's settings are saved as
+    // TOML): a usage error naming the flag, never a panic.
+    let big = "9223372036854775808";
+    for args in [
+        vec!["train", "--seed", big],
+        vec!["train", "--threads", big],
+        vec!["train", "--validation", big],
+        vec!["train", "--patience", big],
+        vec!["train", "--epochs", big],
+        vec![
+            "train",
+            "--save",
+            "m.safetensors",
+            "--checkpoint-every",
+            big,
+        ],
+    ] {
+        let (code, err) = run(d.path(), &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("too large") && err.contains(args[args.len() - 2]),
+            "{args:?}: {err}"
+        );
+    }
+    // A step interval beyond any run: the base rate throughout, no panic.
+    let step = [
+        "train",
+        "--schedule",
+        "step:9223372036854775808:0.5",
+        "--batch-size",
+        "1000",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+    ];
+    let (code, err) = run(d.path(), &step);
+    assert_eq!(code, 0, "{err}");
     // A tolerance no error can exceed (NaN) or every error exceeds.
     for t in [
         "--tolerance=nan",
