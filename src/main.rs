@@ -304,7 +304,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<mnist_mlp::run::RunError>() {
+                // 128 + SIGINT, as a shell reports an interrupted command.
+                Some(mnist_mlp::run::RunError::Interrupted { .. }) => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -405,6 +409,9 @@ impl mnist_mlp::run::Observer for Console {
     fn epoch_trained(&mut self) {
         self.bar.finish_and_clear();
     }
+    fn stop_requested(&self) -> bool {
+        STOP.load(std::sync::atomic::Ordering::SeqCst)
+    }
     fn epoch_end(&mut self, r: &EpochReport) {
         if self.json {
             train_out(&mut self.stdout_ok, &mnist_mlp::run::epoch_json(r));
@@ -412,7 +419,28 @@ impl mnist_mlp::run::Observer for Console {
     }
 }
 
+/// Set by the first Ctrl-C (SIGINT) or SIGTERM during `train`.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ctrl-C or SIGTERM: the first finishes the epoch under way, saves a
+/// resumable checkpoint (with --save) and exits 130; a second exits at once.
+fn stop_on_signals() {
+    let r = ctrlc::set_handler(|| {
+        if STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting now (the last checkpoint written is intact)");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing this epoch, then saving a checkpoint (with --save); press Ctrl-C again to quit at once");
+    });
+    if let Err(e) = r {
+        eprintln!(
+            "warning: cannot catch Ctrl-C ({e}); an interrupt ends the run without a checkpoint"
+        );
+    }
+}
+
 fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
+    stop_on_signals();
     let req = mnist_mlp::run::Request {
         flags: a.run,
         explicit: explicit.to_vec(),

@@ -62,6 +62,16 @@ pub enum RunError {
     /// An output that cannot be written (`what` names the flag and file).
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
+    /// Stopped on request ([`Observer::stop_requested`]) after `epoch`
+    /// epochs, with the checkpoint that resumes it, if any.
+    #[error("interrupted after epoch {epoch}{}", match saved {
+        Some(p) => format!("; resume with: mnist-mlp train --resume {}", p.display()),
+        None => " (nothing saved: the run had no --save)".to_string(),
+    })]
+    Interrupted {
+        epoch: usize,
+        saved: Option<PathBuf>,
+    },
 }
 
 /// What a run tells the person (or program) watching it. Every method has
@@ -83,6 +93,12 @@ pub trait Observer: Sync {
     fn epoch_trained(&mut self) {}
     /// An epoch's record, after its checkpoint (the CLI's `--json` line).
     fn epoch_end(&mut self, _report: &EpochReport) {}
+    /// Whether the run should stop after the epoch under way (the CLI:
+    /// Ctrl-C or SIGTERM); it then saves a resumable checkpoint (with
+    /// `--save`) and ends with [`RunError::Interrupted`].
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -334,6 +350,9 @@ pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError>
         if run.stopped {
             break;
         }
+        if e < run.cfg.epochs && obs.stop_requested() {
+            return Err(run.interrupt(e, obs)?);
+        }
     }
     Ok(run.finish(obs))
 }
@@ -568,6 +587,27 @@ impl<'t> Session<'t> {
         }
         obs.epoch_end(&r);
         self.out.record(&r, &self.history)
+    }
+
+    /// Stops after epoch `e` on request: a resumable checkpoint (with
+    /// `--save`; the epoch's metrics line is already written).
+    fn interrupt(&mut self, e: usize, obs: &mut dyn Observer) -> Result<RunError, RunError> {
+        let saved = match self.cfg.save.clone() {
+            Some(path) => {
+                self.out.save(
+                    &path,
+                    &self.model,
+                    &self.trainer,
+                    self.early.as_ref(),
+                    &self.history,
+                    false,
+                )?;
+                obs.say(&format!("saved {} (epoch {e})", path.display()));
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(RunError::Interrupted { epoch: e, saved })
     }
 
     /// The closing line and the run's figures: those of the model as it
