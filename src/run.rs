@@ -91,7 +91,8 @@ pub trait Observer: Sync {
     fn step(&self, _k: usize, _steps: usize) {}
     /// The epoch's steps are over (before its report, even on an error).
     fn epoch_trained(&mut self) {}
-    /// An epoch's record, after its checkpoint (the CLI's `--json` line).
+    /// An epoch's record, after its metrics line and checkpoint (the CLI's
+    /// `--json` line).
     fn epoch_end(&mut self, _report: &EpochReport) {}
     /// Whether the run should stop after the epoch under way (the CLI:
     /// Ctrl-C or SIGTERM); it then saves a resumable checkpoint (with
@@ -535,7 +536,7 @@ impl<'t> Session<'t> {
     }
 
     /// Trains epoch `e`, evaluates it, applies early stopping, and writes
-    /// the checkpoint (when due), the metrics line and the plot.
+    /// the metrics line and the plot, then the checkpoint (when due).
     fn epoch(&mut self, e: usize, obs: &mut dyn Observer) -> Result<(), RunError> {
         let (epochs, steps) = (self.cfg.epochs, self.trainer.steps_per_epoch());
         obs.epoch_start(e, epochs, steps);
@@ -572,6 +573,10 @@ impl<'t> Session<'t> {
             }
         }
         self.history.push(r.clone());
+        // The metrics line before the checkpoint: a run killed between the
+        // two resumes from the previous checkpoint, which trims the line
+        // and trains the epoch again (the other order would lose it).
+        self.out.record(&r, &self.history)?;
         let every = self.cfg.checkpoint_every.unwrap_or(0);
         let due = e == epochs || self.stopped || (every > 0 && e % every == 0);
         if let Some(path) = self.cfg.save.as_ref().filter(|_| due) {
@@ -586,7 +591,7 @@ impl<'t> Session<'t> {
             obs.say(&format!("saved {} (epoch {e})", path.display()));
         }
         obs.epoch_end(&r);
-        self.out.record(&r, &self.history)
+        Ok(())
     }
 
     /// Stops after epoch `e` on request: a resumable checkpoint (with

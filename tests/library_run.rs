@@ -21,10 +21,33 @@ struct Log {
     steps: AtomicUsize,
     /// After this epoch's checkpoint, copy it from the first path to the second.
     copy_at: Option<(usize, PathBuf, PathBuf)>,
+    /// The run's --metrics-out, and how many checkpoints were checked
+    /// against it.
+    metrics: Option<PathBuf>,
+    checked: usize,
 }
 
 impl Observer for Log {
     fn say(&mut self, line: &str) {
+        // Right after a checkpoint is written, the metrics file already
+        // holds that epoch's line: a kill between the two writes can only
+        // leave a line the resume trims, never a checkpoint without its line.
+        if let (Some(e), Some(m)) = (line.strip_prefix("saved "), &self.metrics) {
+            let epoch: usize = e
+                .rsplit("(epoch ")
+                .next()
+                .unwrap()
+                .trim_end_matches(')')
+                .parse()
+                .unwrap();
+            let text = std::fs::read_to_string(m).unwrap();
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(&format!("\"epoch\":{epoch},"))),
+                "checkpoint of epoch {epoch} written before its metrics line: {text}"
+            );
+            self.checked += 1;
+        }
         self.lines.push(line.to_string());
     }
     fn step(&self, _k: usize, _steps: usize) {
@@ -52,6 +75,7 @@ fn a_library_run_trains_saves_and_resumes_bit_for_bit() {
         no_download: true,
         save: Some(d.path().join(save)),
         checkpoint_every: Some(1),
+        metrics_out: Some(d.path().join(save).with_extension("jsonl")),
         ..RunConfig::default()
     };
     // Every key counts as given, as if each were a flag.
@@ -68,10 +92,15 @@ fn a_library_run_trains_saves_and_resumes_bit_for_bit() {
             d.path().join("a.safetensors"),
             d.path().join("b.safetensors"),
         )),
+        metrics: Some(d.path().join("a.jsonl")),
         ..Log::default()
     };
     let straight = run::train(&req(flags(3, "a.safetensors"), None), &mut log).unwrap();
     assert_eq!(log.epochs, vec![1, 2, 3]);
+    assert_eq!(
+        log.checked, 3,
+        "every checkpoint checked against the metrics"
+    );
     assert_eq!(log.steps.into_inner(), 3 * 2000usize.div_ceil(64));
     assert!(log.lines.last().unwrap().starts_with("done: test accuracy"));
     assert_eq!(straight.summary.epochs, 3);

@@ -79,7 +79,9 @@ fn killed_and_resumed_run_ends_identical_to_an_uninterrupted_one() {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while std::fs::read_to_string(&b_metrics).map_or(true, |m| m.is_empty()) {
+    // (The metrics line is written before its checkpoint: wait for both.)
+    let b_ck = d.path().join("b.safetensors");
+    while std::fs::read_to_string(&b_metrics).map_or(true, |m| m.is_empty()) || !b_ck.exists() {
         assert!(t.elapsed() < Duration::from_secs(60), "no epoch finished");
         std::thread::sleep(Duration::from_millis(1));
     }
