@@ -76,6 +76,8 @@ fn a_library_run_trains_saves_and_resumes_bit_for_bit() {
         save: Some(d.path().join(save)),
         checkpoint_every: Some(1),
         metrics_out: Some(d.path().join(save).with_extension("jsonl")),
+        // Nothing measured here (and the user's plan cache untouched).
+        planner: Some("default".into()),
         ..RunConfig::default()
     };
     // Every key counts as given, as if each were a flag.
