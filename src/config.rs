@@ -56,6 +56,7 @@ pub struct RunConfig {
     pub lr: Option<f64>,
     /// Mini-batch size, or `full` for full-batch gradient descent.
     #[arg(long, default_value = "128", value_name = "N|full")]
+    #[serde(deserialize_with = "count_or_word")]
     pub batch_size: String,
     /// Total passes over the training set (with --resume: the total, including the epochs already done).
     #[arg(long, default_value_t = 6, value_parser = int_flag::<usize>)]
@@ -144,6 +145,24 @@ pub struct RunConfig {
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::Plan>,
+}
+
+/// A config value that is a word (`full`) or a count: `batch_size = 64`
+/// and `batch_size = "64"` both read as `"64"`.
+fn count_or_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum CountOrWord {
+        Count(u64),
+        Word(String),
+    }
+    match CountOrWord::deserialize(d) {
+        Ok(CountOrWord::Count(n)) => Ok(n.to_string()),
+        Ok(CountOrWord::Word(w)) => Ok(w),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a positive integer or \"full\"",
+        )),
+    }
 }
 
 /// An integer flag: a non-negative integer of at most `i64::MAX`, the
@@ -261,8 +280,18 @@ impl RunConfig {
     }
 
     /// The configuration as a TOML document (keys in declaration order).
+    /// With a layer list, the hidden widths and activation (which it
+    /// overrides) are left out, so that the file names one network, as a
+    /// config file must.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a config serializes to TOML")
+        let text = toml::to_string(self).expect("a config serializes to TOML");
+        if self.layers.is_none() {
+            return text;
+        }
+        text.lines()
+            .filter(|l| !l.starts_with("hidden = ") && !l.starts_with("activation = "))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     /// Layers `top`'s values for `keys` over `self`.
@@ -300,6 +329,19 @@ impl RunConfig {
             .parse::<toml::Table>()
             .map(|t| t.keys().cloned().collect())
             .unwrap_or_default();
+        // As on the command line, the network is a layer list or hidden
+        // widths, not both.
+        let has = |k: &str| keys.iter().any(|x| x == k);
+        if has("layers") && (has("hidden") || has("activation")) {
+            let other = if has("hidden") {
+                "hidden"
+            } else {
+                "activation"
+            };
+            return Err(ctx(format!(
+                "sets both `layers` and `{other}`; a network is either a layer list (`layers`) or hidden widths with an activation (`hidden`, `activation`): keep one"
+            )));
+        }
         Ok(self.overlay(&file, &keys))
     }
 
@@ -481,6 +523,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn batch_size_is_a_count_or_full_and_a_network_is_one_of_two_forms() {
+        assert_eq!(
+            RunConfig::from_toml("batch_size = 64").unwrap().batch_size,
+            "64"
+        );
+        assert_eq!(
+            RunConfig::from_toml("batch_size = \"full\"")
+                .unwrap()
+                .batch_size,
+            "full"
+        );
+        let e = RunConfig::from_toml("batch_size = 1.5")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("positive integer or \"full\""), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.toml");
+        std::fs::write(&p, "layers = \"784,relu,64,10\"\nhidden = \"32\"\n").unwrap();
+        let e = RunConfig::default()
+            .overlay_toml_file(&p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("run.toml") && e.contains("`layers` and `hidden`"),
+            "{e}"
+        );
+        std::fs::write(&p, "hidden = \"32\"\nactivation = \"tanh\"\n").unwrap();
+        assert!(RunConfig::default().overlay_toml_file(&p).is_ok());
+    }
+
+    #[test]
     fn integers_a_toml_file_cannot_hold_are_refused() {
         let c = RunConfig {
             seed: u64::MAX,
@@ -519,6 +592,10 @@ mod tests {
         c.save = Some("runs/m.safetensors".into());
         let text = c.to_toml();
         assert!(text.contains("batch_size = \"128\""), "{text}");
+        assert!(
+            !text.contains("hidden =") && !text.contains("activation ="),
+            "{text}"
+        );
         assert_eq!(RunConfig::from_toml(&text).unwrap(), c);
 
         let e = RunConfig::from_toml("epochs = 3\nbatch-size = 4\n")

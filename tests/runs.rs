@@ -189,9 +189,11 @@ fn config_files_layer_under_flags_and_repeat_a_run() {
         &s(&m1),
     ]);
     let eff = std::fs::read_to_string(d.path().join("m1.toml")).unwrap();
+    // The network as the resolved layer list only (a config names one
+    // network: `hidden` beside `layers` would be refused).
+    assert!(!eff.contains("hidden ="), "{eff}");
     for want in [
         "epochs = 2",
-        "hidden = \"32\"",
         "optimizer = \"momentum\"",
         "lr = 0.02",
         "layers = \"784,relu,32,softmax,10\"",
