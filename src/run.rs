@@ -512,6 +512,17 @@ impl<'t> Session<'t> {
             "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
             spec.params(), self.settings.loss.name(), opt.kind.name(), opt.lr, cfg.schedule, self.settings.batch, cfg.epochs, self.trainer.threads.n(), self.trainer.threads.policy()
         ));
+        if self.settings.batch == crate::train::BatchSize::Full {
+            let steps = cfg.epochs.saturating_sub(self.trainer.epoch);
+            obs.say(&format!(
+                "full batch: 1 step per epoch, {steps} steps in all{}",
+                if steps < 100 {
+                    "; full-batch gradient descent needs hundreds of steps (for example --epochs 300 --optimizer sgd --lr 0.5)"
+                } else {
+                    ""
+                }
+            ));
+        }
         obs.say(&self.chosen.line());
         let splits = &self.splits;
         obs.say(&format!(

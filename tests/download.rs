@@ -95,6 +95,16 @@ fn good_download_then_present() {
         names,
         "only the four files, no temporaries"
     );
+    // Readable by every user, as a plain download would be.
+    #[cfg(unix)]
+    for f in &MNIST_FILES {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(f.name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{}: mode {:o}", f.name, mode & 0o777);
+    }
     // The downloaded directory is a dataset.
     let d = mnist_mlp::data::load_dir(dir.path(), &Default::default()).unwrap();
     assert_eq!((d.train.len(), d.test.len()), (60000, 10000));
@@ -126,6 +136,10 @@ fn corrupted_download_is_refused_and_leaves_nothing() {
         "left behind: {:?}",
         listing(dir.path())
     );
+    // A folder the failed fetch had to make is not left behind, empty.
+    let fresh = dir.path().join("data").join("mnist");
+    assert!(fetch(&fresh, &MNIST_FILES[1..2], &[format!("{base}/bad/")], false).is_err());
+    assert!(!fresh.exists(), "an empty folder left behind");
 }
 
 #[test]

@@ -607,3 +607,14 @@ fn eval_names_classes_and_marks_undefined_ratios() {
         (Some("three"), None)
     );
 }
+
+#[test]
+fn full_batch_says_how_few_steps_it_takes() {
+    let (_d, data) = workdir(600, 100);
+    let out = common::train(&data, "8", 5, &["--batch-size", "full"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("full batch: 1 step per epoch, 5 steps in all; full-batch gradient descent needs hundreds of steps"),
+        "{text}"
+    );
+}

@@ -187,6 +187,15 @@ fn download_one(
         .sync_all()
         .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
     verify(tmp.path(), file)?;
+    // tempfile creates 0600 files: a dataset is for every user of the
+    // machine to read (0644, as a plain download would be).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", tmp.path().display()))?;
+    }
     Ok(tmp)
 }
 
@@ -198,10 +207,26 @@ pub fn fetch(
     mirrors: &[String],
     progress: bool,
 ) -> Result<Vec<FetchOutcome>, FetchError> {
+    let existed = dir.exists();
     std::fs::create_dir_all(dir).map_err(|err| FetchError::CreateDir {
         dir: dir.to_path_buf(),
         err,
     })?;
+    let r = fetch_into(dir, files, mirrors, progress);
+    // A folder this call made and filled with nothing goes again (an
+    // offline first run leaves no empty data/mnist behind).
+    if r.is_err() && !existed {
+        let _ = std::fs::remove_dir(dir);
+    }
+    r
+}
+
+fn fetch_into(
+    dir: &Path,
+    files: &[RemoteFile],
+    mirrors: &[String],
+    progress: bool,
+) -> Result<Vec<FetchOutcome>, FetchError> {
     let agent = agent();
     let mut out = Vec::new();
     for file in files {
