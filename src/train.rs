@@ -87,7 +87,7 @@ impl std::fmt::Display for Num {
 #[derive(Debug, Error)]
 pub enum TrainError {
     #[error(
-        "training diverged: the loss became {loss} at epoch {epoch}, step {step} (optimizer {opt}, learning rate {lr}). \
+        "training diverged: the loss became {loss} at epoch {epoch}, step {step} (optimizer {opt}, learning rate {lr} at that step). \
          The learning rate is most likely too high for this optimizer and initialization: try --lr {suggest} \
          (or a smaller --init scale)"
     )]
@@ -404,7 +404,9 @@ impl<'t> Trainer<'t> {
                         loss: st.loss_sum,
                         opt: opt.cfg.kind.name(),
                         lr: Num(opt.cfg.lr),
-                        suggest: Num(opt.cfg.lr / 10.0),
+                        // A --lr value: a tenth of the base rate the
+                        // schedule starts from, not of the scheduled one.
+                        suggest: Num(base / 10.0),
                     });
                 }
                 total.add(st);
@@ -492,6 +494,36 @@ mod tests {
         assert!(matches!(e, TrainError::NonFinite { epoch: 1, .. }), "{msg}");
         assert!(
             msg.contains("learning rate is most likely too high") && msg.contains("--lr 1e29"),
+            "{msg}"
+        );
+        // Under a schedule the advice is a --lr value: a tenth of the base
+        // rate, not of the rate the schedule had reached.
+        let mut model = Mlp::<f32>::new(
+            NetSpec::parse("784,relu,32,softmax,10").unwrap(),
+            Loss::CrossEntropy,
+            Init::He,
+            0,
+        )
+        .unwrap();
+        let mut tr = Trainer::new(
+            &model,
+            data.len(),
+            BatchSize::N(50),
+            OptConfig::new(OptKind::Sgd, 1e30),
+            0,
+            &threads,
+        )
+        .unwrap();
+        tr.schedule = crate::schedule::Schedule::OneCycle;
+        tr.total_epochs = 1;
+        let msg = tr
+            .train_epoch(&mut model, &data, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("--lr 1e29")
+                && msg.contains("at that step")
+                && !msg.contains("--lr 3.6e28"),
             "{msg}"
         );
     }
