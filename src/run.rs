@@ -480,6 +480,9 @@ impl<'t> Session<'t> {
         }
         // The configuration that repeats this run exactly.
         let effective = RunConfig {
+            // The folder the data came from, MNIST_DIR's or the default
+            // included: the saved configuration names its data.
+            data_dir: Some(data::resolve_data_dir(cfg.data_dir.as_deref())),
             threads: Some(threads.n()),
             lr: Some(settings.opt.lr),
             weight_decay: Some(settings.opt.weight_decay),

@@ -618,3 +618,33 @@ fn full_batch_says_how_few_steps_it_takes() {
         "{text}"
     );
 }
+
+#[test]
+fn the_saved_config_names_the_data_even_from_mnist_dir() {
+    let (d, data) = workdir(600, 100);
+    let m = d.path().join("m.safetensors");
+    let out = common::bin()
+        .env("MNIST_DIR", &data)
+        .args([
+            "train",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--save",
+            &s(&m),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml = std::fs::read_to_string(m.with_extension("toml")).unwrap();
+    assert!(
+        toml.contains(&format!("data_dir = \"{}\"", s(&data))),
+        "{toml}"
+    );
+}
