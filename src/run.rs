@@ -351,8 +351,11 @@ pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError>
         if run.stopped {
             break;
         }
-        if e < run.cfg.epochs && obs.stop_requested() {
-            return Err(run.interrupt(e, obs)?);
+        if run.interrupted {
+            return Err(RunError::Interrupted {
+                epoch: e,
+                saved: run.cfg.save.clone(),
+            });
         }
     }
     Ok(run.finish(obs))
@@ -376,6 +379,9 @@ struct Session<'t> {
     first: usize,
     train_seconds: f64,
     stopped: bool,
+    /// A stop was requested during the last epoch, whose (resumable)
+    /// checkpoint was then written.
+    interrupted: bool,
 }
 
 impl<'t> Session<'t> {
@@ -505,6 +511,7 @@ impl<'t> Session<'t> {
             out,
             train_seconds: 0.0,
             stopped: false,
+            interrupted: false,
         })
     }
 
@@ -591,8 +598,10 @@ impl<'t> Session<'t> {
         // two resumes from the previous checkpoint, which trims the line
         // and trains the epoch again (the other order would lose it).
         self.out.record(&r, &self.history)?;
+        // A stop requested now (Ctrl-C) makes this epoch's checkpoint due.
+        self.interrupted = e < epochs && !self.stopped && obs.stop_requested();
         let every = self.cfg.checkpoint_every.unwrap_or(0);
-        let due = e == epochs || self.stopped || (every > 0 && e % every == 0);
+        let due = e == epochs || self.stopped || self.interrupted || (every > 0 && e % every == 0);
         if let Some(path) = self.cfg.save.as_ref().filter(|_| due) {
             self.out.save(
                 path,
@@ -606,27 +615,6 @@ impl<'t> Session<'t> {
         }
         obs.epoch_end(&r);
         Ok(())
-    }
-
-    /// Stops after epoch `e` on request: a resumable checkpoint (with
-    /// `--save`; the epoch's metrics line is already written).
-    fn interrupt(&mut self, e: usize, obs: &mut dyn Observer) -> Result<RunError, RunError> {
-        let saved = match self.cfg.save.clone() {
-            Some(path) => {
-                self.out.save(
-                    &path,
-                    &self.model,
-                    &self.trainer,
-                    self.early.as_ref(),
-                    &self.history,
-                    false,
-                )?;
-                obs.say(&format!("saved {} (epoch {e})", path.display()));
-                Some(path)
-            }
-            None => None,
-        };
-        Ok(RunError::Interrupted { epoch: e, saved })
     }
 
     /// The closing line and the run's figures: those of the model as it
