@@ -165,14 +165,17 @@ fn count_or_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
     }
 }
 
-/// An integer flag: a non-negative integer of at most `i64::MAX`, the
-/// largest a TOML file (where a run's settings are saved) can hold.
+/// The largest integer a TOML file (where a run's settings are saved) can
+/// hold.
+pub const TOML_INT_MAX: u64 = i64::MAX as u64;
+
+/// An integer flag: a non-negative integer of at most [`TOML_INT_MAX`].
 pub fn int_flag<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
     let v: u64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a non-negative integer"))?;
-    if v > i64::MAX as u64 {
-        return Err(format!("{s} is too large (at most {})", i64::MAX));
+    if v > TOML_INT_MAX {
+        return Err(format!("{s} is too large (at most {TOML_INT_MAX})"));
     }
     T::try_from(v).map_err(|_| format!("{s} is too large for this machine"))
 }
@@ -348,7 +351,7 @@ impl RunConfig {
     /// Refuses integers a TOML file cannot hold (above `i64::MAX`: only a
     /// hand-edited JSON configuration, such as a checkpoint's, can have them).
     pub fn check_integers(&self) -> Result<(), ConfigError> {
-        let big = |v: u64| v > i64::MAX as u64;
+        let big = |v: u64| v > TOML_INT_MAX;
         let fields: [(&str, Option<u64>); 6] = [
             ("epochs", Some(self.epochs as u64)),
             ("seed", Some(self.seed)),
@@ -359,8 +362,7 @@ impl RunConfig {
         ];
         match fields.iter().find(|(_, v)| v.is_some_and(big)) {
             Some((k, Some(v))) => Err(ConfigError::Invalid(format!(
-                "`{k}` = {v} is too large (at most {})",
-                i64::MAX
+                "`{k}` = {v} is too large (at most {TOML_INT_MAX})"
             ))),
             _ => Ok(()),
         }

@@ -766,13 +766,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     }
     let threads = a.threads.pool()?;
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
-    let train = if a.synthetic {
-        workloads::synthetic(60_000, a.seed)
-    } else {
-        data::load_dir(&dir, &a.data.options())
-            .with_context(|| "cannot load the data (use --synthetic to time on synthetic data)")?
-            .train
-    };
+    let train = training_set(a.synthetic, &a.data, a.seed, "time")?;
     let choice = Choice::from_flag(a.plan.as_deref())?;
     let r = workloads::run(w, &train, &threads, a.epochs, a.seed, &choice).with_context(|| {
         format!(
@@ -804,6 +798,26 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The training set `bench` and `tune` run on: MNIST-shaped synthetic
+/// data (`--synthetic`, from `seed`), else the data directory's; `verb`
+/// says what --synthetic would do instead.
+fn training_set(
+    synthetic: bool,
+    data: &DataArgs,
+    seed: u64,
+    verb: &str,
+) -> Result<mnist_mlp::data::Dataset> {
+    if synthetic {
+        return Ok(workloads::synthetic(60_000, seed));
+    }
+    let dir = data::resolve_data_dir(data.data_dir.as_deref());
+    Ok(data::load_dir(&dir, &data.options())
+        .with_context(|| {
+            format!("cannot load the data (use --synthetic to {verb} on synthetic data)")
+        })?
+        .train)
 }
 
 fn cmd_tune(a: TuneArgs) -> Result<()> {
@@ -847,14 +861,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         }
     };
     let threads = a.threads.pool()?;
-    let train = if a.synthetic {
-        workloads::synthetic(60_000, 0)
-    } else {
-        let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
-        data::load_dir(&dir, &a.data.options())
-            .with_context(|| "cannot load the data (use --synthetic to tune on synthetic data)")?
-            .train
-    };
+    let train = training_set(a.synthetic, &a.data, 0, "tune")?;
     if train.features() != spec.input() {
         bail!(
             "--layers: the network's input width is {} but the images have {} pixels",
@@ -883,16 +890,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     let shape = target.shape();
     let key = cache::key(&shape);
     let stored = match cache::path() {
-        Some(p) => match cache::store(
-            &p,
-            &key,
-            cache::Entry {
-                plan: m.plan(),
-                speedup: m.outcome.speedup(),
-                candidates: m.candidates.len(),
-                measured_at: cache::now(),
-            },
-        ) {
+        Some(p) => match cache::store(&p, &key, cache::Entry::of(&m)) {
             Ok(()) => Some(p),
             Err(w) => {
                 eprintln!("{w}");

@@ -478,18 +478,17 @@ mod tests {
     fn divergence_stops_at_the_first_non_finite_loss_with_advice() {
         let data = crate::workloads::synthetic(500, 1);
         let threads = Threads::new(2, GemmThreading::Split).unwrap();
-        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
-        let mut model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 0).unwrap();
-        let mut tr = Trainer::new(
-            &model,
-            data.len(),
-            BatchSize::N(50),
-            OptConfig::new(OptKind::Sgd, 1e30),
-            0,
-            &threads,
-        )
-        .unwrap();
-        let e = tr.train_epoch(&mut model, &data, &|_| {}).unwrap_err();
+        // SGD at an absurd rate under `schedule`: the error of its epoch.
+        let diverge = |schedule: Schedule| {
+            let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
+            let mut model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 0).unwrap();
+            let opt = OptConfig::new(OptKind::Sgd, 1e30);
+            let mut tr =
+                Trainer::new(&model, data.len(), BatchSize::N(50), opt, 0, &threads).unwrap();
+            tr.schedule = schedule;
+            tr.train_epoch(&mut model, &data, &|_| {}).unwrap_err()
+        };
+        let e = diverge(Schedule::Constant);
         let msg = e.to_string();
         assert!(matches!(e, TrainError::NonFinite { epoch: 1, .. }), "{msg}");
         assert!(
@@ -498,28 +497,7 @@ mod tests {
         );
         // Under a schedule the advice is a --lr value: a tenth of the base
         // rate, not of the rate the schedule had reached.
-        let mut model = Mlp::<f32>::new(
-            NetSpec::parse("784,relu,32,softmax,10").unwrap(),
-            Loss::CrossEntropy,
-            Init::He,
-            0,
-        )
-        .unwrap();
-        let mut tr = Trainer::new(
-            &model,
-            data.len(),
-            BatchSize::N(50),
-            OptConfig::new(OptKind::Sgd, 1e30),
-            0,
-            &threads,
-        )
-        .unwrap();
-        tr.schedule = crate::schedule::Schedule::OneCycle;
-        tr.total_epochs = 1;
-        let msg = tr
-            .train_epoch(&mut model, &data, &|_| {})
-            .unwrap_err()
-            .to_string();
+        let msg = diverge(Schedule::OneCycle).to_string();
         assert!(
             msg.contains("--lr 1e29")
                 && msg.contains("at that step")

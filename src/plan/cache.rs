@@ -40,6 +40,18 @@ pub struct Entry {
     pub measured_at: u64,
 }
 
+impl Entry {
+    /// What to remember of a measurement, stamped now.
+    pub fn of(m: &super::measure::Measured) -> Self {
+        Self {
+            plan: m.plan(),
+            speedup: m.outcome.speedup(),
+            candidates: m.candidates.len(),
+            measured_at: now(),
+        }
+    }
+}
+
 /// The cache file's contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

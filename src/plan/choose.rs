@@ -241,19 +241,15 @@ pub fn choose(
         return unmeasured(Source::TooLong { step_s: optimistic }, warnings);
     }
     let measured = measure(target, Plan::default(), budget);
-    let entry = Entry {
-        plan: measured.plan(),
-        speedup: measured.outcome.speedup(),
-        candidates: measured.candidates.len(),
-        measured_at: cache::now(),
-    };
-    let cached = cache_path.and_then(|path| match cache::store(path, &key, entry) {
-        Ok(()) => Some(path.to_path_buf()),
-        Err(w) => {
-            warnings.push(w);
-            None
-        }
-    });
+    let cached = cache_path.and_then(
+        |path| match cache::store(path, &key, Entry::of(&measured)) {
+            Ok(()) => Some(path.to_path_buf()),
+            Err(w) => {
+                warnings.push(w);
+                None
+            }
+        },
+    );
     Chosen {
         plan: measured.plan(),
         source: Source::Measured {
