@@ -395,7 +395,12 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
         });
     }
     Ok(Loaded {
-        model: Mlp { spec, loss, layers },
+        model: Mlp {
+            spec,
+            loss,
+            layers,
+            reg: Default::default(),
+        },
         config,
         extras: Extras { run_state, tensors },
     })

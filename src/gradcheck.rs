@@ -2,6 +2,10 @@
 //! f64, through the very layer code that trains (the network is generic over
 //! the element type), with the batch split into blocks as in training.
 //!
+//! The loss differentiated is the training step's: with the network's
+//! dropout (its masks fixed by the batch's key, so every evaluation sees the
+//! same mask) and label smoothing ([`Regularizers`]).
+//!
 //! Error per entry: `|a - n| / max(|a|, |n|, 1e-4)`, where `a` is the
 //! analytic and `n` the numeric gradient of the mean batch loss (the floor
 //! keeps entries that are zero up to rounding from dividing noise by noise).
@@ -11,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::nn::spec::SpecError;
-use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
+use crate::nn::{Batch, Init, Loss, Mlp, NetSpec, Regularizers, Rows, Update, Workspace};
 use crate::parallel::{GemmThreading, Threads, ThreadsError};
 use crate::plan::Plan;
 
@@ -77,19 +81,43 @@ pub fn check_plan(
     seed: u64,
     plan: Plan,
 ) -> Result<GradCheck, GradCheckError> {
+    check_regularized(
+        spec,
+        loss,
+        Regularizers::default(),
+        batch,
+        blocks,
+        seed,
+        plan,
+    )
+}
+
+/// [`check_plan`] of the loss with the regularizers `reg` (those that
+/// change the gradient: label smoothing; dropout is in `spec`).
+pub fn check_regularized(
+    spec: &NetSpec,
+    loss: Loss,
+    reg: Regularizers,
+    batch: usize,
+    blocks: usize,
+    seed: u64,
+    plan: Plan,
+) -> Result<GradCheck, GradCheckError> {
     let threads = Threads::new(blocks.max(1), GemmThreading::Split)?;
-    threads.install(|| check_in_pool(spec, loss, batch, blocks, seed, plan))
+    threads.install(|| check_in_pool(spec, loss, reg, batch, blocks, seed, plan))
 }
 
 fn check_in_pool(
     spec: &NetSpec,
     loss: Loss,
+    reg: Regularizers,
     batch: usize,
     blocks: usize,
     seed: u64,
     plan: Plan,
 ) -> Result<GradCheck, GradCheckError> {
     let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
+    net.reg = reg;
     // Non-zero biases, so that their gradients are exercised off the origin.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
     for l in &mut net.layers {
@@ -104,19 +132,29 @@ fn check_in_pool(
         pixels: None,
         labels: &labels,
         rows: Rows::Range(0, batch),
+        key: crate::nn::dropout::step_key(seed, 1),
     };
     let mut ws = Workspace::<f64>::with_plan(spec, batch, blocks, plan);
     net.train_step(&mut ws, &b, Update::GradOnly);
-    let mut loss_at = |net: &mut Mlp<f64>| net.forward(&mut ws, &b).mean_loss();
+    // Every analytic gradient before any loss evaluation overwrites them.
+    let analytics: Vec<Vec<f64>> = net
+        .layers
+        .iter()
+        .flat_map(|l| {
+            [
+                l.gw.iter().copied().collect(),
+                l.gb.iter().copied().collect(),
+            ]
+        })
+        .collect();
+    // The training loss (the step's masks and smoothing), not evaluation's.
+    let mut loss_at =
+        |net: &mut Mlp<f64>| net.train_step(&mut ws, &b, Update::GradOnly).mean_loss();
 
     let mut tensors = Vec::new();
     for i in 0..net.layers.len() {
         for which in ["weight", "bias"] {
-            let analytic: Vec<f64> = if which == "weight" {
-                net.layers[i].gw.iter().copied().collect()
-            } else {
-                net.layers[i].gb.iter().copied().collect()
-            };
+            let analytic = &analytics[2 * i + usize::from(which == "bias")];
             let mut t = TensorCheck {
                 name: format!("layers.{i}.{which}"),
                 entries: analytic.len(),
@@ -232,6 +270,44 @@ mod tests {
     }
 
     #[test]
+    fn dropout_and_label_smoothing_pass_in_f64() {
+        // Dropout on the input and every hidden layer (masks fixed by the
+        // batch's key), with every activation, row- and column-split steps.
+        for act in crate::nn::Activation::ALL {
+            let a = act.name();
+            let spec = NetSpec::parse(&format!(
+                "12,dropout:0.2,{a},40,dropout:0.5,{a},35,dropout:0.3,softmax,5"
+            ))
+            .unwrap();
+            for reg in [
+                Regularizers::default(),
+                Regularizers {
+                    label_smoothing: 0.1,
+                    max_norm: None,
+                },
+            ] {
+                for (batch, blocks) in [(7, 2), (70, 3)] {
+                    let r = check_regularized(
+                        &spec,
+                        Loss::CrossEntropy,
+                        reg,
+                        batch,
+                        blocks,
+                        3,
+                        Plan::from_env(),
+                    )
+                    .unwrap();
+                    assert!(
+                        r.max_rel_err() < 1e-6,
+                        "{spec} {reg:?} batch={batch} blocks={blocks}: {:#?}",
+                        r.tensors
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_wrong_gradient_is_caught() {
         // Sanity of the checker itself: corrupt the analytic gradient.
         let spec = NetSpec::parse("6,tanh,5,softmax,3").unwrap();
@@ -243,6 +319,7 @@ mod tests {
             pixels: None,
             labels: &labels,
             rows: Rows::Range(0, 4),
+            key: 0,
         };
         let mut ws = Workspace::<f64>::new(&spec, 4, 1);
         net.train_step(&mut ws, &b, Update::GradOnly);

@@ -393,6 +393,7 @@ impl<'t> Trainer<'t> {
                         pixels,
                         labels,
                         rows: sel,
+                        key: 0,
                     },
                     Update::Apply(opt),
                 );

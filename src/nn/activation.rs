@@ -115,6 +115,31 @@ impl Activation {
             Activation::Identity => {}
         }
     }
+
+    /// `f'(z)` written through the output `a = f(z)` (what
+    /// [`Activation::backward_row`] multiplies by).
+    #[inline(always)]
+    pub fn grad_from_output<T: Real>(self, a: T) -> T {
+        match self {
+            Activation::Relu => {
+                if a > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            Activation::LeakyRelu => {
+                if a > T::zero() {
+                    T::one()
+                } else {
+                    T::of(LEAKY_SLOPE)
+                }
+            }
+            Activation::Sigmoid => a * (T::one() - a),
+            Activation::Tanh => T::one() - a * a,
+            Activation::Identity => T::one(),
+        }
+    }
 }
 
 /// The logistic function, stable for large `|x|`.

@@ -75,25 +75,50 @@ pub fn loss_row<T: Real>(
     label: usize,
     scale: Option<T>,
 ) -> (f64, bool) {
+    loss_row_smoothed(out, loss, z, label, scale, T::zero())
+}
+
+/// [`loss_row`] with label smoothing `eps` (cross-entropy only): the target
+/// is `t = (1 - eps) onehot(label) + eps / K` over the `K` classes, so
+/// `L = -sum_j t_j ln p_j = ln sum_j e^{z_j} - sum_j t_j z_j` and
+/// `dL/dz = p - t`. `eps = 0` is plain cross-entropy.
+#[inline]
+pub fn loss_row_smoothed<T: Real>(
+    out: OutputAct,
+    loss: Loss,
+    z: &mut [T],
+    label: usize,
+    scale: Option<T>,
+    eps: T,
+) -> (f64, bool) {
     let correct = argmax(z) == label;
     match (out, loss) {
         (OutputAct::Softmax, Loss::CrossEntropy) => {
             let m = z.iter().copied().fold(T::neg_infinity(), T::max);
             let zy = z[label] - m;
+            let k = T::of(z.len() as f64);
+            // sum_j t_j (z_j - m), with the smoothing's share spread evenly.
+            let target_dot = if eps > T::zero() {
+                let zsum = z.iter().fold(T::zero(), |a, &v| a + (v - m));
+                (T::one() - eps) * zy + eps / k * zsum
+            } else {
+                zy
+            };
             let mut sum = T::zero();
             for v in z.iter_mut() {
                 *v = (*v - m).exp();
                 sum += *v;
             }
-            let l = sum.ln() - zy;
+            let l = sum.ln() - target_dot;
             let inv = T::one() / sum;
             match scale {
                 Some(s) => {
-                    let k = inv * s;
+                    let f = inv * s;
+                    let floor = s * eps / k;
                     for v in z.iter_mut() {
-                        *v *= k;
+                        *v = *v * f - floor;
                     }
-                    z[label] -= s;
+                    z[label] -= s * (T::one() - eps);
                 }
                 None => {
                     for v in z.iter_mut() {
@@ -204,6 +229,37 @@ mod tests {
                         "{out:?}/{loss:?} y={y}: {d:?} vs {want:?}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn label_smoothing_is_cross_entropy_against_the_smoothed_target() {
+        let z = [0.3f64, -1.2, 2.0, 0.7];
+        let eps = 0.1;
+        for y in 0..z.len() {
+            let p: Vec<f64> = {
+                let mut p = z.to_vec();
+                apply_output(OutputAct::Softmax, &mut p);
+                p
+            };
+            let t = |j: usize| eps / 4.0 + if j == y { 1.0 - eps } else { 0.0 };
+            let want: f64 = -(0..4).map(|j| t(j) * p[j].ln()).sum::<f64>();
+            let smoothed = |z: &mut [f64], s| {
+                loss_row_smoothed(OutputAct::Softmax, Loss::CrossEntropy, z, y, s, eps).0
+            };
+            assert!((smoothed(&mut z.to_vec(), None) - want).abs() < 1e-12);
+            // The gradient: (p - t) * scale, and finite differences agree.
+            let mut d = z.to_vec();
+            smoothed(&mut d, Some(0.5));
+            for j in 0..4 {
+                assert!((d[j] - 0.5 * (p[j] - t(j))).abs() < 1e-15);
+                let h = 1e-6;
+                let (mut a, mut b) = (z.to_vec(), z.to_vec());
+                a[j] += h;
+                b[j] -= h;
+                let n = (smoothed(&mut a, None) - smoothed(&mut b, None)) / (2.0 * h);
+                assert!((d[j] - 0.5 * n).abs() < 1e-8, "y={y} j={j}");
             }
         }
     }

@@ -26,6 +26,21 @@ pub struct Mlp<T: Real> {
     pub spec: NetSpec,
     pub loss: Loss,
     pub layers: Vec<Dense<T>>,
+    /// What training adds beyond the optimizer (dropout is in `spec`).
+    pub reg: Regularizers,
+}
+
+/// Regularizers that act in training steps only (evaluation, `eval` and
+/// `predict` never use them): label smoothing of the cross-entropy target
+/// ([`crate::nn::loss::loss_row_smoothed`]) and the max-norm constraint on
+/// each unit's incoming weights ([`crate::optim::max_norm`]). Dropout is a
+/// property of the layers ([`NetSpec::dropout`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Regularizers {
+    /// `eps` of the smoothed target `(1 - eps) onehot + eps / K`; 0: none.
+    pub label_smoothing: f64,
+    /// The largest L2 norm of a unit's incoming weight vector; `None`: no limit.
+    pub max_norm: Option<f64>,
 }
 
 /// How parameters change after the gradient is known.
@@ -54,7 +69,12 @@ impl<T: Real> Mlp<T> {
                 Dense::new(init.weights(spec.widths[i], spec.widths[i + 1], act, &mut rng))
             })
             .collect();
-        Ok(Self { spec, loss, layers })
+        Ok(Self {
+            spec,
+            loss,
+            layers,
+            reg: Regularizers::default(),
+        })
     }
 
     /// Shapes of the parameter tensors, in optimizer order (W, b per layer).
@@ -71,6 +91,7 @@ impl<T: Real> Mlp<T> {
             spec: self.spec.clone(),
             loss: self.loss,
             layers: self.layers.iter().map(|l| l.cast()).collect(),
+            reg: self.reg,
         }
     }
 
@@ -100,7 +121,7 @@ impl<T: Real> Mlp<T> {
             return Stats::default();
         }
         let layers = self.ptrs();
-        Frame::new(self, layers, ws, batch).train(update);
+        Frame::new(self, layers, ws, batch, true).train(update);
         ws.total()
     }
 
@@ -112,7 +133,7 @@ impl<T: Real> Mlp<T> {
             return Stats::default();
         }
         let layers = self.ptrs();
-        Frame::new(self, layers, ws, batch).forward();
+        Frame::new(self, layers, ws, batch, false).forward();
         ws.total()
     }
 
@@ -168,6 +189,7 @@ impl<T: Real> Mlp<T> {
                     pixels: None,
                     labels,
                     rows: Rows::Range(s, e),
+                    key: 0,
                 },
             ));
             if let Some(out) = out.as_deref_mut() {
@@ -204,6 +226,7 @@ mod tests {
             },
             labels: &data.labels,
             rows,
+            key: 0,
         };
         opt.begin_step();
         threads.install(|| net.train_step(&mut ws, &batch, Update::Apply(&opt)));

@@ -1,9 +1,10 @@
-//! The network: activations, losses, the dense layer, initialization, the
+//! The network: activations, losses, the dense layer, dropout, initialization, the
 //! layer-list syntax, padded row strides, the workspace, the training step
 //! and the MLP that ties them together.
 
 pub mod activation;
 pub mod dense;
+pub mod dropout;
 pub mod init;
 pub mod layout;
 pub mod loss;
@@ -15,6 +16,6 @@ pub mod workspace;
 pub use activation::Activation;
 pub use init::Init;
 pub use loss::{Loss, OutputAct};
-pub use mlp::{Mlp, Update};
+pub use mlp::{Mlp, Regularizers, Update};
 pub use spec::NetSpec;
 pub use workspace::{Batch, Rows, Stats, Workspace};

@@ -2,6 +2,12 @@
 //! `784,relu,200,sigmoid,80,softmax,10` — the input width, then pairs of
 //! (activation, width); the activation before the last width is the output
 //! activation (`softmax`, `sigmoid` or `identity`; omitted means `softmax`).
+//!
+//! Dropout ([`crate::nn::dropout`]) is written after the width it acts on:
+//! `784,dropout:0.2,relu,800,dropout:0.5,relu,800,dropout:0.5,softmax,10`
+//! drops 20% of the inputs and half of each hidden layer's units in
+//! training. The output width takes none; lists without `dropout:` parse as
+//! before.
 
 use crate::nn::activation::Activation;
 use crate::nn::loss::{Loss, OutputAct};
@@ -34,7 +40,7 @@ impl From<SpecError> for String {
 }
 
 /// The shape of a multilayer perceptron.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetSpec {
     /// Layer widths, input first: `[784, 200, 80, 10]`.
     pub widths: Vec<usize>,
@@ -42,6 +48,11 @@ pub struct NetSpec {
     pub hidden: Vec<Activation>,
     /// Activation of the output layer.
     pub output: OutputAct,
+    /// Dropout rate on the input (`[0]`) and on each hidden layer's output
+    /// (`[i]`: on `A_i`, the output of layer `i - 1`), in training only;
+    /// empty when there is none ([`NetSpec::dropout`] reads it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropout: Vec<f64>,
 }
 
 impl NetSpec {
@@ -78,7 +89,21 @@ impl NetSpec {
         let mut it = toks.iter().peekable();
         let mut widths = vec![width(it.next().expect("split yields one item"))?];
         let mut acts: Vec<String> = Vec::new();
+        // The rate written after each width, if any.
+        let mut dropout: Vec<Option<f64>> = vec![None];
         while let Some(t) = it.next() {
+            if let Some(rate) = t.strip_prefix("dropout:") {
+                let last = dropout.last_mut().expect("one per width");
+                if last.is_some() {
+                    return Err(format!(
+                        "layer list `{s}`: two dropout rates after width {}",
+                        widths.last().expect("a width")
+                    ));
+                }
+                *last =
+                    Some(dropout_rate(rate).map_err(|e| format!("layer list `{s}`: `{t}`: {e}"))?);
+                continue;
+            }
             if t.parse::<u128>().is_ok() || t.starts_with('-') {
                 acts.push(String::new());
                 widths.push(width(t)?);
@@ -86,10 +111,27 @@ impl NetSpec {
                 let next = it.next().ok_or_else(|| {
                     format!("layer list `{s}` ends with the activation `{t}`: it must end with the output width")
                 })?;
+                if next.starts_with("dropout:") {
+                    return Err(format!(
+                        "layer list `{s}`: `{next}` follows the activation `{t}`; dropout goes after a width (e.g. `{t},800,{next}`)"
+                    ));
+                }
                 acts.push(t.to_string());
                 widths.push(width(next)?);
             }
+            dropout.push(None);
         }
+        if dropout.pop().expect("one per width").is_some() {
+            return Err(format!(
+                "layer list `{s}`: dropout after the output width; it acts on the input and hidden layers only"
+            ));
+        }
+        let dropout: Vec<f64> = dropout.iter().map(|p| p.unwrap_or(0.0)).collect();
+        let dropout = if dropout.iter().all(|&p| p == 0.0) {
+            Vec::new()
+        } else {
+            dropout
+        };
         if widths.len() < 2 {
             return Err(format!("layer list `{s}` needs at least an input and an output width, e.g. `784,softmax,10`"));
         }
@@ -128,6 +170,7 @@ impl NetSpec {
             widths,
             hidden,
             output,
+            dropout,
         })
     }
 
@@ -150,6 +193,7 @@ impl NetSpec {
             widths,
             hidden: vec![act; hidden.len()],
             output: OutputAct::Softmax,
+            dropout: Vec::new(),
         };
         spec.check_size()?;
         Ok(spec)
@@ -173,6 +217,36 @@ impl NetSpec {
             )));
         }
         Ok(())
+    }
+
+    /// The dropout rate on `A_i` (`i = 0`: the input), 0 when none.
+    pub fn dropout(&self, i: usize) -> f64 {
+        self.dropout.get(i).copied().unwrap_or(0.0)
+    }
+
+    /// Whether any layer drops units in training.
+    pub fn has_dropout(&self) -> bool {
+        self.dropout.iter().any(|&p| p > 0.0)
+    }
+
+    /// This network with dropout `input` on the input and `hidden` on every
+    /// hidden layer (replacing what the list said; rates checked).
+    pub fn with_dropout(mut self, input: f64, hidden: f64) -> Result<Self, SpecError> {
+        let check = |p: f64, flag: &str| {
+            dropout_rate(&p.to_string()).map_err(|e| SpecError::Invalid(format!("{flag}: {e}")))
+        };
+        let (input, hidden) = (
+            check(input, "--input-dropout")?,
+            check(hidden, "--dropout")?,
+        );
+        let mut d = vec![hidden; self.layers()];
+        d[0] = input;
+        self.dropout = if d.iter().all(|&p| p == 0.0) {
+            Vec::new()
+        } else {
+            d
+        };
+        Ok(self)
     }
 
     /// Number of dense layers.
@@ -209,9 +283,23 @@ impl NetSpec {
     }
 }
 
+/// A dropout rate: a number in `[0, MAX_RATE]`.
+pub fn dropout_rate(s: &str) -> Result<f64, String> {
+    let max = crate::nn::dropout::MAX_RATE;
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=max).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "a dropout rate is a number from 0 to {max} (the share of units dropped), got `{s}`"
+        )),
+    }
+}
+
 impl std::fmt::Display for NetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.widths[0])?;
+        if self.dropout(0) > 0.0 {
+            write!(f, ",dropout:{}", self.dropout(0))?;
+        }
         for (i, w) in self.widths[1..].iter().enumerate() {
             let a = if i < self.hidden.len() {
                 self.hidden[i].name()
@@ -219,6 +307,9 @@ impl std::fmt::Display for NetSpec {
                 self.output.name()
             };
             write!(f, ",{a},{w}")?;
+            if self.dropout(i + 1) > 0.0 && i + 1 < self.layers() {
+                write!(f, ",dropout:{}", self.dropout(i + 1))?;
+            }
         }
         Ok(())
     }
@@ -258,6 +349,44 @@ mod tests {
             ),
             ("784,relu,-5,10", "neither a width"),
             ("784,relu,1048576,relu,1048576,10", "parameters"),
+        ] {
+            let e = NetSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn dropout_goes_after_the_width_it_acts_on() {
+        let l = "784,dropout:0.2,relu,800,dropout:0.5,relu,800,dropout:0.5,softmax,10";
+        let s = NetSpec::parse(l).unwrap();
+        assert_eq!(s.widths, vec![784, 800, 800, 10]);
+        assert_eq!(s.dropout, vec![0.2, 0.5, 0.5]);
+        assert_eq!(s.to_string(), l);
+        assert_eq!(NetSpec::parse(&s.to_string()).unwrap(), s);
+        // Only on some layers; zero rates are no dropout at all.
+        let s = NetSpec::parse("784,relu,100,dropout:0.3,tanh,50,10").unwrap();
+        assert_eq!(s.dropout, vec![0.0, 0.3, 0.0]);
+        assert_eq!(s.to_string(), "784,relu,100,dropout:0.3,tanh,50,softmax,10");
+        let s = NetSpec::parse("784,dropout:0,relu,100,10").unwrap();
+        assert!(s.dropout.is_empty() && !s.has_dropout());
+        assert_eq!(s, NetSpec::parse("784,relu,100,10").unwrap());
+        // Flags replace the list's rates.
+        let s = NetSpec::parse(l).unwrap().with_dropout(0.0, 0.25).unwrap();
+        assert_eq!(s.dropout, vec![0.0, 0.25, 0.25]);
+        let e = NetSpec::parse("784,relu,100,10")
+            .unwrap()
+            .with_dropout(1.0, 0.0);
+        assert!(e.unwrap_err().to_string().contains("--input-dropout"));
+        for (bad, needle) in [
+            ("784,relu,100,10,dropout:0.5", "after the output width"),
+            ("784,relu,dropout:0.5,100,10", "dropout goes after a width"),
+            ("784,relu,100,dropout:1,10", "from 0 to 0.95"),
+            ("784,relu,100,dropout:-0.1,10", "from 0 to 0.95"),
+            ("784,relu,100,dropout:x,10", "got `x`"),
+            (
+                "784,relu,100,dropout:0.1,dropout:0.2,10",
+                "two dropout rates",
+            ),
         ] {
             let e = NetSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");

@@ -39,7 +39,8 @@ use std::sync::Mutex;
 
 use crate::blas::Gemm;
 use crate::nn::dense::{self, DensePtrs};
-use crate::nn::loss::loss_row;
+use crate::nn::dropout::Dropout;
+use crate::nn::loss::loss_row_smoothed;
 use crate::nn::mlp::{Mlp, Update};
 use crate::nn::spec::MAX_LAYERS;
 use crate::nn::workspace::{gather_rows, Batch, Stats, Workspace};
@@ -77,11 +78,16 @@ pub(crate) struct Frame<'a, 'b, T: Real> {
     nb: usize,
     plan: Plan,
     gemm: Gemm,
+    /// Training: the dropout on `A_i` (`[0]`: the input) in this step.
+    drops: [Option<Dropout>; MAX_LAYERS],
+    /// Training: the label smoothing of the loss.
+    smoothing: T,
 }
 
 impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
     /// The frame of a step of `net` on `batch` in `ws`, with `layers` the
-    /// handles of `net`'s parameters.
+    /// handles of `net`'s parameters; `training` applies the network's
+    /// regularizers (dropout with the batch's key, label smoothing).
     ///
     /// # Panics
     /// If the batch does not fit, or the step would call a multi-threaded
@@ -93,8 +99,15 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         layers: [DensePtrs<T>; MAX_LAYERS],
         ws: &'a mut Workspace<T>,
         batch: &'a Batch<'b>,
+        training: bool,
     ) -> Self {
         let n = ws.check(batch, net.spec.input());
+        let mut drops = [None; MAX_LAYERS];
+        if training {
+            for (i, d) in drops.iter_mut().enumerate().take(net.spec.layers()) {
+                *d = Dropout::new(net.spec.dropout(i), batch.key, i);
+            }
+        }
         let (nb, plan) = (ws.blocks(), ws.plan());
         assert!(
             nb == 1 || crate::blas::threads() == 1,
@@ -104,7 +117,8 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             nb == 1 || crate::parallel::installed(),
             "a step in {nb} blocks must run inside Threads::install"
         );
-        let p = ws.frame_parts(batch);
+        // Input dropout writes into the input: it needs a copy of the data.
+        let p = ws.frame_parts(batch, drops[0].is_some());
         Self {
             net,
             layers,
@@ -118,6 +132,12 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             nb,
             plan,
             gemm: Gemm::new::<T>(plan.tiles),
+            drops,
+            smoothing: T::of(if training {
+                net.reg.label_smoothing
+            } else {
+                0.0
+            }),
         }
     }
 
@@ -147,8 +167,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             // SAFETY: row blocks are disjoint; nobody writes weights.
             unsafe {
                 if self.gather && !rows.is_empty() {
-                    let _s = span(Work::Gather);
-                    gather_rows(self.x, self.batch, rows.clone());
+                    self.gather(rows.clone());
                 }
                 let l = self.net.spec.layers();
                 for i in 0..l - 1 {
@@ -204,9 +223,8 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             if self.split_cols(stages[s]) {
                 if !gathered {
                     region(nb, &|t| {
-                        let _s = span(Work::Gather);
                         // SAFETY: row blocks are disjoint.
-                        unsafe { gather_rows(self.x, self.batch, block(t, nb, n, 1)) };
+                        unsafe { self.gather(block(t, nb, n, 1)) };
                     });
                     gathered = true;
                 }
@@ -229,8 +247,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
                     // SAFETY: row blocks are disjoint; weights are only read.
                     unsafe {
                         if gather_here {
-                            let _s = span(Work::Gather);
-                            gather_rows(self.x, self.batch, rows.clone());
+                            self.gather(rows.clone());
                         }
                         for &stage in group {
                             if let Some(st) = self.stage_rows(stage, rows.clone(), Some(scale)) {
@@ -252,6 +269,46 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
                 unsafe { self.update_block(i, t, update) };
             }
         });
+
+        // 3. Max-norm on the layers whose update blocks were rows (a
+        //    column's norm spans every row block); the others had it fused
+        //    into their update.
+        if let (Update::Apply(_), Some(c)) = (update, self.net.reg.max_norm) {
+            let by_rows = |i: usize| {
+                let w = self.widths();
+                self.plan.weight_grad_by_rows(w[i], w[i + 1])
+            };
+            if (0..self.net.spec.layers()).any(by_rows) {
+                region(nb, &|t| {
+                    let _s = span(Work::Optimizer);
+                    for i in (0..self.net.spec.layers()).filter(|&i| by_rows(i)) {
+                        let w = self.layers[i].w;
+                        // SAFETY: column blocks are disjoint; nobody reads W now.
+                        unsafe {
+                            crate::optim::max_norm::clip_columns(
+                                w.col_block(block(t, nb, w.cols, COL_ALIGN)),
+                                c,
+                            )
+                        };
+                    }
+                });
+            }
+        }
+    }
+
+    /// Copies the batch's rows `rows` into the input buffer, then drops
+    /// input units (training with input dropout).
+    ///
+    /// # Safety
+    /// Row blocks of concurrent calls must be disjoint.
+    unsafe fn gather(&self, rows: Range<usize>) {
+        let _s = span(Work::Gather);
+        gather_rows(self.x, self.batch, rows.clone());
+        if let Some(d) = &self.drops[0] {
+            for r in rows {
+                d.forward_row(self.x.row_mut(r), r, 0);
+            }
+        }
     }
 
     /// `stage` on the row block `rows` (all columns); the output stage
@@ -308,14 +365,20 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         }
         let _s = span(Work::Forward);
         let p = &self.layers[i];
+        let out = self.acts[i].block(rows.clone(), cols.clone());
         dense::forward(
             self.gemm,
             self.input_of(i).row_block(rows.clone()),
             p.w.col_block(cols.clone()),
             p.b.col_block(cols.clone()),
-            self.acts[i].block(rows, cols),
+            out,
             Some(self.net.spec.hidden[i]),
         );
+        if let Some(d) = &self.drops[i + 1] {
+            for r in 0..out.rows {
+                d.forward_row(out.row_mut(r), rows.start + r, cols.start);
+            }
+        }
     }
 
     /// `D_i[rows, cols] = (D_{i+1}[rows] W_i[cols, :]^T) * f'(A_i[rows, cols])`.
@@ -327,14 +390,30 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             return;
         }
         let _s = span(Work::Backprop);
+        let act = self.net.spec.hidden[i - 1];
+        let (a, d_in) = (
+            self.acts[i - 1].block(rows.clone(), cols.clone()),
+            self.deltas[i - 1].block(rows.clone(), cols.clone()),
+        );
+        let drop = self.drops[i];
         dense::backward_input(
             self.gemm,
             self.deltas[i].row_block(rows.clone()),
             self.layers[i].w.row_block(cols.clone()),
-            self.acts[i - 1].block(rows.clone(), cols.clone()),
-            self.deltas[i - 1].block(rows, cols),
-            self.net.spec.hidden[i - 1],
+            a,
+            d_in,
+            // With dropout, f' comes with the mask below.
+            if drop.is_some() {
+                crate::nn::Activation::Identity
+            } else {
+                act
+            },
         );
+        if let Some(d) = drop {
+            for r in 0..d_in.rows {
+                d.backward_row(act, d_in.row_mut(r), a.row(r), rows.start + r, cols.start);
+            }
+        }
     }
 
     /// The output layer on rows `rows`: logits, then the fused loss (and,
@@ -366,7 +445,14 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         let (spec, batch) = (&self.net.spec, self.batch);
         for r in 0..out.rows {
             let label = batch.labels[batch.rows.get(rows.start + r)] as usize;
-            let (loss, ok) = loss_row(spec.output, self.net.loss, out.row_mut(r), label, scale);
+            let (loss, ok) = loss_row_smoothed(
+                spec.output,
+                self.net.loss,
+                out.row_mut(r),
+                label,
+                scale,
+                self.smoothing,
+            );
             st.loss_sum += loss;
             st.correct += ok as usize;
         }
@@ -383,7 +469,8 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
     unsafe fn update_block(&self, i: usize, t: usize, update: Update<T>) {
         let nb = self.nb;
         let (n_in, n_out) = (self.widths()[i], self.widths()[i + 1]);
-        let (rows, cols) = if self.plan.weight_grad_by_rows(n_in, n_out) {
+        let by_rows = self.plan.weight_grad_by_rows(n_in, n_out);
+        let (rows, cols) = if by_rows {
             (block(t, nb, n_in, 1), 0..n_out)
         } else {
             (0..n_in, block(t, nb, n_out, COL_ALIGN))
@@ -416,6 +503,11 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
                         opt.update_block(2 * i, true, rows, cols, w, gw);
                     }
                     opt.update_block(2 * i + 1, false, 0..1, bias_cols, b, gb);
+                }
+                // Max-norm, fused while the block is hot when it holds whole
+                // columns (row blocks get a region of their own: `train`).
+                if let Some(c) = self.net.reg.max_norm.filter(|_| !by_rows) {
+                    crate::optim::max_norm::clip_columns(w, c);
                 }
             }
             Update::GradOnly => dense::weight_grad(g, T::one(), a, d, T::zero(), gw),

@@ -61,6 +61,10 @@ pub struct Batch<'a> {
     pub pixels: Option<ArrayView2<'a, u8>>,
     pub labels: &'a [u8],
     pub rows: Rows<'a>,
+    /// The training step's random key ([`crate::nn::dropout::step_key`] of
+    /// the run's seed and the step's number): dropout masks are a function
+    /// of it and the unit's coordinates. Unused without dropout.
+    pub key: u64,
 }
 
 /// Loss sum and correct predictions over a batch.
@@ -185,13 +189,13 @@ impl<T: Real> Workspace<T> {
     }
 
     /// Raw handles of a step on `batch`: the input matrix (the data itself
-    /// for a contiguous f32 range, else the gather buffer, with `true`: to
-    /// be gathered), the first `n` rows of each activation and delta buffer
+    /// for a contiguous f32 range unless `copy`, else the gather buffer,
+    /// with `true`: to be gathered), the first `n` rows of each activation and delta buffer
     /// (the output layer's delta is its activation buffer), and the
     /// per-block statistics.
-    pub(crate) fn frame_parts(&mut self, batch: &Batch) -> FrameParts<'_, T> {
+    pub(crate) fn frame_parts(&mut self, batch: &Batch, copy: bool) -> FrameParts<'_, T> {
         let n = batch.rows.len();
-        let (x, gather) = self.input(batch);
+        let (x, gather) = self.input(batch, copy);
         let acts = tops(&mut self.acts, n);
         let mut deltas = tops(&mut self.deltas, n);
         let l = self.acts.len();
@@ -207,8 +211,8 @@ impl<T: Real> Workspace<T> {
 
     /// The input matrix of the batch (the gather buffer is allocated on
     /// first use, outside any step that reads the data in place).
-    fn input(&mut self, batch: &Batch) -> (RawMat<T>, bool) {
-        if let (Rows::Range(a, b), Some(v)) = (batch.rows, as_t::<T>(batch.data)) {
+    fn input(&mut self, batch: &Batch, copy: bool) -> (RawMat<T>, bool) {
+        if let (Rows::Range(a, b), Some(v), false) = (batch.rows, as_t::<T>(batch.data), copy) {
             if v.strides()[1] == 1 {
                 return (RawMat::of_view(&v.slice(ndarray::s![a..b, ..])), false);
             }

@@ -25,6 +25,7 @@
 //! optimizer) are unaffected.
 
 pub mod adam;
+pub mod max_norm;
 pub mod momentum;
 pub mod rmsprop;
 pub mod sgd;
