@@ -80,6 +80,7 @@ fn main() {
                 pixels: train.pixels.as_ref().map(|p| p.view()),
                 labels: &train.labels,
                 rows: Rows::Indices(&perm[s..e]),
+                augment: None,
                 key: 0,
             };
             let t = Instant::now();

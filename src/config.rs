@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nn::init::InitError;
 use crate::nn::spec::SpecError;
-use crate::nn::{Activation, Init, Loss, NetSpec};
+use crate::nn::{Activation, Init, Loss, NetSpec, Regularizers};
 use crate::optim::{HyperparameterError, OptConfig, OptKind};
 use crate::parallel::GemmThreading;
 use crate::schedule::{Schedule, ScheduleError};
@@ -86,6 +86,25 @@ pub struct RunConfig {
     /// RMSprop decay.
     #[arg(long, default_value_t = 0.9)]
     pub rho: f64,
+    /// Dropout rate of every hidden layer in training (inverted dropout: kept units are scaled by 1/(1-P); evaluation never drops). Replaces the rates a layer list gives with `dropout:P` after a width.
+    #[arg(long, value_name = "P")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// Dropout rate of the input pixels in training (0.2 in Srivastava et al.'s MNIST nets).
+    #[arg(long, value_name = "P")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_dropout: Option<f64>,
+    /// Max-norm: after every update, scale each unit's incoming weight vector down to L2 norm C when it is longer (3-4 with dropout).
+    #[arg(long, value_name = "C")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_norm: Option<f64>,
+    /// Label smoothing of the cross-entropy target: (1-E) one-hot + E/classes (training loss only; 0.1 is common).
+    #[arg(long, default_value_t = 0.0, value_name = "E")]
+    pub label_smoothing: f64,
+    /// Augment the training samples on the fly (never test or validation data); repeat the flag to combine: affine[:rotate=DEG,shift=PX,scale=F,shear=DEG] (default rotate=12,shift=2,scale=0.1), elastic[:sigma=PX,alpha=PX] (Simard's distortions, default sigma=4,alpha=34), flip (left-right, for clothes, not digits). See what they do with `mnist-mlp augment-preview`.
+    #[arg(long, value_name = "KIND[:K=V,...]")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub augment: Vec<String>,
     /// Weight init: auto (He for ReLU layers, Xavier otherwise), he, xavier, normal:STD.
     #[arg(long, default_value = "auto")]
     pub init: String,
@@ -99,6 +118,10 @@ pub struct RunConfig {
     #[arg(long, value_name = "N", value_parser = int_flag::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// Stop after the first epoch whose accuracy reaches A (a fraction, e.g. 0.98): on the validation set with --validation, else on the test set (a time-to-accuracy run; choose settings on a validation split).
+    #[arg(long, value_name = "A")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_accuracy: Option<f64>,
     /// Early stopping: an improvement must lower the validation loss by more than this.
     #[arg(long, default_value_t = 0.0, value_name = "DELTA")]
     pub min_delta: f64,
@@ -399,15 +422,22 @@ pub struct Settings {
     pub layers: Option<NetSpec>,
     pub hidden: Vec<usize>,
     pub activation: Activation,
+    /// `--input-dropout`, `--dropout`: replace the layer list's rates.
+    pub dropout: (Option<f64>, Option<f64>),
+    /// Label smoothing and max-norm.
+    pub reg: Regularizers,
+    /// `--augment`.
+    pub augment: crate::data::augment::Augment,
 }
 
 impl Settings {
     /// The network for data with `features` inputs and `classes` classes.
     pub fn network(&self, features: usize, classes: usize) -> Result<NetSpec, SpecError> {
-        match &self.layers {
-            Some(s) => Ok(s.clone()),
-            None => NetSpec::from_hidden(features, &self.hidden, self.activation, classes),
-        }
+        let spec = match &self.layers {
+            Some(s) => s.clone(),
+            None => NetSpec::from_hidden(features, &self.hidden, self.activation, classes)?,
+        };
+        spec.with_dropout(self.dropout.0, self.dropout.1)
     }
 }
 
@@ -496,6 +526,43 @@ impl RunConfig {
             None => None,
         };
         let hidden = parse_widths(&self.hidden, "--hidden")?;
+        for (p, flag) in [
+            (self.input_dropout, "--input-dropout"),
+            (self.dropout, "--dropout"),
+        ] {
+            if let Some(p) = p {
+                crate::nn::spec::dropout_rate(&p.to_string())
+                    .map_err(|e| format!("{flag}: {e}"))?;
+            }
+        }
+        if let Some(a) = self.stop_at_accuracy {
+            if !(a > 0.0 && a <= 1.0) {
+                let hint = if a > 1.0 && a <= 100.0 {
+                    format!(" (for {a}% write {})", a / 100.0)
+                } else {
+                    String::new()
+                };
+                return Err(ConfigError::Invalid(format!(
+                    "--stop-at-accuracy must be a fraction in (0, 1], got {a}{hint}"
+                )));
+            }
+        }
+        let ls = self.label_smoothing;
+        if !(0.0..1.0).contains(&ls) {
+            return Err(ConfigError::Invalid(format!(
+                "--label-smoothing must be in [0, 1) (the share of the target spread over all classes), got {ls}"
+            )));
+        }
+        if ls > 0.0 && loss != Loss::CrossEntropy {
+            return Err("--label-smoothing needs the cross-entropy loss (--loss ce)".into());
+        }
+        if let Some(c) = self.max_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "--max-norm must be a positive number (the largest L2 norm of a unit's incoming weights, e.g. 3), got {c}"
+                )));
+            }
+        }
         let activation = Activation::parse(&self.activation).ok_or_else(|| format!("--activation: unknown activation `{}` (expected relu, leaky_relu, sigmoid, tanh or identity)", self.activation))?;
         Ok(Settings {
             loss,
@@ -506,6 +573,12 @@ impl RunConfig {
             layers,
             hidden,
             activation,
+            dropout: (self.input_dropout, self.dropout),
+            augment: crate::data::augment::Augment::parse(&self.augment)?,
+            reg: Regularizers {
+                label_smoothing: ls,
+                max_norm: self.max_norm,
+            },
         })
     }
 }

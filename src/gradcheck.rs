@@ -132,6 +132,7 @@ fn check_in_pool(
         pixels: None,
         labels: &labels,
         rows: Rows::Range(0, batch),
+        augment: None,
         key: crate::nn::dropout::step_key(seed, 1),
     };
     let mut ws = Workspace::<f64>::with_plan(spec, batch, blocks, plan);
@@ -319,6 +320,7 @@ mod tests {
             pixels: None,
             labels: &labels,
             rows: Rows::Range(0, 4),
+            augment: None,
             key: 0,
         };
         let mut ws = Workspace::<f64>::new(&spec, 4, 1);

@@ -28,7 +28,7 @@
 //! let threads = Threads::new(1, GemmThreading::Split)?;
 //! let stats = threads.install(|| {
 //!     opt.begin_step();
-//!     let batch = Batch { data: x.view(), pixels: None, labels: &labels, rows: Rows::Range(0, 2), key: 0 };
+//!     let batch = Batch { data: x.view(), pixels: None, labels: &labels, rows: Rows::Range(0, 2), key: 0, augment: None };
 //!     net.train_step(&mut ws, &batch, Update::Apply(&opt))
 //! });
 //! assert_eq!(stats.samples, 2);

@@ -54,6 +54,33 @@ enum Cmd {
     Bench(BenchArgs),
     /// Measure the training step's speed choices (the plan) on this machine: each candidate's step time and the choice, which is cached for `train --plan auto`.
     Tune(TuneArgs),
+    /// Draw what --augment does: training digits (one per class) beside augmented versions, as a PNG grid.
+    AugmentPreview(PreviewArgs),
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Each row is a training sample (the first of each class), the original on the left, then augmented versions as the steps of a run with --seed would draw them.\n\n\
+Example:\n  mnist-mlp augment-preview --augment affine:rotate=12,shift=2,scale=0.1 --augment elastic:sigma=4,alpha=34 --out grid.png"
+)]
+struct PreviewArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The augmentation to draw, as for `train --augment` (repeat to combine).
+    #[arg(long, value_name = "KIND[:K=V,...]", required = true)]
+    augment: Vec<String>,
+    /// The PNG file to write (atomically).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Rows: samples, one per class.
+    #[arg(long, default_value_t = 10, value_parser = config::int_flag::<usize>)]
+    samples: usize,
+    /// Augmented versions per sample.
+    #[arg(long, default_value_t = 8, value_parser = config::int_flag::<usize>)]
+    variants: usize,
+    /// The run's seed.
+    #[arg(long, default_value_t = 0, value_parser = config::int_flag::<u64>)]
+    seed: u64,
 }
 
 #[derive(Args, Clone)]
@@ -299,6 +326,7 @@ fn main() -> ExitCode {
         Cmd::Fetch(a) => cmd_fetch(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Tune(a) => cmd_tune(a),
+        Cmd::AugmentPreview(a) => cmd_augment_preview(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -818,6 +846,40 @@ fn training_set(
             format!("cannot load the data (use --synthetic to {verb} on synthetic data)")
         })?
         .train)
+}
+
+fn cmd_augment_preview(a: PreviewArgs) -> Result<()> {
+    use mnist_mlp::data::augment::{self, Augment, Augmenter};
+    let cfg = Augment::parse(&a.augment).map_err(anyhow::Error::msg)?;
+    if a.out
+        .extension()
+        .map_or(true, |e| !e.eq_ignore_ascii_case("png"))
+    {
+        bail!(
+            "--out {}: the preview is a PNG picture; name it .png",
+            a.out.display()
+        );
+    }
+    if a.samples == 0 || a.samples > 64 || a.variants > 32 {
+        bail!("--samples must be 1..=64 and --variants at most 32");
+    }
+    let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
+    let s = data::load_dir(&dir, &a.data.options())?;
+    let aug = Augmenter::new(cfg, s.train.rows, s.train.cols);
+    let img = augment::preview(&s.train, &aug, a.samples, a.variants, a.seed);
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("encoding the PNG")?;
+    mnist_mlp::checkpoint::write_atomic(&a.out, &png)?;
+    println!(
+        "wrote {} ({}x{} pixels): training samples of {}, one per class, each with {} augmented versions",
+        a.out.display(),
+        img.width(),
+        img.height(),
+        dir.display(),
+        a.variants
+    );
+    Ok(())
 }
 
 fn cmd_tune(a: TuneArgs) -> Result<()> {

@@ -348,7 +348,7 @@ pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError>
     run.say_start(req, obs);
     for e in run.first..=run.cfg.epochs {
         run.epoch(e, obs)?;
-        if run.stopped {
+        if run.stopped || run.reached {
             break;
         }
         if run.interrupted {
@@ -379,6 +379,8 @@ struct Session<'t> {
     first: usize,
     train_seconds: f64,
     stopped: bool,
+    /// `--stop-at-accuracy` was reached.
+    reached: bool,
     /// A stop was requested during the last epoch, whose (resumable)
     /// checkpoint was then written.
     interrupted: bool,
@@ -425,7 +427,7 @@ impl<'t> Session<'t> {
         // The model: the checkpoint's when resuming (its run state is
         // restored below, once the trainer exists), else freshly initialized.
         let saved_cfg = resumed.as_ref().map(|(_, c)| c.clone());
-        let (model, resumed_extras) = match (resumed, &req.resume) {
+        let (mut model, resumed_extras) = match (resumed, &req.resume) {
             (Some((l, _)), Some(p)) => {
                 if l.model.spec != spec || l.model.loss != loss {
                     return Err(RunError::Config(format!(
@@ -440,6 +442,7 @@ impl<'t> Session<'t> {
                 None,
             ),
         };
+        model.reg = settings.reg;
         let mut trainer = Trainer::new(
             &model,
             splits.train.len(),
@@ -449,6 +452,14 @@ impl<'t> Session<'t> {
             threads,
         )?;
         trainer.schedule = settings.schedule;
+        if settings.augment.is_on() {
+            let t = &splits.train;
+            trainer.augment = Some(crate::data::augment::Augmenter::new(
+                settings.augment,
+                t.rows,
+                t.cols,
+            ));
+        }
         trainer.total_epochs = cfg.epochs;
         let mut early = cfg.patience.map(|p| EarlyStopping::new(p, cfg.min_delta));
         let mut history = Vec::new();
@@ -511,6 +522,7 @@ impl<'t> Session<'t> {
             out,
             train_seconds: 0.0,
             stopped: false,
+            reached: false,
             interrupted: false,
         })
     }
@@ -593,15 +605,33 @@ impl<'t> Session<'t> {
                 self.stopped = true;
             }
         }
+        if let Some(a) = self.cfg.stop_at_accuracy.filter(|_| !self.stopped) {
+            let (acc, which) = match r.val_accuracy {
+                Some(v) => (v, "validation"),
+                None => (r.test_accuracy, "test"),
+            };
+            if acc >= a {
+                obs.say(&format!(
+                    "reached {which} accuracy {:.2}% >= {:.2}% (--stop-at-accuracy) after epoch {e}: stopping",
+                    acc * 100.0,
+                    a * 100.0
+                ));
+                self.reached = true;
+            }
+        }
         self.history.push(r.clone());
         // The metrics line before the checkpoint: a run killed between the
         // two resumes from the previous checkpoint, which trims the line
         // and trains the epoch again (the other order would lose it).
         self.out.record(&r, &self.history)?;
         // A stop requested now (Ctrl-C) makes this epoch's checkpoint due.
-        self.interrupted = e < epochs && !self.stopped && obs.stop_requested();
+        self.interrupted = e < epochs && !self.stopped && !self.reached && obs.stop_requested();
         let every = self.cfg.checkpoint_every.unwrap_or(0);
-        let due = e == epochs || self.stopped || self.interrupted || (every > 0 && e % every == 0);
+        let due = e == epochs
+            || self.stopped
+            || self.reached
+            || self.interrupted
+            || (every > 0 && e % every == 0);
         if let Some(path) = self.cfg.save.as_ref().filter(|_| due) {
             self.out.save(
                 path,

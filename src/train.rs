@@ -189,6 +189,11 @@ pub struct Trainer<'t> {
     eval_ws: Workspace<f32>,
     perm: Vec<u32>,
     rng: ChaCha8Rng,
+    /// The run's seed: with the step number, the key of each step's
+    /// dropout masks and augmentations.
+    seed: u64,
+    /// Augmentation of the training samples (`--augment`), if any.
+    pub augment: Option<crate::data::augment::Augmenter>,
     /// Epochs completed.
     pub epoch: usize,
     /// Steps taken.
@@ -243,6 +248,8 @@ impl<'t> Trainer<'t> {
             eval_ws: Workspace::new(&model.spec, EVAL_CHUNK, blocks),
             perm: (0..n_train as u32).collect(),
             rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            augment: None,
             epoch: 0,
             step: 0,
         })
@@ -356,7 +363,7 @@ impl<'t> Trainer<'t> {
         let labels = &train.labels[..];
         let per_epoch = n.div_ceil(rows) as u64;
         let total_steps = per_epoch * self.total_epochs.max(epoch) as u64;
-        let (schedule, base) = (self.schedule, self.base_lr);
+        let (schedule, base, seed) = (self.schedule, self.base_lr, self.seed);
         let Self {
             opt,
             threads,
@@ -364,6 +371,7 @@ impl<'t> Trainer<'t> {
             perm,
             rng,
             step,
+            augment,
             ..
         } = self;
         let full = rows == n;
@@ -393,7 +401,8 @@ impl<'t> Trainer<'t> {
                         pixels,
                         labels,
                         rows: sel,
-                        key: 0,
+                        key: crate::nn::dropout::step_key(seed, *step),
+                        augment: augment.as_ref(),
                     },
                     Update::Apply(opt),
                 );

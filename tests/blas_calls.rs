@@ -148,6 +148,7 @@ fn every_product_of_a_training_step_is_an_sgemm() {
             pixels: None,
             labels: &labels,
             rows: Rows::Indices(&idx),
+            augment: None,
             key: 0,
         };
         let (c0, t0) = counts();
@@ -218,6 +219,7 @@ fn chunked_small_batch_products_are_sgemm() {
         pixels: None,
         labels: &labels,
         rows: Rows::Range(0, b),
+        augment: None,
         key: 0,
     };
     let (c0, _) = counts();
@@ -261,6 +263,7 @@ fn every_candidate_plan_does_all_its_products_in_sgemm() {
                 pixels: None,
                 labels: &labels,
                 rows: Rows::Indices(&idx),
+                augment: None,
                 key: 0,
             };
             let m0 = MNK.load(Ordering::SeqCst);

@@ -22,6 +22,7 @@ fn a_profiled_step_accounts_for_every_kind_of_work() {
         pixels: data.pixels.as_ref().map(|p| p.view()),
         labels: &data.labels,
         rows: Rows::Indices(&idx),
+        augment: None,
         key: 0,
     };
     let mut step = |on: bool| {

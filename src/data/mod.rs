@@ -1,5 +1,6 @@
 //! The data path: IDX files -> [`Dataset`] -> mini-batches.
 
+pub mod augment;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;

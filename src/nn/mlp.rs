@@ -189,6 +189,7 @@ impl<T: Real> Mlp<T> {
                     pixels: None,
                     labels,
                     rows: Rows::Range(s, e),
+                    augment: None,
                     key: 0,
                 },
             ));
@@ -226,6 +227,7 @@ mod tests {
             },
             labels: &data.labels,
             rows,
+            augment: None,
             key: 0,
         };
         opt.begin_step();

@@ -230,17 +230,24 @@ impl NetSpec {
     }
 
     /// This network with dropout `input` on the input and `hidden` on every
-    /// hidden layer (replacing what the list said; rates checked).
-    pub fn with_dropout(mut self, input: f64, hidden: f64) -> Result<Self, SpecError> {
+    /// hidden layer, where given (replacing what the list said; rates
+    /// checked, errors naming `--input-dropout` and `--dropout`).
+    pub fn with_dropout(
+        mut self,
+        input: Option<f64>,
+        hidden: Option<f64>,
+    ) -> Result<Self, SpecError> {
         let check = |p: f64, flag: &str| {
             dropout_rate(&p.to_string()).map_err(|e| SpecError::Invalid(format!("{flag}: {e}")))
         };
-        let (input, hidden) = (
-            check(input, "--input-dropout")?,
-            check(hidden, "--dropout")?,
-        );
-        let mut d = vec![hidden; self.layers()];
-        d[0] = input;
+        let mut d: Vec<f64> = (0..self.layers()).map(|i| self.dropout(i)).collect();
+        if let Some(p) = input {
+            d[0] = check(p, "--input-dropout")?;
+        }
+        if let Some(p) = hidden {
+            let p = check(p, "--dropout")?;
+            d[1..].iter_mut().for_each(|v| *v = p);
+        }
         self.dropout = if d.iter().all(|&p| p == 0.0) {
             Vec::new()
         } else {
@@ -371,11 +378,20 @@ mod tests {
         assert!(s.dropout.is_empty() && !s.has_dropout());
         assert_eq!(s, NetSpec::parse("784,relu,100,10").unwrap());
         // Flags replace the list's rates.
-        let s = NetSpec::parse(l).unwrap().with_dropout(0.0, 0.25).unwrap();
+        let s = NetSpec::parse(l)
+            .unwrap()
+            .with_dropout(Some(0.0), Some(0.25))
+            .unwrap();
         assert_eq!(s.dropout, vec![0.0, 0.25, 0.25]);
+        let s = NetSpec::parse(l).unwrap().with_dropout(None, Some(0.1));
+        assert_eq!(s.unwrap().dropout, vec![0.2, 0.1, 0.1]);
+        let s = NetSpec::parse(l)
+            .unwrap()
+            .with_dropout(Some(0.0), Some(0.0));
+        assert!(s.unwrap().dropout.is_empty());
         let e = NetSpec::parse("784,relu,100,10")
             .unwrap()
-            .with_dropout(1.0, 0.0);
+            .with_dropout(Some(1.0), None);
         assert!(e.unwrap_err().to_string().contains("--input-dropout"));
         for (bad, needle) in [
             ("784,relu,100,10,dropout:0.5", "after the output width"),

@@ -65,6 +65,9 @@ pub struct Batch<'a> {
     /// the run's seed and the step's number): dropout masks are a function
     /// of it and the unit's coordinates. Unused without dropout.
     pub key: u64,
+    /// Augment each sample as it is gathered (training batches only), its
+    /// transform a function of `key` and the sample's index.
+    pub augment: Option<&'a crate::data::augment::Augmenter>,
 }
 
 /// Loss sum and correct predictions over a batch.
@@ -195,7 +198,7 @@ impl<T: Real> Workspace<T> {
     /// per-block statistics.
     pub(crate) fn frame_parts(&mut self, batch: &Batch, copy: bool) -> FrameParts<'_, T> {
         let n = batch.rows.len();
-        let (x, gather) = self.input(batch, copy);
+        let (x, gather) = self.input(batch, copy || batch.augment.is_some());
         let acts = tops(&mut self.acts, n);
         let mut deltas = tops(&mut self.deltas, n);
         let l = self.acts.len();
@@ -292,6 +295,18 @@ fn prefetch(p: *const u8, len: usize) {
 /// # Safety
 /// Row blocks of concurrent calls must be disjoint.
 pub(crate) unsafe fn gather_rows<T: Real>(x: RawMat<T>, batch: &Batch, rows: Range<usize>) {
+    if let Some(aug) = batch.augment {
+        for r in rows {
+            let i = batch.rows.get(r);
+            let key = crate::data::augment::Augmenter::sample_key(batch.key, i);
+            let src = |img: &mut [f32]| match &batch.pixels {
+                Some(px) => f32::copy_from_u8(img, px.row(i).to_slice().expect("contiguous")),
+                None => img.copy_from_slice(batch.data.row(i).to_slice().expect("contiguous")),
+            };
+            aug.apply(x.row_mut(r), src, key);
+        }
+        return;
+    }
     match &batch.pixels {
         Some(px) => gather_from(x, batch, px, rows, T::copy_from_u8),
         None => gather_from(x, batch, &batch.data, rows, T::copy_from_f32),

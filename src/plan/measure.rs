@@ -141,6 +141,7 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
                         pixels,
                         labels,
                         rows: sel,
+                        augment: None,
                         key: 0,
                     },
                     Update::Apply(&optim),
