@@ -1,5 +1,6 @@
 //! Kernel benches: the sgemm shapes of T1's step, ReLU forward/backward,
-//! the fused softmax-cross-entropy, and the batch gather.
+//! the fused softmax-cross-entropy, the batch gather, and the augmentation
+//! of one sample (`augment`: what `--augment` adds to each gathered row).
 
 use std::time::Duration;
 
@@ -110,5 +111,45 @@ fn elementwise(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sgemm, elementwise);
+/// One 28x28 sample through each augmentation (per-sample time; the plain
+/// byte-to-float copy of the gather for scale).
+fn augment(c: &mut Criterion) {
+    use mnist_mlp::data::augment::{Augment, Augmenter};
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let px: Vec<u8> = (0..784).map(|_| rng.random_range(0..=255u8)).collect();
+    let mut out = vec![0.0f32; 784];
+    let mut g = c.benchmark_group("augment_one_sample");
+    g.warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(1));
+    g.bench_function("copy", |bb| {
+        bb.iter(|| {
+            for (o, &p) in out.iter_mut().zip(&px) {
+                *o = p as f32 / 255.0;
+            }
+        })
+    });
+    for spec in ["flip", "affine", "elastic", "affine+elastic"] {
+        let items: Vec<String> = spec.split('+').map(String::from).collect();
+        let aug = Augmenter::new(Augment::parse(&items).unwrap(), 28, 28);
+        let mut key = 0u64;
+        g.bench_function(spec, |bb| {
+            bb.iter(|| {
+                key += 1;
+                aug.apply(
+                    &mut out,
+                    |d| {
+                        for (o, &p) in d.iter_mut().zip(&px) {
+                            *o = p as f32 / 255.0;
+                        }
+                    },
+                    key,
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, sgemm, elementwise, augment);
 criterion_main!(benches);
