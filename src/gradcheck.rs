@@ -196,8 +196,8 @@ fn check_in_pool(
     })
 }
 
-/// The standard matrix: every hidden activation with cross-entropy, and
-/// squared error with each output activation.
+/// The standard matrix: every hidden activation with cross-entropy,
+/// squared error with each output activation, and dropout.
 pub fn standard_specs() -> Vec<(NetSpec, Loss)> {
     let mut v = Vec::new();
     for act in crate::nn::Activation::ALL {
@@ -215,6 +215,11 @@ pub fn standard_specs() -> Vec<(NetSpec, Loss)> {
     }
     v.push((
         NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").expect("valid"),
+        Loss::CrossEntropy,
+    ));
+    // Dropout on the input and the hidden layers (masks fixed by the key).
+    v.push((
+        NetSpec::parse("12,dropout:0.2,tanh,9,dropout:0.5,relu,7,softmax,5").expect("valid"),
         Loss::CrossEntropy,
     ));
     v

@@ -96,6 +96,11 @@ impl Threads {
             GemmThreading::Blas => 1,
         }
     }
+    /// Runs `f` once on each of the pool's threads (to set up per-thread
+    /// state before the steps that use it).
+    pub fn on_each(&self, f: impl Fn() + Sync) {
+        self.pool.broadcast(|_| f());
+    }
     /// Runs `f` in the pool with OpenBLAS set for this policy. Training
     /// steps split into several blocks must run inside (they check).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {

@@ -454,7 +454,7 @@ impl<'t> Session<'t> {
         trainer.schedule = settings.schedule;
         if settings.augment.is_on() {
             let t = &splits.train;
-            trainer.augment = Some(crate::data::augment::Augmenter::new(
+            trainer.set_augment(crate::data::augment::Augmenter::new(
                 settings.augment,
                 t.rows,
                 t.cols,

@@ -193,7 +193,7 @@ pub struct Trainer<'t> {
     /// dropout masks and augmentations.
     seed: u64,
     /// Augmentation of the training samples (`--augment`), if any.
-    pub augment: Option<crate::data::augment::Augmenter>,
+    augment: Option<crate::data::augment::Augmenter>,
     /// Epochs completed.
     pub epoch: usize,
     /// Steps taken.
@@ -312,6 +312,13 @@ impl<'t> Trainer<'t> {
         self.step = state.step;
         self.opt.t = state.optimizer_step;
         Ok(())
+    }
+
+    /// Augments every training sample with `aug` from now on; each pool
+    /// thread's scratch is made ready here, so that steps allocate nothing.
+    pub fn set_augment(&mut self, aug: crate::data::augment::Augmenter) {
+        self.threads.on_each(|| aug.reserve());
+        self.augment = Some(aug);
     }
 
     /// The plan the trainer's steps and evaluations follow.

@@ -5,7 +5,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use mnist_mlp::nn::{Init, Loss, Mlp, NetSpec};
+use mnist_mlp::data::augment::{Augment, Augmenter};
+use mnist_mlp::nn::{Init, Loss, Mlp, NetSpec, Regularizers};
 use mnist_mlp::optim::{OptConfig, OptKind};
 use mnist_mlp::parallel::{GemmThreading, Threads};
 use mnist_mlp::plan::{candidates, measure::shape_of, Plan};
@@ -54,6 +55,13 @@ fn training_epochs_allocate_nothing() {
             ),
             ("784,tanh,50,softmax,10", BatchSize::N(33), OptKind::Adam),
             ("784,relu,40,sigmoid,10", BatchSize::Full, OptKind::Nesterov),
+            // Dropout (input and hidden), with max-norm, label smoothing
+            // and augmentation below.
+            (
+                "784,dropout:0.2,relu,64,dropout:0.5,tanh,32,softmax,10",
+                BatchSize::N(100),
+                OptKind::Adam,
+            ),
         ] {
             let spec = NetSpec::parse(layers).unwrap();
             let loss = if spec.output == mnist_mlp::nn::OutputAct::Softmax {
@@ -71,6 +79,14 @@ fn training_epochs_allocate_nothing() {
                 &threads,
             )
             .unwrap();
+            if model.spec.has_dropout() {
+                model.reg = Regularizers {
+                    label_smoothing: 0.1,
+                    max_norm: Some(2.0),
+                };
+                let aug = Augment::parse(&["affine".into(), "elastic".into()]).unwrap();
+                tr.set_augment(Augmenter::new(aug, 28, 28));
+            }
             let noop = |_: usize| {};
             // Every plan the planner may choose for this shape.
             let shape = shape_of(&model, batch.rows(data.len()), &threads);
