@@ -62,7 +62,7 @@ fn workloads(c: &mut Criterion) {
             .trainer(&model, &train, &threads, 0, &choice, 1000)
             .expect("trainer");
         eprintln!("{}: {}", w.id, chosen.line());
-        let noop = |_: usize| {};
+        let noop = |_: usize, _: &mnist_mlp::nn::Stats| {};
         let id = format!("{}/{}threads", w.id, threads.n());
         g.bench_function(id, |b| {
             b.iter_custom(|iters| {

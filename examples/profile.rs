@@ -65,7 +65,7 @@ fn main() {
             .trainer(&model, &train, &threads, 0, &choice, 1000)
             .expect("trainer");
         println!("{n} threads: {}", chosen.line());
-        let noop = |_: usize| {};
+        let noop = |_: usize, _: &mnist_mlp::nn::Stats| {};
         tr.train_epoch(&mut model, &train, &noop).expect("finite");
         profile::enable(true);
         let t = Instant::now();

@@ -395,6 +395,8 @@ struct Console {
     json: bool,
     bars: bool,
     bar: ProgressBar,
+    /// When the epoch under way started.
+    started: std::time::Instant,
     /// Standard output still works.
     stdout_ok: bool,
 }
@@ -422,15 +424,25 @@ impl mnist_mlp::run::Observer for Console {
         self.bar = ProgressBar::new(steps as u64);
         self.bar.set_style(
             ProgressStyle::with_template(
-                "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+                "epoch {prefix} [{bar:30}] {pos}/{len} steps, {msg}, eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
-        self.bar.set_message(format!("{epoch}/{epochs}"));
+        self.bar.set_prefix(format!("{epoch}/{epochs}"));
+        self.started = std::time::Instant::now();
     }
-    fn step(&self, k: usize, steps: usize) {
+    fn step(&self, k: usize, steps: usize, running: &mnist_mlp::nn::Stats) {
         if k % (steps / 200).max(1) == 0 || k == steps {
+            // Samples/s (as every other figure here), and the epoch's loss
+            // and accuracy so far, as Keras' progress bar shows them.
+            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+            self.bar.set_message(format!(
+                "{:.0} samples/s, loss {:.4}, acc {:.2}%",
+                running.samples as f64 / secs,
+                running.mean_loss(),
+                running.accuracy() * 100.0
+            ));
             self.bar.set_position(k as u64);
         }
     }
@@ -480,6 +492,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         json: false,
         bars: std::io::stderr().is_terminal(),
         bar: ProgressBar::hidden(),
+        started: std::time::Instant::now(),
         stdout_ok: true,
     };
     let outcome = mnist_mlp::run::train(&req, &mut console)?;

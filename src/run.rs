@@ -86,9 +86,9 @@ pub trait Observer: Sync {
     fn note(&mut self, _line: &str) {}
     /// Epoch `epoch` of `epochs` starts, with `steps` steps.
     fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
-    /// Step `k` of the epoch's `steps` is done (called from the training
-    /// thread).
-    fn step(&self, _k: usize, _steps: usize) {}
+    /// Step `k` of the epoch's `steps` is done, with the epoch's running
+    /// statistics (called from the training thread).
+    fn step(&self, _k: usize, _steps: usize, _running: &crate::nn::Stats) {}
     /// The epoch's steps are over (before its report, even on an error).
     fn epoch_trained(&mut self) {}
     /// An epoch's record, after its metrics line and checkpoint (the CLI's
@@ -575,7 +575,7 @@ impl<'t> Session<'t> {
         obs.epoch_start(e, epochs, steps);
         let r = {
             let watcher: &dyn Observer = obs;
-            let on_step = |k: usize| watcher.step(k, steps);
+            let on_step = |k: usize, st: &crate::nn::Stats| watcher.step(k, steps, st);
             self.trainer.epoch_report(
                 &mut self.model,
                 &self.splits.train,

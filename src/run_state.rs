@@ -164,10 +164,10 @@ mod tests {
         };
         let (mut a, mut ta) = fresh();
         for _ in 0..3 {
-            ta.train_epoch(&mut a, &data, &|_| {}).unwrap();
+            ta.train_epoch(&mut a, &data, &|_, _| {}).unwrap();
         }
         let (mut b, mut tb) = fresh();
-        tb.train_epoch(&mut b, &data, &|_| {}).unwrap();
+        tb.train_epoch(&mut b, &data, &|_, _| {}).unwrap();
         let bytes = to_bytes_with(
             &b,
             &serde_json::Value::Null,
@@ -183,7 +183,7 @@ mod tests {
         assert!(e.contains("already trained 1 epoch(s)"), "{e}");
         restore(&loaded.extras, &c, &mut tc, None, 3).unwrap();
         for _ in 0..2 {
-            tc.train_epoch(&mut c, &data, &|_| {}).unwrap();
+            tc.train_epoch(&mut c, &data, &|_, _| {}).unwrap();
         }
         for (x, y) in a.layers.iter().zip(&c.layers) {
             assert_eq!(x.w, y.w);

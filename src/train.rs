@@ -345,14 +345,15 @@ impl<'t> Trainer<'t> {
     }
 
     /// One pass over `train`: shuffle, then every mini-batch. `on_step` is
-    /// called after each step with the number of steps done in this epoch.
+    /// called after each step with the number of steps done in this epoch
+    /// and the epoch's statistics so far (loss, accuracy, samples).
     /// Errors: data that does not fit the model ([`check_dataset`]), a
     /// non-finite loss.
     pub fn train_epoch(
         &mut self,
         model: &mut Mlp<f32>,
         train: &Dataset,
-        on_step: &(dyn Fn(usize) + Sync),
+        on_step: &(dyn Fn(usize, &Stats) + Sync),
     ) -> Result<Stats, TrainError> {
         if train.len() != self.perm.len() {
             return Err(TrainError::Data(format!(
@@ -427,7 +428,7 @@ impl<'t> Trainer<'t> {
                     });
                 }
                 total.add(st);
-                on_step(k + 1);
+                on_step(k + 1, &total);
             }
             Ok(total)
         });
@@ -454,7 +455,7 @@ impl<'t> Trainer<'t> {
         train: &Dataset,
         test: &Dataset,
         val: Option<&Dataset>,
-        on_step: &(dyn Fn(usize) + Sync),
+        on_step: &(dyn Fn(usize, &Stats) + Sync),
     ) -> Result<EpochReport, TrainError> {
         check_dataset(model, test, "test set")?;
         if let Some(v) = val {
@@ -503,7 +504,7 @@ mod tests {
             let mut tr =
                 Trainer::new(&model, data.len(), BatchSize::N(50), opt, 0, &threads).unwrap();
             tr.schedule = schedule;
-            tr.train_epoch(&mut model, &data, &|_| {}).unwrap_err()
+            tr.train_epoch(&mut model, &data, &|_, _| {}).unwrap_err()
         };
         let e = diverge(Schedule::Constant);
         let msg = e.to_string();
@@ -542,7 +543,7 @@ mod tests {
         let mut bad = data.clone();
         bad.labels[137] = 26;
         let e = tr
-            .train_epoch(&mut model, &bad, &|_| {})
+            .train_epoch(&mut model, &bad, &|_, _| {})
             .unwrap_err()
             .to_string();
         assert!(
@@ -551,7 +552,7 @@ mod tests {
             "{e}"
         );
         let e = tr
-            .epoch_report(&mut model, &data, &bad, None, &|_| {})
+            .epoch_report(&mut model, &data, &bad, None, &|_, _| {})
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("test set: sample 137 has label 26"), "{e}");
@@ -559,7 +560,7 @@ mod tests {
         let px = vec![0u8; 200 * 32 * 32];
         let other = Dataset::from_u8(200, 32, 32, &px, vec![0; 200]);
         let e = tr
-            .train_epoch(&mut model, &other, &|_| {})
+            .train_epoch(&mut model, &other, &|_, _| {})
             .unwrap_err()
             .to_string();
         assert!(
@@ -567,7 +568,7 @@ mod tests {
             "{e}"
         );
         let e = tr
-            .train_epoch(&mut model, &crate::workloads::synthetic(100, 1), &|_| {})
+            .train_epoch(&mut model, &crate::workloads::synthetic(100, 1), &|_, _| {})
             .unwrap_err()
             .to_string();
         assert!(
@@ -576,7 +577,7 @@ mod tests {
         );
         // Nothing was trained by the refused calls; the good data still trains.
         assert_eq!(tr.epoch, 0);
-        tr.train_epoch(&mut model, &data, &|_| {}).unwrap();
+        tr.train_epoch(&mut model, &data, &|_, _| {}).unwrap();
         assert_eq!(tr.epoch, 1);
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crate::data::Dataset;
-use crate::nn::{Init, Loss, Mlp, NetSpec};
+use crate::nn::{Init, Loss, Mlp, NetSpec, Stats};
 use crate::optim::{OptConfig, OptKind};
 use crate::parallel::Threads;
 use crate::plan::{Choice, Chosen};
@@ -192,7 +192,7 @@ pub fn run(
     let per_epoch = w.batch.rows(train.len());
     let steps = train.len().div_ceil(per_epoch.max(1)) * (epochs + 1);
     let (mut tr, chosen) = w.trainer(&model, train, threads, seed, choice, steps)?;
-    let noop = |_: usize| {};
+    let noop = |_: usize, _: &Stats| {};
     tr.train_epoch(&mut model, train, &noop)?;
     let mut secs = Vec::with_capacity(epochs);
     let mut last = 0.0;
@@ -202,7 +202,7 @@ pub fn run(
     let mut steps_ms = Vec::with_capacity(per_epoch * epochs.max(1));
     for _ in 0..epochs.max(1) {
         let t = Instant::now();
-        let mark = |k: usize| {
+        let mark = |k: usize, _: &Stats| {
             if let Some(e) = ends.get(k) {
                 e.store(t.elapsed().as_nanos() as u64, Relaxed);
             }

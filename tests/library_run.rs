@@ -50,7 +50,7 @@ impl Observer for Log {
         }
         self.lines.push(line.to_string());
     }
-    fn step(&self, _k: usize, _steps: usize) {
+    fn step(&self, _k: usize, _steps: usize, _running: &mnist_mlp::nn::Stats) {
         self.steps.fetch_add(1, Ordering::Relaxed);
     }
     fn epoch_end(&mut self, r: &EpochReport) {

@@ -87,7 +87,7 @@ fn training_epochs_allocate_nothing() {
                 let aug = Augment::parse(&["affine".into(), "elastic".into()]).unwrap();
                 tr.set_augment(Augmenter::new(aug, 28, 28));
             }
-            let noop = |_: usize| {};
+            let noop = |_: usize, _: &mnist_mlp::nn::Stats| {};
             // Every plan the planner may choose for this shape.
             let shape = shape_of(&model, batch.rows(data.len()), &threads);
             for plan in candidates(Plan::default(), &shape) {

@@ -67,7 +67,7 @@ fn train(r: &Run, threads: usize, seed: u64) -> (f64, Mlp<f32>) {
     let mut acc = 0.0;
     for _ in 0..r.epochs {
         acc = tr
-            .epoch_report(&mut model, &d.train, &d.test, None, &|_| {})
+            .epoch_report(&mut model, &d.train, &d.test, None, &|_, _| {})
             .unwrap()
             .test_accuracy;
     }

@@ -72,7 +72,7 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
                 tr.total_epochs = 2;
                 let mut h = Sha256::new();
                 for _ in 0..2 {
-                    let st = tr.train_epoch(&mut model, &data, &|_| {}).unwrap();
+                    let st = tr.train_epoch(&mut model, &data, &|_, _| {}).unwrap();
                     h.update(st.loss_sum.to_le_bytes());
                     h.update((st.correct as u64).to_le_bytes());
                 }
