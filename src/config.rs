@@ -111,9 +111,9 @@ pub struct RunConfig {
     /// Seed of initialization, shuffling and the validation split.
     #[arg(long, default_value_t = 0, value_parser = int_flag::<u64>)]
     pub seed: u64,
-    /// Hold out this many training samples for validation (reported beside test; needed by --patience).
-    #[arg(long, default_value_t = 0, value_name = "N", value_parser = int_flag::<usize>)]
-    pub validation: usize,
+    /// Hold out training samples for validation (reported beside test; needed by --patience): a count (5000) or a fraction of the training set (0.1, as Keras' validation_split).
+    #[arg(long, default_value = "0", value_name = "N|FRACTION", value_parser = validation_flag)]
+    pub validation: crate::data::Validation,
     /// Early stopping: stop when the validation loss has not improved for N epochs, and keep the best weights.
     #[arg(long, value_name = "N", value_parser = int_flag::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +185,16 @@ fn count_or_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
         Err(_) => Err(serde::de::Error::custom(
             "expected a positive integer or \"full\"",
         )),
+    }
+}
+
+/// A `--validation` value: a count (at most [`TOML_INT_MAX`]) or a fraction.
+fn validation_flag(s: &str) -> Result<crate::data::Validation, String> {
+    match crate::data::Validation::parse(s)? {
+        crate::data::Validation::Count(c) if c > TOML_INT_MAX => {
+            Err(format!("{s} is too large (at most {TOML_INT_MAX})"))
+        }
+        v => Ok(v),
     }
 }
 
@@ -378,7 +388,13 @@ impl RunConfig {
         let fields: [(&str, Option<u64>); 6] = [
             ("epochs", Some(self.epochs as u64)),
             ("seed", Some(self.seed)),
-            ("validation", Some(self.validation as u64)),
+            (
+                "validation",
+                match self.validation {
+                    crate::data::Validation::Count(c) => Some(c),
+                    crate::data::Validation::Fraction(_) => None,
+                },
+            ),
             ("patience", self.patience.map(|v| v as u64)),
             ("threads", self.threads.map(|v| v as u64)),
             ("checkpoint_every", self.checkpoint_every.map(|v| v as u64)),
@@ -515,7 +531,7 @@ impl RunConfig {
         }
         match self.patience {
             Some(0) => return Err("--patience must be at least 1".into()),
-            Some(_) if self.validation == 0 => return Err(
+            Some(_) if self.validation.is_none() => return Err(
                 "--patience needs a validation set: add --validation N (e.g. --validation 5000)"
                     .into(),
             ),
@@ -533,6 +549,13 @@ impl RunConfig {
             if let Some(p) = p {
                 crate::nn::spec::dropout_rate(&p.to_string())
                     .map_err(|e| format!("{flag}: {e}"))?;
+            }
+        }
+        if let crate::data::Validation::Fraction(f) = self.validation {
+            if !(f > 0.0 && f < 1.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "--validation {f}: a fraction of the training set must be in (0, 1) (or give a number of samples)"
+                )));
             }
         }
         if let Some(a) = self.stop_at_accuracy {

@@ -159,6 +159,18 @@ fn bad_settings_are_refused_naming_the_flag() {
         let err = fails(&args);
         assert!(err.contains(needle), "{flags:?}: {err}");
     }
+    // A flag's value the parser refuses: a usage error (exit 2), named.
+    let out = common::bin()
+        .args(["train", "--data-dir", &data, "--validation", "1.5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--validation")
+            && err.contains("neither a whole number of samples nor a fraction"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -190,6 +202,13 @@ fn stop_at_accuracy_stops_after_the_epoch_that_reaches_it() {
         &["--stop-at-accuracy", "0.5", "--validation", "500"],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("reached validation accuracy"));
+    // A fraction of the training set, as Keras' validation_split (#22).
+    let out = train(&data, "16", 1, &["--validation", "0.1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("train 2700 x 784, test 500, validation 300"),
+        "{text}"
+    );
 }
 
 #[test]

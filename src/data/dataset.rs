@@ -356,13 +356,68 @@ pub fn load_split(
     Ok(Dataset::from_u8(n, rows, cols, &img.data, lab.data))
 }
 
+/// How much of the training set to hold out for validation: a count of
+/// samples (`--validation 5000`), or a fraction of them
+/// (`--validation 0.1`, Keras' `validation_split`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Validation {
+    Count(u64),
+    Fraction(f64),
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation::Count(0)
+    }
+}
+
+impl Validation {
+    /// Parses a count (`5000`) or a fraction in (0, 1) (`0.1`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(Validation::Count(n));
+        }
+        match s.parse::<f64>() {
+            Ok(f) if f > 0.0 && f < 1.0 => Ok(Validation::Fraction(f)),
+            Ok(f) if f.is_finite() && f >= 1.0 && f.fract() != 0.0 => Err(format!(
+                "`{s}` is neither a whole number of samples nor a fraction below 1"
+            )),
+            _ => Err(format!(
+                "`{s}` is neither a number of samples (e.g. 5000) nor a fraction of the training set in (0, 1) (e.g. 0.1)"
+            )),
+        }
+    }
+    /// Samples held out of a training set of `n`.
+    pub fn samples(self, n: usize) -> usize {
+        match self {
+            Validation::Count(c) => usize::try_from(c).unwrap_or(usize::MAX),
+            Validation::Fraction(f) => (f * n as f64).round() as usize,
+        }
+    }
+    /// Whether no samples are held out.
+    pub fn is_none(self) -> bool {
+        self == Validation::Count(0)
+    }
+}
+
+impl std::fmt::Display for Validation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Validation::Count(c) => write!(f, "{c}"),
+            Validation::Fraction(x) => write!(f, "{x}"),
+        }
+    }
+}
+
 /// Options for [`load_dir`].
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Number of classes labels must be below; `None`: `max label + 1`.
     pub classes: Option<usize>,
     /// Samples to move from the training set into a validation set.
-    pub validation: usize,
+    pub validation: Validation,
     /// Seed of the validation split.
     pub seed: u64,
     /// The dataset prefix to load when the directory holds several
@@ -392,7 +447,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
             .max(test.max_label())
             .map_or(0, |m| m as usize + 1)
     });
-    let (train, validation) = split_validation(train, opts.validation, opts.seed)?;
+    let held = opts.validation.samples(train.len());
+    let (train, validation) = split_validation(train, held, opts.seed)?;
     Ok(Splits {
         train,
         validation,
@@ -429,6 +485,28 @@ pub fn split_validation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_is_a_count_or_a_fraction() {
+        assert_eq!(Validation::parse("5000").unwrap(), Validation::Count(5000));
+        assert_eq!(Validation::parse("0.1").unwrap(), Validation::Fraction(0.1));
+        assert_eq!(Validation::parse("0.1").unwrap().samples(60000), 6000);
+        assert_eq!(Validation::parse("5000").unwrap().samples(60000), 5000);
+        assert!(Validation::parse("0").unwrap().is_none());
+        for bad in ["1.5", "-0.1", "x", "1e400", "0.0"] {
+            let e = Validation::parse(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        // Config files hold either form.
+        #[derive(serde::Deserialize)]
+        struct C {
+            v: Validation,
+        }
+        let c: C = toml::from_str("v = 0.2").unwrap();
+        assert_eq!(c.v, Validation::Fraction(0.2));
+        let c: C = toml::from_str("v = 300").unwrap();
+        assert_eq!(c.v, Validation::Count(300));
+    }
 
     fn tiny(n: usize) -> Dataset {
         let px: Vec<u8> = (0..n * 4).map(|i| (i % 256) as u8).collect();

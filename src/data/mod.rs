@@ -5,4 +5,6 @@ pub mod dataset;
 pub mod fetch;
 pub mod idx;
 
-pub use dataset::{load_dir, resolve_data_dir, DataError, Dataset, LoadOptions, Splits};
+pub use dataset::{
+    load_dir, resolve_data_dir, DataError, Dataset, LoadOptions, Splits, Validation,
+};
