@@ -41,12 +41,18 @@ static A: Counting = Counting;
 #[test]
 fn training_epochs_allocate_nothing() {
     let data = synthetic(1000, 3);
-    for (policy, n) in [
+    // Every pool lives to the end: a dropped pool's threads exit while the
+    // next pool is measured, and the counter sees every thread.
+    let pools: Vec<(GemmThreading, usize, Threads)> = [
         (GemmThreading::Split, 2),
         (GemmThreading::Split, 1),
         (GemmThreading::Blas, 2),
-    ] {
-        let threads = Threads::new(n, policy).unwrap();
+    ]
+    .into_iter()
+    .map(|(policy, n)| (policy, n, Threads::new(n, policy).unwrap()))
+    .collect();
+    for (policy, n, threads) in &pools {
+        let (policy, n, threads) = (*policy, *n, threads);
         for (layers, batch, opt) in [
             (
                 "784,relu,64,sigmoid,32,softmax,10",
@@ -76,7 +82,7 @@ fn training_epochs_allocate_nothing() {
                 batch,
                 OptConfig::new(opt, 0.01),
                 0,
-                &threads,
+                threads,
             )
             .unwrap();
             if model.spec.has_dropout() {
@@ -89,7 +95,7 @@ fn training_epochs_allocate_nothing() {
             }
             let noop = |_: usize, _: &mnist_mlp::nn::Stats| {};
             // Every plan the planner may choose for this shape.
-            let shape = shape_of(&model, batch.rows(data.len()), &threads);
+            let shape = shape_of(&model, batch.rows(data.len()), threads);
             for plan in candidates(Plan::default(), &shape) {
                 tr.set_plan(plan);
                 tr.train_epoch(&mut model, &data, &noop).unwrap(); // warm-up: lazy buffers, thread start-up
