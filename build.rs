@@ -25,8 +25,40 @@ fn has_lib(dir: &Path) -> bool {
         .any(|f| dir.join(f).exists())
 }
 
+/// The commit the build is from, for `mnist-mlp --version`
+/// (`MNIST_MLP_COMMIT`; "unknown commit" outside a git checkout), rebuilt
+/// when HEAD moves.
+fn git_commit() {
+    let git = |args: &[&str]| -> Option<String> {
+        let o = std::process::Command::new("git").args(args).output().ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]);
+    println!(
+        "cargo:rustc-env=MNIST_MLP_COMMIT={}",
+        commit.as_deref().unwrap_or("unknown commit")
+    );
+    if commit.is_some() {
+        let mut watch = vec!["HEAD".to_string()];
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watch.push(r);
+        }
+        for w in watch {
+            if let Some(p) = git(&["rev-parse", "--git-path", &w]) {
+                if Path::new(&p).exists() {
+                    println!("cargo:rerun-if-changed={p}");
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    git_commit();
     println!("cargo:rerun-if-env-changed=OPENBLAS_LIB_DIR");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();

@@ -24,7 +24,7 @@ static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePa
 #[derive(Parser)]
 #[command(
     name = "mnist-mlp",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MNIST_MLP_COMMIT"), ")"),
     about = "Fast multilayer-perceptron training on MNIST and other IDX datasets (OpenBLAS + rayon)",
     long_about = "Fast multilayer-perceptron training on MNIST and every dataset in IDX format \
 (Fashion-MNIST, KMNIST, EMNIST). Matrix products run on OpenBLAS, everything else on rayon.\n\n\

@@ -415,6 +415,9 @@ impl<'t> Session<'t> {
             req.show_progress && !cfg.quiet,
             obs,
         )?;
+        for w in unseen_classes(&splits) {
+            obs.note(&w);
+        }
         let features = splits.train.features();
         let spec = settings.network(features, splits.classes)?;
         if spec.input() != features {
@@ -700,6 +703,34 @@ impl<'t> Session<'t> {
             summary,
         }
     }
+}
+
+/// Warnings for classes the test (or validation) set has and the training
+/// set never does: the network gets an output it cannot learn, and every
+/// such sample counts as wrong.
+pub fn unseen_classes(splits: &Splits) -> Vec<String> {
+    let train = splits.train.class_counts(splits.classes);
+    let mut out = Vec::new();
+    for (name, d) in [
+        ("test", Some(&splits.test)),
+        ("validation", splits.validation.as_ref()),
+    ] {
+        let Some(d) = d else { continue };
+        let counts = d.class_counts(splits.classes);
+        let unseen: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .filter(|&(c, &n)| n > 0 && train.get(c).copied().unwrap_or(0) == 0)
+            .map(|(c, &n)| format!("class {c} ({n} samples)"))
+            .collect();
+        if !unseen.is_empty() {
+            out.push(format!(
+                "warning: the {name} set has {}, which the training set never has: the network gets an output for it that it cannot learn, and those samples will count as wrong (is the data folder's train/test pair from one dataset?)",
+                unseen.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// Warns when a resumed run differs from its checkpoint in what can change
