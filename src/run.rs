@@ -27,7 +27,7 @@ use crate::nn::NetSpec;
 use crate::parallel::{Threads, ThreadsError};
 use crate::plan::{Choice, Chosen, Plan};
 use crate::run_state;
-use crate::train::{EpochReport, TrainError, Trainer};
+use crate::train::{EpochReport, Num, TrainError, Trainer};
 
 /// Why a run could not start or stopped. Every message names the flag or
 /// file at fault.
@@ -497,6 +497,9 @@ impl<'t> Session<'t> {
         trainer.set_plan(plan);
         if let (Some(saved), Some(p)) = (&saved_cfg, &req.resume) {
             warn_resume_differences(p, saved, &cfg, threads, plan, obs);
+            if let Some(w) = horizon_warning(saved, &cfg, &settings, &trainer) {
+                obs.note(&w);
+            }
         }
         // The configuration that repeats this run exactly.
         let effective = RunConfig {
@@ -731,6 +734,39 @@ pub fn unseen_classes(splits: &Splits) -> Vec<String> {
         }
     }
     out
+}
+
+/// On `--resume` with another `--epochs`: a schedule that depends on the
+/// run's length (cosine, one-cycle) is stretched over the new total, so the
+/// learning rate jumps from where the run had left it; says from what to
+/// what.
+fn horizon_warning(
+    saved: &RunConfig,
+    cfg: &RunConfig,
+    settings: &Settings,
+    trainer: &Trainer,
+) -> Option<String> {
+    use crate::schedule::Schedule;
+    if saved.epochs == cfg.epochs
+        || !matches!(
+            settings.schedule,
+            Schedule::Cosine { .. } | Schedule::OneCycle
+        )
+    {
+        return None;
+    }
+    let per = trainer.steps_per_epoch() as u64;
+    let (step, base) = (trainer.step, settings.opt.lr);
+    let lr = |epochs: usize| settings.schedule.lr(base, step, per * epochs as u64, per);
+    Some(format!(
+        "warning: --resume: --epochs {} changes the run's length from {} epochs; the {} schedule is stretched over the new total, so the learning rate goes from {} (where the run left it) to {} at the next step. To go on at the rate it left instead, resume with --schedule constant --lr {}",
+        cfg.epochs,
+        saved.epochs,
+        cfg.schedule,
+        Num(lr(saved.epochs)),
+        Num(lr(cfg.epochs)),
+        Num(lr(saved.epochs))
+    ))
 }
 
 /// Warns when a resumed run differs from its checkpoint in what can change

@@ -48,3 +48,23 @@ fn version_names_the_commit() {
         "{v}"
     );
 }
+
+#[test]
+fn raising_epochs_on_resume_says_what_it_does_to_the_schedule() {
+    // (#22) Cosine over 2 epochs, resumed to 4: the rate jumps back up.
+    let (d, data) = workdir(1000, 200);
+    let m = common::s(&d.path().join("m.safetensors"));
+    train(&data, "16", 2, &["--schedule", "cosine", "--save", &m]);
+    let out = ok(&["train", "--resume", &m, "--epochs", "4", "--quiet"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--epochs 4 changes the run's length from 2 epochs")
+            && err.contains("resume with --schedule constant --lr"),
+        "{err}"
+    );
+    // Going on at a fixed rate instead says nothing.
+    let c = common::s(&d.path().join("c.safetensors"));
+    train(&data, "16", 2, &["--schedule", "constant", "--save", &c]);
+    let out = ok(&["train", "--resume", &c, "--epochs", "4", "--quiet"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("stretched"));
+}
