@@ -758,14 +758,22 @@ fn horizon_warning(
     let per = trainer.steps_per_epoch() as u64;
     let (step, base) = (trainer.step, settings.opt.lr);
     let lr = |epochs: usize| settings.schedule.lr(base, step, per * epochs as u64, per);
+    let (left, next) = (lr(saved.epochs), lr(cfg.epochs));
+    let choice = if left > base * 1e-3 {
+        format!(
+            "to go on at the rate it left instead, resume with --schedule constant --lr {}",
+            Num(left)
+        )
+    } else {
+        "the run had finished its schedule: more epochs at the rate it left would change almost nothing".to_string()
+    };
     Some(format!(
-        "warning: --resume: --epochs {} changes the run's length from {} epochs; the {} schedule is stretched over the new total, so the learning rate goes from {} (where the run left it) to {} at the next step. To go on at the rate it left instead, resume with --schedule constant --lr {}",
+        "warning: --resume: --epochs {} changes the run's length from {} epochs; the {} schedule is stretched over the new total, so the learning rate goes from {} (where the run left it) to {} at the next step; {choice}",
         cfg.epochs,
         saved.epochs,
         cfg.schedule,
-        Num(lr(saved.epochs)),
-        Num(lr(cfg.epochs)),
-        Num(lr(saved.epochs))
+        Num(left),
+        Num(next),
     ))
 }
 
