@@ -97,22 +97,9 @@ fn evaluation_never_drops_or_augments() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["test_accuracy"].as_f64().unwrap()
     };
-    let e1 = acc(ok(&[
-        "eval",
-        "--model",
-        &m,
-        "--data-dir",
-        &s(&data),
-        "--json",
-    ]));
-    let e2 = acc(ok(&[
-        "eval",
-        "--model",
-        &m,
-        "--data-dir",
-        &s(&data),
-        "--json",
-    ]));
+    let data = s(&data);
+    let eval = || acc(ok(&["eval", "--model", &m, "--data-dir", &data, "--json"]));
+    let (e1, e2) = (eval(), eval());
     assert_eq!(e1, e2);
     assert_eq!(e1, reported);
 }
