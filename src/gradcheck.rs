@@ -104,95 +104,86 @@ pub fn check_regularized(
     plan: Plan,
 ) -> Result<GradCheck, GradCheckError> {
     let threads = Threads::new(blocks.max(1), GemmThreading::Split)?;
-    threads.install(|| check_in_pool(spec, loss, reg, batch, blocks, seed, plan))
-}
-
-fn check_in_pool(
-    spec: &NetSpec,
-    loss: Loss,
-    reg: Regularizers,
-    batch: usize,
-    blocks: usize,
-    seed: u64,
-    plan: Plan,
-) -> Result<GradCheck, GradCheckError> {
-    let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
-    net.reg = reg;
-    // Non-zero biases, so that their gradients are exercised off the origin.
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
-    for l in &mut net.layers {
-        l.b.mapv_inplace(|_| rng.random_range(-0.1..0.1));
-    }
-    let x = Array2::from_shape_simple_fn((batch, spec.input()), || rng.random::<f32>());
-    let labels: Vec<u8> = (0..batch)
-        .map(|_| rng.random_range(0..spec.output_width()) as u8)
-        .collect();
-    let b = Batch {
-        data: x.view(),
-        pixels: None,
-        labels: &labels,
-        rows: Rows::Range(0, batch),
-        augment: None,
-        key: crate::nn::dropout::step_key(seed, 1),
-    };
-    let mut ws = Workspace::<f64>::with_plan(spec, batch, blocks, plan);
-    net.train_step(&mut ws, &b, Update::GradOnly);
-    // Every analytic gradient before any loss evaluation overwrites them.
-    let analytics: Vec<Vec<f64>> = net
-        .layers
-        .iter()
-        .flat_map(|l| {
-            [
-                l.gw.iter().copied().collect(),
-                l.gb.iter().copied().collect(),
-            ]
-        })
-        .collect();
-    // The training loss (the step's masks and smoothing), not evaluation's.
-    let mut loss_at =
-        |net: &mut Mlp<f64>| net.train_step(&mut ws, &b, Update::GradOnly).mean_loss();
-
-    let mut tensors = Vec::new();
-    for i in 0..net.layers.len() {
-        for which in ["weight", "bias"] {
-            let analytic = &analytics[2 * i + usize::from(which == "bias")];
-            let mut t = TensorCheck {
-                name: format!("layers.{i}.{which}"),
-                entries: analytic.len(),
-                max_rel_err: 0.0,
-                max_abs_err: 0.0,
-            };
-            for (k, &a) in analytic.iter().enumerate() {
-                let mut at = |net: &mut Mlp<f64>, v: f64| {
-                    let p = if which == "weight" {
-                        net.layers[i].w.as_slice_mut().expect("contiguous")
-                    } else {
-                        net.layers[i].b.as_slice_mut().expect("contiguous")
-                    };
-                    let old = p[k];
-                    p[k] = old + v;
-                    let l = loss_at(net);
-                    let p = if which == "weight" {
-                        net.layers[i].w.as_slice_mut().expect("contiguous")
-                    } else {
-                        net.layers[i].b.as_slice_mut().expect("contiguous")
-                    };
-                    p[k] = old;
-                    l
-                };
-                let n = (at(&mut net, STEP) - at(&mut net, -STEP)) / (2.0 * STEP);
-                let abs = (a - n).abs();
-                let rel = abs / a.abs().max(n.abs()).max(1e-4);
-                t.max_abs_err = t.max_abs_err.max(abs);
-                t.max_rel_err = t.max_rel_err.max(rel);
-            }
-            tensors.push(t);
+    // The steps split into blocks run inside the pool.
+    threads.install(|| -> Result<GradCheck, GradCheckError> {
+        let mut net = Mlp::<f64>::new(spec.clone(), loss, Init::Auto, seed)?;
+        net.reg = reg;
+        // Non-zero biases, so that their gradients are exercised off the origin.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
+        for l in &mut net.layers {
+            l.b.mapv_inplace(|_| rng.random_range(-0.1..0.1));
         }
-    }
-    Ok(GradCheck {
-        spec: spec.to_string(),
-        loss: loss.name(),
-        tensors,
+        let x = Array2::from_shape_simple_fn((batch, spec.input()), || rng.random::<f32>());
+        let labels: Vec<u8> = (0..batch)
+            .map(|_| rng.random_range(0..spec.output_width()) as u8)
+            .collect();
+        let b = Batch {
+            data: x.view(),
+            pixels: None,
+            labels: &labels,
+            rows: Rows::Range(0, batch),
+            augment: None,
+            key: crate::nn::dropout::step_key(seed, 1),
+        };
+        let mut ws = Workspace::<f64>::with_plan(spec, batch, blocks, plan);
+        net.train_step(&mut ws, &b, Update::GradOnly);
+        // Every analytic gradient before any loss evaluation overwrites them.
+        let analytics: Vec<Vec<f64>> = net
+            .layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    l.gw.iter().copied().collect(),
+                    l.gb.iter().copied().collect(),
+                ]
+            })
+            .collect();
+        // The training loss (the step's masks and smoothing), not evaluation's.
+        let mut loss_at =
+            |net: &mut Mlp<f64>| net.train_step(&mut ws, &b, Update::GradOnly).mean_loss();
+
+        let mut tensors = Vec::new();
+        for i in 0..net.layers.len() {
+            for which in ["weight", "bias"] {
+                let analytic = &analytics[2 * i + usize::from(which == "bias")];
+                let mut t = TensorCheck {
+                    name: format!("layers.{i}.{which}"),
+                    entries: analytic.len(),
+                    max_rel_err: 0.0,
+                    max_abs_err: 0.0,
+                };
+                for (k, &a) in analytic.iter().enumerate() {
+                    let mut at = |net: &mut Mlp<f64>, v: f64| {
+                        let p = if which == "weight" {
+                            net.layers[i].w.as_slice_mut().expect("contiguous")
+                        } else {
+                            net.layers[i].b.as_slice_mut().expect("contiguous")
+                        };
+                        let old = p[k];
+                        p[k] = old + v;
+                        let l = loss_at(net);
+                        let p = if which == "weight" {
+                            net.layers[i].w.as_slice_mut().expect("contiguous")
+                        } else {
+                            net.layers[i].b.as_slice_mut().expect("contiguous")
+                        };
+                        p[k] = old;
+                        l
+                    };
+                    let n = (at(&mut net, STEP) - at(&mut net, -STEP)) / (2.0 * STEP);
+                    let abs = (a - n).abs();
+                    let rel = abs / a.abs().max(n.abs()).max(1e-4);
+                    t.max_abs_err = t.max_abs_err.max(abs);
+                    t.max_rel_err = t.max_rel_err.max(rel);
+                }
+                tensors.push(t);
+            }
+        }
+        Ok(GradCheck {
+            spec: spec.to_string(),
+            loss: loss.name(),
+            tensors,
+        })
     })
 }
 
