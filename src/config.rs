@@ -547,8 +547,7 @@ impl RunConfig {
             (self.dropout, "--dropout"),
         ] {
             if let Some(p) = p {
-                crate::nn::spec::dropout_rate(&p.to_string())
-                    .map_err(|e| format!("{flag}: {e}"))?;
+                crate::nn::spec::check_dropout_rate(p).map_err(|e| format!("{flag}: {e}"))?;
             }
         }
         if let crate::data::Validation::Fraction(f) = self.validation {

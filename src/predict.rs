@@ -119,15 +119,13 @@ pub fn level(g: &mut Gray) {
     let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
     let mut m = [[0.0f64; 3]; 3];
     let mut r = [0.0f64; 3];
-    for (x, y, p) in g.enumerate_pixels() {
-        if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
-            let f = [1.0, x as f64 - cx, y as f64 - cy];
-            for i in 0..3 {
-                for j in 0..3 {
-                    m[i][j] += f[i] * f[j];
-                }
-                r[i] += f[i] * p.0[0] as f64;
+    for (x, y, v) in border(g) {
+        let f = [1.0, x as f64 - cx, y as f64 - cy];
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i][j] += f[i] * f[j];
             }
+            r[i] += f[i] * v as f64;
         }
     }
     let plane = solve3(m, r).unwrap_or([0.0; 3]);
@@ -167,15 +165,20 @@ fn solve3(m: [[f64; 3]; 3], r: [f64; 3]) -> Option<[f64; 3]> {
     Some(x)
 }
 
-fn border_mean(g: &Gray) -> f32 {
+/// The pixels on the picture's edge, as `(x, y, value)`.
+fn border(g: &Gray) -> impl Iterator<Item = (u32, u32, f32)> + '_ {
     let (w, h) = g.dimensions();
+    g.enumerate_pixels()
+        .filter(move |&(x, y, _)| x == 0 || y == 0 || x + 1 == w || y + 1 == h)
+        .map(|(x, y, p)| (x, y, p.0[0]))
+}
+
+fn border_mean(g: &Gray) -> f32 {
     let mut sum = 0.0;
     let mut n = 0usize;
-    for (x, y, p) in g.enumerate_pixels() {
-        if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
-            sum += p.0[0];
-            n += 1;
-        }
+    for (_, _, v) in border(g) {
+        sum += v;
+        n += 1;
     }
     if n == 0 {
         0.0

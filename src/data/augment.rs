@@ -307,19 +307,11 @@ impl Augmenter {
     }
 
     /// Grows the calling thread's scratch to what [`Augmenter::apply`]
-    /// needs, so that it allocates nothing later.
+    /// needs, so that it allocates nothing later: one transform of a blank
+    /// image grows exactly the buffers a sample does.
     pub fn reserve(&self) {
-        let (h, w, pw) = (self.h, self.w, self.w + 3);
-        let (sh, sw) = (self.gh.next_multiple_of(8), self.gw.next_multiple_of(8));
-        let half = (self.gw * sh).max(self.gh * sw);
-        SCRATCH.with(|s| {
-            let s = &mut *s.borrow_mut();
-            grow(&mut s.img, pw * (h + 3));
-            grow(&mut s.tmp, (2 * half).max(self.gh * w).max(h * w));
-            grow(&mut s.dx, h * w);
-            grow(&mut s.dy, h * w);
-            grow(&mut s.grid, 2 * self.gh * sw);
-        });
+        let mut blank = vec![0.0f32; self.h * self.w];
+        self.apply(&mut blank, |d| d.fill(0.0), 0);
     }
 
     /// The key of the sample at `index` in a step with key `step_key`.

@@ -117,29 +117,32 @@ impl Dropout {
         let rk = self.row_key(row);
         let s = T::of(self.scale);
         let q = T::one() / s;
-        let mut run = |f: &dyn Fn(T) -> T| {
-            for (j, (d, &a)) in d.iter_mut().zip(a).enumerate() {
-                *d = if self.keep(rk, col0 + j) {
-                    *d * s * f(a * q)
-                } else {
-                    T::zero()
-                };
-            }
-        };
         match act {
+            // f' is 1 wherever a kept unit's output is positive (ReLU) or
+            // everywhere (identity): no need to undo the scaling.
             Activation::Relu | Activation::Identity => {
-                // f' is 1 wherever a kept unit's output is positive (ReLU)
-                // or everywhere (identity): no need to undo the scaling.
-                for (j, (d, &a)) in d.iter_mut().zip(a).enumerate() {
-                    let pass = act == Activation::Identity || a > T::zero();
-                    *d = if pass && self.keep(rk, col0 + j) {
-                        *d * s
+                let identity = act == Activation::Identity;
+                self.kept_map(d, a, rk, col0, |d, a| {
+                    if identity || a > T::zero() {
+                        d * s
                     } else {
                         T::zero()
-                    };
-                }
+                    }
+                })
             }
-            _ => run(&|a| act.grad_from_output(a)),
+            _ => self.kept_map(d, a, rk, col0, |d, a| d * s * act.grad_from_output(a * q)),
+        }
+    }
+
+    /// `d[j] = g(d[j], a[j])` for kept units, 0 for dropped ones.
+    #[inline(always)]
+    fn kept_map<T: Real>(&self, d: &mut [T], a: &[T], rk: u32, col0: usize, g: impl Fn(T, T) -> T) {
+        for (j, (d, &a)) in d.iter_mut().zip(a).enumerate() {
+            *d = if self.keep(rk, col0 + j) {
+                g(*d, a)
+            } else {
+                T::zero()
+            };
         }
     }
 }

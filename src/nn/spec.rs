@@ -238,7 +238,7 @@ impl NetSpec {
         hidden: Option<f64>,
     ) -> Result<Self, SpecError> {
         let check = |p: f64, flag: &str| {
-            dropout_rate(&p.to_string()).map_err(|e| SpecError::Invalid(format!("{flag}: {e}")))
+            check_dropout_rate(p).map_err(|e| SpecError::Invalid(format!("{flag}: {e}")))
         };
         let mut d: Vec<f64> = (0..self.layers()).map(|i| self.dropout(i)).collect();
         if let Some(p) = input {
@@ -292,13 +292,31 @@ impl NetSpec {
 
 /// A dropout rate: a number in `[0, MAX_RATE]`.
 pub fn dropout_rate(s: &str) -> Result<f64, String> {
-    let max = crate::nn::dropout::MAX_RATE;
     match s.trim().parse::<f64>() {
-        Ok(p) if (0.0..=max).contains(&p) => Ok(p),
-        _ => Err(format!(
-            "a dropout rate is a number from 0 to {max} (the share of units dropped), got `{s}`"
-        )),
+        Ok(p) if valid_rate(p) => Ok(p),
+        _ => Err(rate_error(&s)),
     }
+}
+
+/// A dropout rate given as a number (a flag or config key): in
+/// `[0, MAX_RATE]`, with [`dropout_rate`]'s message.
+pub fn check_dropout_rate(p: f64) -> Result<f64, String> {
+    if valid_rate(p) {
+        Ok(p)
+    } else {
+        Err(rate_error(&p))
+    }
+}
+
+fn valid_rate(p: f64) -> bool {
+    (0.0..=crate::nn::dropout::MAX_RATE).contains(&p)
+}
+
+fn rate_error(got: &dyn std::fmt::Display) -> String {
+    format!(
+        "a dropout rate is a number from 0 to {} (the share of units dropped), got `{got}`",
+        crate::nn::dropout::MAX_RATE
+    )
 }
 
 impl std::fmt::Display for NetSpec {
