@@ -10,6 +10,8 @@
 //! `momentum_buffer`, `square_avg`, `exp_avg`, `exp_avg_sq`), early
 //! stopping's best weights as `best.layers.{i}.weight`, and the `run_state`
 //! metadata entry (epochs done, step count, RNG position, history) as JSON.
+//! The `data` entry names the data the model was trained on
+//! ([`crate::data::DataIdentity`]), which `eval` compares with its own.
 //! Readers that only want the model take the `layers.*` tensors.
 //!
 //! Files are written atomically (temporary file in the same directory, then
@@ -71,6 +73,9 @@ pub struct Extras {
     pub run_state: Option<serde_json::Value>,
     /// Tensors not named `layers.*`.
     pub tensors: Vec<NamedTensor>,
+    /// The training data's identity (JSON, under the `data` metadata key;
+    /// [`crate::data::DataIdentity`]).
+    pub data: Option<serde_json::Value>,
 }
 
 /// Serializes `model` (and `config`, any JSON) to safetensors bytes.
@@ -132,6 +137,9 @@ pub fn to_bytes_with(
     .collect();
     if let Some(st) = &extras.run_state {
         meta.insert("run_state".into(), st.to_string());
+    }
+    if let Some(d) = &extras.data {
+        meta.insert("data".into(), d.to_string());
     }
     safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError::Encode(e.to_string()))
 }
@@ -402,7 +410,12 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
             reg: Default::default(),
         },
         config,
-        extras: Extras { run_state, tensors },
+        extras: Extras {
+            run_state,
+            tensors,
+            // Informational: an unreadable entry is as good as none.
+            data: meta.get("data").and_then(|d| serde_json::from_str(d).ok()),
+        },
     })
 }
 

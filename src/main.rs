@@ -46,8 +46,8 @@ enum Cmd {
     Predict(PredictArgs),
     /// Check back-propagation against finite differences (f64).
     Gradcheck(GradArgs),
-    /// Describe a data directory: files, shapes, per-class counts.
-    Info(DataArgs),
+    /// Describe a data directory (files, shapes, per-class counts) or, with --model, a saved model (layers, parameters, training, data).
+    Info(InfoArgs),
     /// Download MNIST from the public mirrors (verified by SHA-256).
     Fetch(FetchArgs),
     /// Time a standard workload (T1..T6) and print samples/s.
@@ -102,6 +102,22 @@ impl DataArgs {
     }
 }
 
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  mnist-mlp info --data-dir /usr/share/datasets/fashion-mnist\n  \
+mnist-mlp info --json\n  mnist-mlp info --model run/model.safetensors"
+)]
+struct InfoArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Describe this saved model instead of a data directory: its layers and parameters (a model summary), how it was trained, and on which data.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "subset"])]
+    model: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args, Clone)]
 struct DirArgs {
     /// Directory to download into [default: $MNIST_DIR, else data/mnist].
@@ -154,10 +170,30 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "The report has precision, recall, F1 and support per class, their macro and weighted averages \
+(as scikit-learn's classification_report), and the confusion matrix. A model records the data it was trained on; \
+evaluating it on another dataset's test set prints a warning.\n\n\
+Examples:\n  mnist-mlp eval --model model.safetensors\n  \
+mnist-mlp eval --model model.safetensors --split train --top-k 3\n  \
+mnist-mlp eval --model model.safetensors --images my-images-idx3-ubyte.gz --labels my-labels-idx1-ubyte.gz"
+)]
 struct EvalArgs {
     /// Model to evaluate (a safetensors file written by `train --save`).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
+    /// The split of --data-dir to evaluate on: test or train (the whole training file, validation samples included).
+    #[arg(long, value_enum, default_value = "test")]
+    split: EvalSplit,
+    /// Evaluate on this IDX image file (raw or .gz) instead of a split of --data-dir; needs --labels.
+    #[arg(long, value_name = "FILE", requires = "labels", conflicts_with_all = ["split", "data_dir", "subset"])]
+    images: Option<PathBuf>,
+    /// The IDX label file that goes with --images.
+    #[arg(long, value_name = "FILE", requires = "images")]
+    labels: Option<PathBuf>,
+    /// Also report top-K accuracy (the label among the K most likely classes).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=255))]
+    top_k: Option<u64>,
     /// Class names for the per-class table, as for `predict --mapping` (EMNIST's mapping files or `CLASS NAME` lines).
     #[arg(long, value_name = "FILE")]
     mapping: Option<PathBuf>,
@@ -168,6 +204,12 @@ struct EvalArgs {
     /// Print one JSON object (with `test_accuracy`) instead of tables.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EvalSplit {
+    Test,
+    Train,
 }
 
 #[derive(Args)]
@@ -519,17 +561,38 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let classes = model.spec.output_width();
     let names = class_names(a.mapping.as_deref(), classes)?;
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
-    // Only the test split is read (the training files need not be there).
-    let (images, labels) = data::dataset::locate_test(&dir, a.data.subset.as_deref())?;
+    // Only the files evaluated are read (the other split need not be there).
+    let (images, labels, what) = match (&a.images, &a.labels, a.split) {
+        (Some(i), Some(l), _) => (i.clone(), l.clone(), "data"),
+        (_, _, EvalSplit::Test) => {
+            let (i, l) = data::dataset::locate_test(&dir, a.data.subset.as_deref())?;
+            (i, l, "test")
+        }
+        (_, _, EvalSplit::Train) => {
+            let f = data::dataset::locate_subset(&dir, a.data.subset.as_deref())?;
+            (f.train_images, f.train_labels, "train")
+        }
+    };
     let test = &data::dataset::load_split(&images, &labels, Some(classes))?;
     if test.features() != model.spec.input() {
         bail!(
             "{}: the model's input width is {} but the images in {} have {} pixels",
             a.model.display(),
             model.spec.input(),
-            dir.display(),
+            images.display(),
             test.features()
         );
+    }
+    // Is this the data the model was trained on? (Its test split.)
+    if a.images.is_none() && a.split == EvalSplit::Test {
+        let identity = loaded
+            .extras
+            .data
+            .clone()
+            .and_then(|d| serde_json::from_value::<data::DataIdentity>(d).ok());
+        if let Some(w) = identity.and_then(|id| id.mismatch(&dir, test)) {
+            eprintln!("{w}");
+        }
     }
     // The plan the model was trained under, so that its figures repeat.
     let plan = serde_json::from_value::<RunConfig>(loaded.config.clone())
@@ -546,25 +609,41 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let stats = threads
         .install(|| model.evaluate_into(&mut ws, test.images.view(), &test.labels, &mut probs));
     let confusion = mnist_mlp::metrics::Confusion::from_outputs(probs.view(), &test.labels);
+    let top_k = a.top_k.map(|k| {
+        (
+            k,
+            mnist_mlp::metrics::top_k_accuracy(probs.view(), &test.labels, k as usize),
+        )
+    });
     if a.json {
-        let (precision, recall) = (confusion.precision(), confusion.recall());
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": a.model.display().to_string(), "layers": model.spec.to_string(),
-                "test_accuracy": stats.accuracy(), "test_loss": stats.mean_loss(), "samples": test.len(),
-                "precision": precision, "recall": recall, "confusion": confusion.0,
-                "names": names,
-            })
-        );
+        let mut o = serde_json::json!({
+            "model": a.model.display().to_string(), "layers": model.spec.to_string(),
+            "split": what, "images": images.display().to_string(), "labels": labels.display().to_string(),
+            "accuracy": stats.accuracy(), "loss": stats.mean_loss(),
+            // The names of earlier versions, for scripts that read them.
+            "test_accuracy": stats.accuracy(), "test_loss": stats.mean_loss(), "samples": test.len(),
+            "precision": confusion.precision(), "recall": confusion.recall(), "f1": confusion.f1(),
+            "support": confusion.support(), "averages": confusion.averages(),
+            "confusion": confusion.0, "names": names,
+        });
+        if let Some((k, acc)) = top_k {
+            o["top_k"] = k.into();
+            o["top_k_accuracy"] = acc.into();
+        }
+        println!("{o}");
         return Ok(());
     }
     println!("model {} ({})", a.model.display(), model.spec);
     println!(
-        "test: {} samples, accuracy {:.2}%, loss {:.4}",
+        "{what} ({}): {} samples, accuracy {:.2}%, loss {:.4}{}",
+        images.display(),
         test.len(),
         stats.accuracy() * 100.0,
-        stats.mean_loss()
+        stats.mean_loss(),
+        top_k.map_or(String::new(), |(k, acc)| format!(
+            ", top-{k} accuracy {:.2}%",
+            acc * 100.0
+        ))
     );
     print!("{}", confusion.table(&names));
     Ok(())
@@ -733,12 +812,13 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_info(a: DataArgs) -> Result<()> {
-    let dir = data::resolve_data_dir(a.data_dir.as_deref());
-    let s = data::load_dir(&dir, &a.options())?;
-    println!("data directory {}", dir.display());
-    println!("classes {}", s.classes);
-    for (name, d, img, lab) in [
+fn cmd_info(a: InfoArgs) -> Result<()> {
+    if let Some(m) = &a.model {
+        return model_info(m, a.json);
+    }
+    let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
+    let s = data::load_dir(&dir, &a.data.options())?;
+    let splits = [
         (
             "train",
             &s.train,
@@ -746,7 +826,25 @@ fn cmd_info(a: DataArgs) -> Result<()> {
             &s.files.train_labels,
         ),
         ("test", &s.test, &s.files.test_images, &s.files.test_labels),
-    ] {
+    ];
+    if a.json {
+        let mut o = serde_json::json!({
+            "data_dir": dir.display().to_string(), "classes": s.classes,
+        });
+        for (name, d, img, lab) in splits {
+            o[name] = serde_json::json!({
+                "samples": d.len(), "rows": d.rows, "cols": d.cols, "features": d.features(),
+                "images": img.display().to_string(), "labels": lab.display().to_string(),
+                "per_class": d.class_counts(s.classes),
+                "pixel_mean": d.images.mean().unwrap_or(0.0),
+            });
+        }
+        println!("{o}");
+        return Ok(());
+    }
+    println!("data directory {}", dir.display());
+    println!("classes {}", s.classes);
+    for (name, d, img, lab) in splits {
         println!(
             "{name}: {} images of {}x{} ({} features), {} labels",
             d.len(),
@@ -767,6 +865,81 @@ fn cmd_info(a: DataArgs) -> Result<()> {
         );
         let mean = d.images.mean().unwrap_or(0.0);
         println!("  pixel mean {mean:.4}");
+    }
+    Ok(())
+}
+
+/// `info --model`: the summary of a saved model, its training and data.
+fn model_info(path: &Path, json: bool) -> Result<()> {
+    let loaded = mnist_mlp::checkpoint::load(path)?;
+    let spec = &loaded.model.spec;
+    let identity = loaded
+        .extras
+        .data
+        .clone()
+        .and_then(|d| serde_json::from_value::<data::DataIdentity>(d).ok());
+    let state = mnist_mlp::run_state::read(&loaded.extras).ok();
+    let last = state.as_ref().and_then(|s| s.history.last().cloned());
+    let cfg = serde_json::from_value::<RunConfig>(loaded.config.clone()).ok();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": path.display().to_string(), "layers": spec.to_string(),
+                "loss": loaded.model.loss.name(), "parameters": spec.params(),
+                "summary": spec.summary_rows(),
+                "epochs_trained": state.as_ref().map(|s| s.trainer.epoch),
+                "steps": state.as_ref().map(|s| s.trainer.step),
+                "last_epoch": last, "data": identity, "config": loaded.config,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "model {} ({spec}, loss {})",
+        path.display(),
+        loaded.model.loss.name()
+    );
+    print!("{}", spec.summary());
+    if let Some(st) = &state {
+        let of = cfg
+            .as_ref()
+            .map_or(String::new(), |c| format!(" of {}", c.epochs));
+        println!(
+            "trained {} epochs{of} ({} steps){}",
+            st.trainer.epoch,
+            st.trainer.step,
+            if st.finished {
+                ", stopped early"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(r) = &last {
+        let val = r
+            .val_accuracy
+            .map_or(String::new(), |v| format!(", validation {:.2}%", v * 100.0));
+        println!(
+            "epoch {}: test accuracy {:.2}%, loss {:.4}{val}",
+            r.epoch,
+            r.test_accuracy * 100.0,
+            r.test_loss
+        );
+    }
+    if let Some(c) = &cfg {
+        println!(
+            "optimizer {} lr {} ({}), batch {}, seed {}",
+            c.optimizer,
+            c.lr.map_or("default".into(), |v| v.to_string()),
+            c.schedule,
+            c.batch_size,
+            c.seed
+        );
+    }
+    match &identity {
+        Some(id) => println!("{}", id.describe()),
+        None => println!("data: not recorded (a checkpoint of an earlier version)"),
     }
     Ok(())
 }

@@ -235,10 +235,17 @@ struct Outputs {
     metrics: Option<std::io::BufWriter<std::fs::File>>,
     effective_json: serde_json::Value,
     effective_toml: String,
+    /// The data's identity, stored in every checkpoint.
+    data: serde_json::Value,
 }
 
 impl Outputs {
-    fn open(cfg: &RunConfig, effective: &RunConfig, resuming: bool) -> Result<Self, RunError> {
+    fn open(
+        cfg: &RunConfig,
+        effective: &RunConfig,
+        data: &data::DataIdentity,
+        resuming: bool,
+    ) -> Result<Self, RunError> {
         // Every file the run writes, with the flag that names it. Missing
         // folders are created now, so that a run is not lost at its first
         // checkpoint for want of one (and a folder that cannot be made is
@@ -285,6 +292,7 @@ impl Outputs {
             metrics,
             effective_json: effective.to_json(),
             effective_toml: effective.to_toml(),
+            data: serde_json::to_value(data).expect("an identity serializes"),
         })
     }
 
@@ -298,7 +306,8 @@ impl Outputs {
         history: &[EpochReport],
         finished: bool,
     ) -> Result<(), RunError> {
-        let extras = run_state::capture(model, trainer, early, history, finished);
+        let mut extras = run_state::capture(model, trainer, early, history, finished);
+        extras.data = Some(self.data.clone());
         crate::checkpoint::save_with(path, model, &self.effective_json, &extras)?;
         crate::checkpoint::write_atomic(
             &path.with_extension("toml"),
@@ -513,7 +522,9 @@ impl<'t> Session<'t> {
             plan: Some(plan),
             ..cfg.clone()
         };
-        let out = Outputs::open(&cfg, &effective, req.resume.is_some())?;
+        let identity =
+            data::DataIdentity::of(&data::resolve_data_dir(cfg.data_dir.as_deref()), &splits);
+        let out = Outputs::open(&cfg, &effective, &identity, req.resume.is_some())?;
         Ok(Self {
             first: trainer.epoch + 1,
             cfg,
@@ -540,6 +551,9 @@ impl<'t> Session<'t> {
             "network {spec} ({} parameters), loss {}, optimizer {} lr {} ({}), batch {}, {} epochs, {} threads ({:?})",
             spec.params(), self.settings.loss.name(), opt.kind.name(), opt.lr, cfg.schedule, self.settings.batch, cfg.epochs, self.trainer.threads.n(), self.trainer.threads.policy()
         ));
+        for line in spec.summary().lines() {
+            obs.say(&format!("  {line}"));
+        }
         if self.settings.batch == crate::train::BatchSize::Full {
             let steps = cfg.epochs.saturating_sub(self.trainer.epoch);
             obs.say(&format!(

@@ -45,6 +45,7 @@ pub fn capture(
     Extras {
         run_state: Some(serde_json::to_value(&st).expect("a run state serializes")),
         tensors,
+        data: None,
     }
 }
 

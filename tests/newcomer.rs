@@ -68,3 +68,98 @@ fn raising_epochs_on_resume_says_what_it_does_to_the_schedule() {
     let out = ok(&["train", "--resume", &c, "--epochs", "4", "--quiet"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("stretched"));
 }
+
+#[test]
+fn eval_warns_on_other_data_and_reports_like_scikit_learn() {
+    // (#22) A model evaluated on another dataset's test set: a warning
+    // naming the data it was trained on. Before, it scored silently.
+    let (d, data) = workdir(1500, 300);
+    let m = common::s(&d.path().join("m.safetensors"));
+    let out = train(&data, "16", 2, &["--save", &m]);
+    // The model summary opens the run.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dense1  784 -> 16") && text.contains("12,730"),
+        "{text}"
+    );
+    let other = d.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    common::write_dataset(&other, 100, 300, 99);
+    let (data_s, other_s) = (common::s(&data), common::s(&other));
+    let eval = |dir: &str, extra: &[&str]| {
+        let mut args = vec!["eval", "--model", &m, "--data-dir", dir];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let out = eval(&other_s, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: the model was trained on the data in")
+            && err.contains(&format!("evaluate with --data-dir {data_s}")),
+        "{err}"
+    );
+    // The same data (here: a copy in another folder) says nothing.
+    let copy = d.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(&data).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let out = eval(&common::s(&copy), &["--json", "--top-k", "10"]);
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Per class F1 and support; averages; top-10 of 10 classes is 1.
+    assert_eq!(v["support"].as_array().unwrap().len(), 10);
+    let support: u64 = v["support"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).sum();
+    assert_eq!(support, 300);
+    assert!(v["f1"][0].as_f64().unwrap() > 0.0, "{v}");
+    let w = v["averages"]["weighted"][1].as_f64().unwrap();
+    // Weighted recall is the accuracy.
+    assert!((w - v["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{v}");
+    assert_eq!(v["top_k_accuracy"].as_f64(), Some(1.0));
+    // The training split, and any pair of IDX files.
+    let v: serde_json::Value =
+        serde_json::from_slice(&eval(&data_s, &["--split", "train", "--json"]).stdout).unwrap();
+    assert_eq!((v["samples"].as_u64(), v["split"].as_str()), (Some(1500), Some("train")));
+    let imgs = common::s(&other.join("train-images-idx3-ubyte.gz"));
+    let labs = common::s(&other.join("train-labels-idx1-ubyte.gz"));
+    let out = ok(&["eval", "--model", &m, "--images", &imgs, "--labels", &labs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("data (") && text.contains("100 samples"), "{text}");
+    assert!(text.contains("macro avg") && text.contains("weighted avg"), "{text}");
+    // --images needs --labels.
+    let e = common::bin().args(["eval", "--model", &m, "--images", &imgs]).output().unwrap();
+    assert_eq!(e.status.code(), Some(2));
+}
+
+#[test]
+fn info_describes_a_model_and_speaks_json() {
+    // (#22) `info --model`: the summary, the training and the data;
+    // `info --json` for scripts.
+    let (d, data) = workdir(600, 100);
+    let m = common::s(&d.path().join("m.safetensors"));
+    train(&data, "16", 1, &["--save", &m]);
+    let text = String::from_utf8_lossy(&ok(&["info", "--model", &m]).stdout).into_owned();
+    for needle in [
+        "784,relu,16,softmax,10",
+        "dense2  16 -> 10",
+        "total",
+        "trained 1 epochs of 1",
+        "test accuracy",
+        "trained on ",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok(&["info", "--model", &m, "--json"]).stdout).unwrap();
+    assert_eq!(v["parameters"].as_u64(), Some(785 * 16 + 17 * 10));
+    assert_eq!(v["summary"][0]["fan_out"].as_u64(), Some(16));
+    assert_eq!(v["data"]["test_samples"].as_u64(), Some(100));
+    let v: serde_json::Value = serde_json::from_slice(
+        &ok(&["info", "--json", "--data-dir", &common::s(&data)]).stdout,
+    )
+    .unwrap();
+    assert_eq!(v["train"]["samples"].as_u64(), Some(600));
+    assert_eq!(v["test"]["per_class"].as_array().unwrap().len(), 10);
+}

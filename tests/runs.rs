@@ -588,12 +588,15 @@ fn eval_names_classes_and_marks_undefined_ratios() {
             .unwrap_or_else(|| panic!("no row {c}: {text}"))
             .to_string()
     };
-    assert!(text.contains("class  precision  recall  name"), "{text}");
-    assert!(row("3").ends_with("%  three"), "{text}");
+    assert!(
+        text.contains("class  precision   recall       f1  support  name"),
+        "{text}"
+    );
+    assert!(row("3").ends_with("  three"), "{text}");
     // Class 10: no samples (recall undefined), never predicted (precision too).
     let r10 = row("10");
     let r10: Vec<&str> = r10.split_whitespace().collect();
-    assert_eq!(r10, ["10", "-", "-", "unused"], "{text}");
+    assert_eq!(r10, ["10", "-", "-", "-", "0", "unused"], "{text}");
     let mut json = args.to_vec();
     json.push("--json");
     let v: serde_json::Value = serde_json::from_slice(&ok(&json).stdout).unwrap();

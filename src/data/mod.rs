@@ -3,8 +3,10 @@
 pub mod augment;
 pub mod dataset;
 pub mod fetch;
+pub mod identity;
 pub mod idx;
 
+pub use identity::DataIdentity;
 pub use dataset::{
     load_dir, resolve_data_dir, DataError, Dataset, LoadOptions, Splits, Validation,
 };

@@ -17,5 +17,5 @@ pub use activation::Activation;
 pub use init::Init;
 pub use loss::{Loss, OutputAct};
 pub use mlp::{Mlp, Regularizers, Update};
-pub use spec::NetSpec;
+pub use spec::{LayerSummary, NetSpec};
 pub use workspace::{Batch, Rows, Stats, Workspace};

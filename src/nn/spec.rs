@@ -278,6 +278,67 @@ impl NetSpec {
             .map(|w| (w[0] * w[1]) as u64)
             .sum::<u64>()
     }
+    /// One row per dense layer: what a model summary shows.
+    pub fn summary_rows(&self) -> Vec<LayerSummary> {
+        (0..self.layers())
+            .map(|i| LayerSummary {
+                layer: i + 1,
+                fan_in: self.widths[i],
+                fan_out: self.widths[i + 1],
+                activation: if i < self.hidden.len() {
+                    self.hidden[i].name()
+                } else {
+                    self.output.name()
+                },
+                input_dropout: self.dropout(i),
+                weights: self.widths[i] * self.widths[i + 1],
+                biases: self.widths[i + 1],
+            })
+            .collect()
+    }
+
+    /// A model summary as a table (Keras' `model.summary()`): each dense
+    /// layer's shape, activation, dropout on its input and parameters, then
+    /// the total.
+    ///
+    /// ```
+    /// let s = mnist_mlp::nn::NetSpec::parse("784,relu,100,softmax,10").unwrap();
+    /// let t = s.summary();
+    /// assert!(t.contains("784 -> 100") && t.contains("78,500") && t.contains("79,510"));
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut t = format!(
+            "{:<7} {:<15} {:<10} {:>7} {:>11} {:>13}\n",
+            "layer", "shape", "activation", "dropout", "weights", "parameters"
+        );
+        for r in self.summary_rows() {
+            let drop = if r.input_dropout > 0.0 {
+                format!("{}", r.input_dropout)
+            } else {
+                "-".into()
+            };
+            t += &format!(
+                "{:<7} {:<15} {:<10} {:>7} {:>11} {:>13}\n",
+                format!("dense{}", r.layer),
+                format!("{} -> {}", r.fan_in, r.fan_out),
+                r.activation,
+                drop,
+                thousands(r.weights),
+                thousands(r.weights + r.biases)
+            );
+        }
+        t += &format!(
+            "{:<7} {:<15} {:<10} {:>7} {:>11} {:>13}\n",
+            "total",
+            format!("{} layers", self.layers()),
+            "",
+            "",
+            "",
+            thousands(self.params())
+        );
+        t
+    }
+
     /// Checks that the loss can be used with the output activation.
     pub fn check_loss(&self, loss: Loss) -> Result<(), SpecError> {
         if loss == Loss::CrossEntropy && self.output != OutputAct::Softmax {
@@ -288,6 +349,39 @@ impl NetSpec {
         }
         Ok(())
     }
+}
+
+/// One dense layer of a [`NetSpec`], as [`NetSpec::summary`] shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerSummary {
+    /// 1 for the first dense layer.
+    pub layer: usize,
+    /// Inputs of the layer (rows of its weight matrix).
+    pub fan_in: usize,
+    /// Units of the layer (columns of its weight matrix).
+    pub fan_out: usize,
+    /// The activation after the product (`softmax`/`identity`/... for the
+    /// output layer).
+    pub activation: &'static str,
+    /// Dropout rate on the layer's input in training (0: none).
+    pub input_dropout: f64,
+    /// `fan_in * fan_out`.
+    pub weights: usize,
+    /// `fan_out`.
+    pub biases: usize,
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A dropout rate: a number in `[0, MAX_RATE]`.
@@ -343,6 +437,25 @@ impl std::fmt::Display for NetSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_lists_each_layer_and_the_total() {
+        let s = NetSpec::parse("784,dropout:0.2,relu,1024,dropout:0.5,relu,512,softmax,10").unwrap();
+        let t = s.summary();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(lines[1].contains("784 -> 1024") && lines[1].contains("relu") && lines[1].contains("0.2"));
+        assert!(lines[1].contains("802,816") && lines[1].contains("803,840"), "{t}");
+        assert!(lines[2].contains("1024 -> 512") && lines[2].contains("0.5"));
+        assert!(lines[3].contains("512 -> 10") && lines[3].contains("softmax") && lines[3].contains(" - "));
+        assert!(lines[4].contains(&thousands(s.params())), "{t}");
+        let rows = s.summary_rows();
+        assert_eq!(rows.iter().map(|r| r.weights + r.biases).sum::<usize>(), s.params());
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1863690), "1,863,690");
+    }
 
     #[test]
     fn parses_the_notebook_syntax() {

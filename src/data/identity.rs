@@ -1,0 +1,155 @@
+//! The identity of a run's data, recorded in its checkpoints (metadata key
+//! `data`), so that `eval` can tell when it is handed other data than the
+//! model was trained on (a Fashion-MNIST model evaluated on MNIST scores
+//! about 10%, which without a word looks like a bad model).
+//!
+//! Identity = the folder and the four file names (as a person reads them),
+//! the input width and number of classes, and the SHA-256 of the test
+//! labels as loaded (one byte per label, in file order) with their count.
+//! Two copies of the same dataset in different folders are the same data;
+//! MNIST and Fashion-MNIST, both 10 classes of 784 pixels, are not (their
+//! test labels differ).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Dataset, Splits};
+
+/// What a checkpoint records of the data its model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataIdentity {
+    /// The data folder as the run resolved it.
+    pub dir: String,
+    /// File names (without folder): train images, train labels, test
+    /// images, test labels.
+    pub files: [String; 4],
+    /// Pixels per image.
+    pub input: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Test samples.
+    pub test_samples: usize,
+    /// SHA-256 of the test labels (hex), one byte per label.
+    pub test_labels_sha256: String,
+}
+
+/// Hex SHA-256 of labels, one byte each.
+pub fn labels_sha256(labels: &[u8]) -> String {
+    Sha256::digest(labels)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn name(p: &Path) -> String {
+    p.file_name()
+        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+}
+
+impl DataIdentity {
+    /// The identity of `splits`, read from `dir`.
+    pub fn of(dir: &Path, splits: &Splits) -> Self {
+        let f = &splits.files;
+        Self {
+            dir: dir.display().to_string(),
+            files: [
+                name(&f.train_images),
+                name(&f.train_labels),
+                name(&f.test_images),
+                name(&f.test_labels),
+            ],
+            input: splits.train.features(),
+            classes: splits.classes,
+            test_samples: splits.test.len(),
+            test_labels_sha256: labels_sha256(&splits.test.labels),
+        }
+    }
+
+    /// A warning when `test` (read from `dir`) is not the test set this
+    /// identity describes; `None` when it is.
+    pub fn mismatch(&self, dir: &Path, test: &Dataset) -> Option<String> {
+        let (n, hash) = (test.len(), labels_sha256(&test.labels));
+        if n == self.test_samples && hash == self.test_labels_sha256 {
+            return None;
+        }
+        Some(format!(
+            "warning: the model was trained on the data in {} ({}, {} test samples); the test set in {} is other data ({n} samples, labels' SHA-256 {} instead of {}): its accuracy says little about this model; evaluate with --data-dir {}",
+            self.dir,
+            self.files[2],
+            self.test_samples,
+            dir.display(),
+            &hash[..12],
+            &self.test_labels_sha256[..12],
+            self.dir
+        ))
+    }
+
+    /// One line for `info --model`.
+    pub fn describe(&self) -> String {
+        format!(
+            "trained on {} ({}, {}, {}, {}): {} pixels, {} classes, {} test samples, test labels SHA-256 {}",
+            self.dir,
+            self.files[0],
+            self.files[1],
+            self.files[2],
+            self.files[3],
+            self.input,
+            self.classes,
+            self.test_samples,
+            self.test_labels_sha256
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset::SplitFiles;
+
+    fn set(labels: Vec<u8>) -> Dataset {
+        let n = labels.len();
+        Dataset::from_u8(n, 2, 2, &vec![0u8; n * 4], labels)
+    }
+
+    fn splits(test: Vec<u8>) -> Splits {
+        Splits {
+            train: set(vec![0, 1, 2]),
+            validation: None,
+            test: set(test),
+            classes: 3,
+            files: SplitFiles {
+                train_images: "/d/train-images-idx3-ubyte.gz".into(),
+                train_labels: "/d/train-labels-idx1-ubyte.gz".into(),
+                test_images: "/d/t10k-images-idx3-ubyte.gz".into(),
+                test_labels: "/d/t10k-labels-idx1-ubyte.gz".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_same_labels_match_from_any_folder_and_other_labels_do_not() {
+        let id = DataIdentity::of(Path::new("/d"), &splits(vec![2, 0, 1, 1]));
+        assert_eq!(id.files[2], "t10k-images-idx3-ubyte.gz");
+        assert_eq!((id.input, id.classes, id.test_samples), (4, 3, 4));
+        assert_eq!(id.mismatch(Path::new("/copy"), &set(vec![2, 0, 1, 1])), None);
+        let w = id
+            .mismatch(Path::new("/other"), &set(vec![2, 0, 1, 0]))
+            .expect("other labels");
+        assert!(w.contains("/other") && w.contains("--data-dir /d"), "{w}");
+        assert!(id.mismatch(Path::new("/d"), &set(vec![2, 0, 1])).is_some());
+        // Round trip through the checkpoint's JSON.
+        let back: DataIdentity =
+            serde_json::from_str(&serde_json::to_string(&id).unwrap()).unwrap();
+        assert_eq!(back, id);
+    }
+
+    #[test]
+    fn labels_hash_is_sha256() {
+        assert_eq!(
+            labels_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
