@@ -218,15 +218,19 @@ enum EvalSplit {
 model's square input frame (--preprocess). IDX image files are classified as they are, one line per image.\n\n\
 Examples:\n  mnist-mlp predict --model model.safetensors digit.png\n  \
 mnist-mlp predict --model model.safetensors --json scan1.jpg scan2.jpg\n  \
+mnist-mlp predict --model model.safetensors scans/ --save-input seen/\n  \
 mnist-mlp predict --model model.safetensors --top 3 t10k-images-idx3-ubyte.gz"
 )]
 struct PredictArgs {
     /// Model (a safetensors file written by `train --save`).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
-    /// Pictures (PNG, JPEG) or IDX image files (raw or .gz).
+    /// Pictures (PNG, JPEG), IDX image files (raw or .gz), folders (their pictures) or quoted glob patterns ("scans/*.png").
     #[arg(required = true, value_name = "FILE")]
     inputs: Vec<PathBuf>,
+    /// Write the frame the model saw for each input (after inversion, levelling, cropping and centring) as a PNG into this folder: NAME.png for a picture, NAME-INDEX.png for an IDX file's images.
+    #[arg(long, value_name = "DIR")]
+    save_input: Option<PathBuf>,
     /// Turn dark ink on a light background into white on black (auto: when the picture's border is light).
     #[arg(long, value_enum, default_value = "auto")]
     invert: mnist_mlp::predict::Invert,
@@ -672,12 +676,20 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             .as_deref()
             .map_or(String::new(), |n| format!(" {n}"))
     };
-    // (file, index within an IDX file, pixels)
-    let mut items: Vec<(String, Option<usize>, Vec<f32>)> = Vec::new();
-    for p in &a.inputs {
+    if let Some(d) = &a.save_input {
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("--save-input: cannot create the folder {}", d.display()))?;
+    }
+    // (file, index within an IDX file, pixels, frame width and height)
+    let mut items: Vec<(String, Option<usize>, Vec<f32>, (u32, u32))> = Vec::new();
+    for p in &predict::expand_inputs(&a.inputs)? {
         if looks_like_idx(p) {
             let arr = data::idx::read_images(p)?;
             let per: usize = arr.dims[1..].iter().product();
+            let frame = match arr.dims[1..] {
+                [r, c] => (c as u32, r as u32),
+                _ => (per as u32, 1),
+            };
             if per != input {
                 bail!(
                     "{}: images of {:?} have {per} pixels, the model {} expects {input}",
@@ -691,6 +703,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
                     p.display().to_string(),
                     Some(i),
                     img.iter().map(|&v| v as f32 / 255.0).collect(),
+                    frame,
                 ));
             }
         } else {
@@ -704,8 +717,17 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             if a.transpose {
                 predict::transpose_square(&mut v, side);
             }
-            items.push((p.display().to_string(), None, v));
+            if !predict::has_ink(&v) {
+                eprintln!(
+                    "warning: {}: no ink found (a blank or uniform picture): its class below is a guess",
+                    p.display()
+                );
+            }
+            items.push((p.display().to_string(), None, v, (side as u32, side as u32)));
         }
+    }
+    if let Some(dir) = &a.save_input {
+        save_inputs(dir, &items)?;
     }
     let x = predict::stack(&items.iter().map(|i| &i.2[..]).collect::<Vec<_>>());
     let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
@@ -715,7 +737,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     );
     let mut probs = ndarray::Array2::<f32>::zeros((x.nrows(), classes));
     threads.install(|| model.predict_into(&mut ws, x.view(), &mut probs));
-    for ((file, idx, _), row) in items.iter().zip(probs.rows()) {
+    for ((file, idx, _, _), row) in items.iter().zip(probs.rows()) {
         let p = row.as_slice().expect("contiguous");
         let class = mnist_mlp::nn::loss::argmax(p);
         if a.json {
@@ -739,6 +761,32 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             };
             println!("{name}: {class}{}  ({})", label(class), top.join(", "));
         }
+    }
+    Ok(())
+}
+
+/// `predict --save-input`: each input as the model saw it, one PNG each
+/// (names made unique with `-2`, `-3`, ... when two inputs share a stem).
+fn save_inputs(dir: &Path, items: &[(String, Option<usize>, Vec<f32>, (u32, u32))]) -> Result<()> {
+    let mut used = std::collections::HashSet::new();
+    for (file, idx, v, (w, h)) in items {
+        let stem = Path::new(file)
+            .file_name()
+            .map_or("input".into(), |n| n.to_string_lossy().into_owned());
+        let bare = stem.strip_suffix(".gz").unwrap_or(&stem);
+        let stem = bare.rsplit_once('.').map_or(bare, |(s, _)| s).to_string();
+        let base = match idx {
+            Some(i) => format!("{stem}-{i}"),
+            None => stem,
+        };
+        let mut name = format!("{base}.png");
+        let mut k = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{base}-{k}.png");
+            k += 1;
+        }
+        let png = mnist_mlp::predict::gray_png(v, *w, *h)?;
+        mnist_mlp::checkpoint::write_atomic(&dir.join(&name), &png)?;
     }
     Ok(())
 }
@@ -909,11 +957,7 @@ fn model_info(path: &Path, json: bool) -> Result<()> {
             "trained {} epochs{of} ({} steps){}",
             st.trainer.epoch,
             st.trainer.step,
-            if st.finished {
-                ", stopped early"
-            } else {
-                ""
-            }
+            if st.finished { ", stopped early" } else { "" }
         );
     }
     if let Some(r) = &last {

@@ -81,7 +81,10 @@ impl Confusion {
         let total: usize = support.iter().sum();
         let avg = |weight: &dyn Fn(usize) -> f64, norm: f64| {
             let mean = |v: &[Option<f64>]| {
-                used.iter().map(|&c| weight(c) * v[c].unwrap_or(0.0)).sum::<f64>() / norm
+                used.iter()
+                    .map(|&c| weight(c) * v[c].unwrap_or(0.0))
+                    .sum::<f64>()
+                    / norm
             };
             [mean(&p), mean(&r), mean(&f)]
         };
@@ -257,13 +260,30 @@ mod tests {
             lines[0],
             "       class  precision   recall       f1  support  name"
         );
-        assert_eq!(lines[1], "           0     50.00%  100.00%   66.67%        1  zero");
-        assert_eq!(lines[2], "           1    100.00%   50.00%   66.67%        2");
-        assert_eq!(lines[3], "   macro avg     75.00%   75.00%   66.67%        3");
-        assert_eq!(lines[4], "weighted avg     83.33%   66.67%   66.67%        3");
+        assert_eq!(
+            lines[1],
+            "           0     50.00%  100.00%   66.67%        1  zero"
+        );
+        assert_eq!(
+            lines[2],
+            "           1    100.00%   50.00%   66.67%        2"
+        );
+        assert_eq!(
+            lines[3],
+            "   macro avg     75.00%   75.00%   66.67%        3"
+        );
+        assert_eq!(
+            lines[4],
+            "weighted avg     83.33%   66.67%   66.67%        3"
+        );
         assert_eq!(lines[6], "          0     1");
         assert_eq!(lines[7], "    0     1     0");
         assert_eq!(lines[8], "    1     1     1");
-        assert!(!c.table(&[None, None]).lines().next().unwrap().ends_with("name"));
+        assert!(!c
+            .table(&[None, None])
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("name"));
     }
 }

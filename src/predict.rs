@@ -230,6 +230,79 @@ fn mnist_style(g: &Gray, side: u32) -> Gray {
     frame
 }
 
+/// Whether a prepared input holds any ink (a value above the crop
+/// threshold): a blank or uniform picture gives none, and its class is a
+/// guess.
+pub fn has_ink(v: &[f32]) -> bool {
+    v.iter().any(|&p| p > INK)
+}
+
+/// A `w x h` input in [0, 1] as an 8-bit grayscale PNG (what `predict
+/// --save-input` writes: the frame the model saw).
+pub fn gray_png(v: &[f32], w: u32, h: u32) -> Result<Vec<u8>, PredictError> {
+    use image::ImageEncoder;
+    let px: Vec<u8> = v
+        .iter()
+        .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&px, w, h, image::ExtendedColorType::L8)
+        .map_err(|e| format!("encoding a PNG: {e}"))?;
+    Ok(png)
+}
+
+/// The files `predict` reads for its arguments: a file as given; a folder's
+/// pictures (`.png`, `.jpg`, `.jpeg`, any case), sorted by name; a pattern
+/// with `*`, `?` or `[` that names no file is expanded as a glob (for
+/// quoted patterns and shells that do not expand them), sorted. A folder
+/// without pictures or a pattern that matches nothing is an error.
+pub fn expand_inputs(args: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, PredictError> {
+    let is_picture = |p: &Path| {
+        p.is_file()
+            && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["png", "jpg", "jpeg"]
+                    .iter()
+                    .any(|k| e.eq_ignore_ascii_case(k))
+            })
+    };
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut found: Vec<_> = std::fs::read_dir(a)
+                .map_err(|e| format!("{}: cannot list the folder: {e}", a.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_picture(p))
+                .collect();
+            if found.is_empty() {
+                return Err(PredictError(format!(
+                    "{}: the folder has no pictures (.png, .jpg, .jpeg)",
+                    a.display()
+                )));
+            }
+            found.sort();
+            out.extend(found);
+            continue;
+        }
+        let text = a.to_string_lossy();
+        if !a.exists() && text.contains(['*', '?', '[']) {
+            let mut found: Vec<_> = glob::glob(&text)
+                .map_err(|e| format!("{text}: not a valid pattern: {e}"))?
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            if found.is_empty() {
+                return Err(PredictError(format!("{text}: the pattern matches no file")));
+            }
+            found.sort();
+            out.extend(found);
+            continue;
+        }
+        out.push(a.clone());
+    }
+    Ok(out)
+}
+
 /// Transposes a `side x side` row-major picture in place (row `r` becomes
 /// column `r`). EMNIST's IDX files store every character transposed, so a
 /// model trained on them expects upright pictures transposed the same way.

@@ -106,11 +106,20 @@ fn eval_warns_on_other_data_and_reports_like_scikit_learn() {
         std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
     }
     let out = eval(&common::s(&copy), &["--json", "--top-k", "10"]);
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Per class F1 and support; averages; top-10 of 10 classes is 1.
     assert_eq!(v["support"].as_array().unwrap().len(), 10);
-    let support: u64 = v["support"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).sum();
+    let support: u64 = v["support"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
     assert_eq!(support, 300);
     assert!(v["f1"][0].as_f64().unwrap() > 0.0, "{v}");
     let w = v["averages"]["weighted"][1].as_f64().unwrap();
@@ -120,15 +129,27 @@ fn eval_warns_on_other_data_and_reports_like_scikit_learn() {
     // The training split, and any pair of IDX files.
     let v: serde_json::Value =
         serde_json::from_slice(&eval(&data_s, &["--split", "train", "--json"]).stdout).unwrap();
-    assert_eq!((v["samples"].as_u64(), v["split"].as_str()), (Some(1500), Some("train")));
+    assert_eq!(
+        (v["samples"].as_u64(), v["split"].as_str()),
+        (Some(1500), Some("train"))
+    );
     let imgs = common::s(&other.join("train-images-idx3-ubyte.gz"));
     let labs = common::s(&other.join("train-labels-idx1-ubyte.gz"));
     let out = ok(&["eval", "--model", &m, "--images", &imgs, "--labels", &labs]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("data (") && text.contains("100 samples"), "{text}");
-    assert!(text.contains("macro avg") && text.contains("weighted avg"), "{text}");
+    assert!(
+        text.contains("data (") && text.contains("100 samples"),
+        "{text}"
+    );
+    assert!(
+        text.contains("macro avg") && text.contains("weighted avg"),
+        "{text}"
+    );
     // --images needs --labels.
-    let e = common::bin().args(["eval", "--model", &m, "--images", &imgs]).output().unwrap();
+    let e = common::bin()
+        .args(["eval", "--model", &m, "--images", &imgs])
+        .output()
+        .unwrap();
     assert_eq!(e.status.code(), Some(2));
 }
 
@@ -156,10 +177,89 @@ fn info_describes_a_model_and_speaks_json() {
     assert_eq!(v["parameters"].as_u64(), Some(785 * 16 + 17 * 10));
     assert_eq!(v["summary"][0]["fan_out"].as_u64(), Some(16));
     assert_eq!(v["data"]["test_samples"].as_u64(), Some(100));
-    let v: serde_json::Value = serde_json::from_slice(
-        &ok(&["info", "--json", "--data-dir", &common::s(&data)]).stdout,
-    )
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok(&["info", "--json", "--data-dir", &common::s(&data)]).stdout)
+            .unwrap();
     assert_eq!(v["train"]["samples"].as_u64(), Some(600));
     assert_eq!(v["test"]["per_class"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn predict_reads_folders_and_globs_saves_what_it_saw_and_warns_on_blank_pictures() {
+    // (#22) Folders, quoted globs, --save-input; a picture without ink is
+    // warned about instead of answered silently.
+    use rand::SeedableRng;
+    let (d, data) = workdir(1500, 100);
+    let m = common::s(&d.path().join("m.safetensors"));
+    train(&data, "16", 2, &["--save", &m]);
+    let pics = d.path().join("pics");
+    std::fs::create_dir(&pics).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for c in [2u8, 5, 7] {
+        let px = common::picture(c, &mut rng);
+        image::GrayImage::from_raw(28, 28, px)
+            .unwrap()
+            .save(pics.join(format!("class{c}.png")))
+            .unwrap();
+    }
+    std::fs::write(pics.join("notes.txt"), "not a picture").unwrap();
+    let seen = d.path().join("seen");
+    let out = ok(&[
+        "predict",
+        "--model",
+        &m,
+        &common::s(&pics),
+        "--save-input",
+        &common::s(&seen),
+        "--json",
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Sorted by name, the text file left out.
+    let files: Vec<&str> = lines.iter().map(|v| v["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].ends_with("class2.png") && files[2].ends_with("class7.png"));
+    // What the model saw: 28x28 gray frames, one per picture, with ink.
+    for c in [2, 5, 7] {
+        let img = image::open(seen.join(format!("class{c}.png")))
+            .unwrap()
+            .to_luma8();
+        assert_eq!(img.dimensions(), (28, 28));
+        assert!(img.pixels().any(|p| p.0[0] > 200), "class{c}: no ink saved");
+    }
+    // A quoted pattern is expanded; one that matches nothing is an error.
+    let pattern = common::s(&pics.join("class[57].png"));
+    let out = ok(&["predict", "--model", &m, &pattern]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let none = common::s(&pics.join("*.gif"));
+    let err = common::fails(&["predict", "--model", &m, &none]);
+    assert!(err.contains("the pattern matches no file"), "{err}");
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = common::fails(&["predict", "--model", &m, &common::s(&empty)]);
+    assert!(err.contains("the folder has no pictures"), "{err}");
+    // A blank page: a warning, still a line of output.
+    let blank = pics.join("blank.png");
+    image::GrayImage::from_pixel(40, 30, image::Luma([230]))
+        .save(&blank)
+        .unwrap();
+    let out = ok(&["predict", "--model", &m, &common::s(&blank)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("blank.png: no ink found"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // An IDX file's images are saved as NAME-INDEX.png.
+    let idx = common::s(&data.join("t10k-images-idx3-ubyte.gz"));
+    let seen2 = d.path().join("seen2");
+    ok(&[
+        "predict",
+        "--model",
+        &m,
+        &idx,
+        "--save-input",
+        &common::s(&seen2),
+    ]);
+    assert!(seen2.join("t10k-images-idx3-ubyte-99.png").is_file());
+    assert_eq!(std::fs::read_dir(&seen2).unwrap().count(), 100);
 }

@@ -133,7 +133,10 @@ mod tests {
         let id = DataIdentity::of(Path::new("/d"), &splits(vec![2, 0, 1, 1]));
         assert_eq!(id.files[2], "t10k-images-idx3-ubyte.gz");
         assert_eq!((id.input, id.classes, id.test_samples), (4, 3, 4));
-        assert_eq!(id.mismatch(Path::new("/copy"), &set(vec![2, 0, 1, 1])), None);
+        assert_eq!(
+            id.mismatch(Path::new("/copy"), &set(vec![2, 0, 1, 1])),
+            None
+        );
         let w = id
             .mismatch(Path::new("/other"), &set(vec![2, 0, 1, 0]))
             .expect("other labels");

@@ -6,7 +6,7 @@ pub mod fetch;
 pub mod identity;
 pub mod idx;
 
-pub use identity::DataIdentity;
 pub use dataset::{
     load_dir, resolve_data_dir, DataError, Dataset, LoadOptions, Splits, Validation,
 };
+pub use identity::DataIdentity;

@@ -440,17 +440,32 @@ mod tests {
 
     #[test]
     fn summary_lists_each_layer_and_the_total() {
-        let s = NetSpec::parse("784,dropout:0.2,relu,1024,dropout:0.5,relu,512,softmax,10").unwrap();
+        let s =
+            NetSpec::parse("784,dropout:0.2,relu,1024,dropout:0.5,relu,512,softmax,10").unwrap();
         let t = s.summary();
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 5, "{t}");
-        assert!(lines[1].contains("784 -> 1024") && lines[1].contains("relu") && lines[1].contains("0.2"));
-        assert!(lines[1].contains("802,816") && lines[1].contains("803,840"), "{t}");
+        assert!(
+            lines[1].contains("784 -> 1024")
+                && lines[1].contains("relu")
+                && lines[1].contains("0.2")
+        );
+        assert!(
+            lines[1].contains("802,816") && lines[1].contains("803,840"),
+            "{t}"
+        );
         assert!(lines[2].contains("1024 -> 512") && lines[2].contains("0.5"));
-        assert!(lines[3].contains("512 -> 10") && lines[3].contains("softmax") && lines[3].contains(" - "));
+        assert!(
+            lines[3].contains("512 -> 10")
+                && lines[3].contains("softmax")
+                && lines[3].contains(" - ")
+        );
         assert!(lines[4].contains(&thousands(s.params())), "{t}");
         let rows = s.summary_rows();
-        assert_eq!(rows.iter().map(|r| r.weights + r.biases).sum::<usize>(), s.params());
+        assert_eq!(
+            rows.iter().map(|r| r.weights + r.biases).sum::<usize>(),
+            s.params()
+        );
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
