@@ -212,8 +212,30 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
     if req.explicit.iter().any(|k| k == "planner") {
         cfg.plan = req.flags.plan;
     }
-    if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
+    if let (Some((loaded, saved)), Some(p)) = (&resumed, &req.resume) {
+        // The network may be named another way than the checkpoint names
+        // it (`--layers 784,relu,64,10` for `784,relu,64,softmax,10`,
+        // `--hidden 64`, the same `--config`): compare the networks, not
+        // the keys that spell them.
+        let stored = &loaded.model.spec;
+        let (input, classes) = (stored.input(), stored.output_width());
+        let network = |c: &RunConfig| {
+            c.settings()
+                .ok()
+                .and_then(|s| s.network(input, classes).ok())
+                .map(|n| (n.widths, n.hidden, n.output))
+        };
+        let same_network = network(&cfg).is_some_and(|n| {
+            n == (
+                stored.widths.clone(),
+                stored.hidden.clone(),
+                stored.output,
+            )
+        });
         for k in saved.differing_keys(&cfg) {
+            if same_network && NETWORK_KEYS.contains(&k.as_str()) {
+                continue;
+            }
             if FIXED_ON_RESUME.contains(&k.as_str()) {
                 return Err(RunError::Config(format!(
                     "--resume {}: `{k}` differs from the checkpoint's run ({} there, {} now); a resumed run keeps the network, loss, optimizer, batch size, seed and validation split",
@@ -226,6 +248,9 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
     }
     Ok((cfg, resumed))
 }
+
+/// The keys that spell a network (one network, several spellings).
+const NETWORK_KEYS: &[&str] = &["layers", "hidden", "activation"];
 
 /// The files a run writes: `--metrics-out` lines, `--plot`, and checkpoints
 /// with the configuration that repeats the run beside them.

@@ -263,3 +263,41 @@ fn predict_reads_folders_and_globs_saves_what_it_saw_and_warns_on_blank_pictures
     assert!(seen2.join("t10k-images-idx3-ubyte-99.png").is_file());
     assert_eq!(std::fs::read_dir(&seen2).unwrap().count(), 100);
 }
+
+#[test]
+fn resume_accepts_the_network_in_any_spelling_and_refuses_another() {
+    // (#22) Before, `--layers 784,relu,16,10` (the stored list is
+    // `784,relu,16,softmax,10`), `--hidden 16` and the same --config file
+    // were refused as "`layers` differs".
+    let (d, data) = workdir(600, 100);
+    let m = common::s(&d.path().join("m.safetensors"));
+    let cfg = d.path().join("run.toml");
+    std::fs::write(&cfg, "hidden = \"16\"\nactivation = \"relu\"\n").unwrap();
+    let cfg = common::s(&cfg);
+    let data = common::s(&data);
+    ok(&["train", "--data-dir", &data, "--config", &cfg, "--epochs", "1", "--quiet", "--save", &m]);
+    let resume = |epochs: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--resume", &m, "--epochs", epochs, "--quiet"];
+        args.extend_from_slice(extra);
+        common::bin().args(&args).output().unwrap()
+    };
+    for (epochs, extra) in [
+        ("2", vec!["--layers", "784,relu,16,10"]),
+        ("3", vec!["--hidden", "16"]),
+        ("4", vec!["--activation", "relu"]),
+        ("5", vec!["--config", &cfg]),
+    ] {
+        let out = resume(epochs, &extra);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = resume("6", &["--hidden", "32"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("differs from the checkpoint's run"), "{err}");
+    let out = resume("6", &["--layers", "784,tanh,16,10"]);
+    assert_eq!(out.status.code(), Some(1));
+}
