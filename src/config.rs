@@ -168,6 +168,13 @@ pub struct RunConfig {
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::Plan>,
+    /// The epochs the learning-rate schedule spans when a resumed run kept
+    /// or restarted it (`train --resume-schedule`), recorded so that later
+    /// resumes go on on the same curve. `None`: the whole run. Only a
+    /// resumed run reads it.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_window: Option<crate::schedule::Window>,
 }
 
 /// A config value that is a word (`full`) or a count: `batch_size = 64`

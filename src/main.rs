@@ -165,6 +165,9 @@ struct TrainArgs {
     /// Continue the run saved in this checkpoint (written by --save/--checkpoint-every): weights, optimizer state, epoch, RNG and schedule position. --epochs is the total.
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// With --resume and another --epochs under a cosine or one-cycle schedule: `stretch` the schedule over the new total (the rate goes back up), `keep` its end (past it the rate stays where the schedule ended), or `restart` it over the epochs added.
+    #[arg(long, value_enum, default_value = "stretch", requires = "resume")]
+    resume_schedule: mnist_mlp::schedule::OnResume,
     #[command(flatten)]
     run: RunConfig,
 }
@@ -533,6 +536,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         config: a.config,
         resume: a.resume,
         show_progress: std::io::stderr().is_terminal(),
+        resume_schedule: a.resume_schedule,
     };
     let mut console = Console {
         json: false,

@@ -117,6 +117,9 @@ pub struct Request {
     pub resume: Option<PathBuf>,
     /// Show a progress bar while downloading (when not `quiet`).
     pub show_progress: bool,
+    /// What a resumed run with another `--epochs` does to a cosine or
+    /// one-cycle schedule.
+    pub resume_schedule: crate::schedule::OnResume,
 }
 
 /// The figures of a finished run (the CLI's `--json` summary).
@@ -225,13 +228,8 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
                 .and_then(|s| s.network(input, classes).ok())
                 .map(|n| (n.widths, n.hidden, n.output))
         };
-        let same_network = network(&cfg).is_some_and(|n| {
-            n == (
-                stored.widths.clone(),
-                stored.hidden.clone(),
-                stored.output,
-            )
-        });
+        let same_network = network(&cfg)
+            .is_some_and(|n| n == (stored.widths.clone(), stored.hidden.clone(), stored.output));
         for k in saved.differing_keys(&cfg) {
             if same_network && NETWORK_KEYS.contains(&k.as_str()) {
                 continue;
@@ -512,6 +510,31 @@ impl<'t> Session<'t> {
                 })?;
             }
         }
+        // The schedule's epochs: all of the run, unless a resume kept or
+        // restarted it (recorded, so that later resumes stay on its curve).
+        let window = match &saved_cfg {
+            Some(saved) => {
+                let kept = saved.schedule_window.unwrap_or(crate::schedule::Window {
+                    start: 0,
+                    end: saved.epochs,
+                });
+                let done = trainer.epoch;
+                let w = crate::schedule::Window::on_resume(
+                    kept,
+                    saved.epochs,
+                    done,
+                    cfg.epochs,
+                    req.resume_schedule,
+                );
+                (w != crate::schedule::Window {
+                    start: 0,
+                    end: cfg.epochs,
+                })
+                .then_some(w)
+            }
+            None => None,
+        };
+        trainer.window = window;
         // The plan: given, cached, or measured now on a copy of the model
         // (the run's own state is not touched).
         let rows = settings.batch.rows(splits.train.len());
@@ -531,7 +554,8 @@ impl<'t> Session<'t> {
         trainer.set_plan(plan);
         if let (Some(saved), Some(p)) = (&saved_cfg, &req.resume) {
             warn_resume_differences(p, saved, &cfg, threads, plan, obs);
-            if let Some(w) = horizon_warning(saved, &cfg, &settings, &trainer) {
+            if let Some(w) = horizon_warning(saved, &cfg, &settings, &trainer, req.resume_schedule)
+            {
                 obs.note(&w);
             }
         }
@@ -545,6 +569,7 @@ impl<'t> Session<'t> {
             weight_decay: Some(settings.opt.weight_decay),
             layers: Some(spec.to_string()),
             plan: Some(plan),
+            schedule_window: window,
             ..cfg.clone()
         };
         let identity =
@@ -784,8 +809,9 @@ fn horizon_warning(
     cfg: &RunConfig,
     settings: &Settings,
     trainer: &Trainer,
+    how: crate::schedule::OnResume,
 ) -> Option<String> {
-    use crate::schedule::Schedule;
+    use crate::schedule::{OnResume, Schedule, Window};
     if saved.epochs == cfg.epochs
         || !matches!(
             settings.schedule,
@@ -796,24 +822,46 @@ fn horizon_warning(
     }
     let per = trainer.steps_per_epoch() as u64;
     let (step, base) = (trainer.step, settings.opt.lr);
-    let lr = |epochs: usize| settings.schedule.lr(base, step, per * epochs as u64, per);
-    let (left, next) = (lr(saved.epochs), lr(cfg.epochs));
-    let choice = if left > base * 1e-3 {
-        format!(
-            "to go on at the rate it left instead, resume with --schedule constant --lr {}",
-            Num(left)
-        )
-    } else {
-        "the run had finished its schedule: more epochs at the rate it left would change almost nothing".to_string()
-    };
-    Some(format!(
-        "warning: --resume: --epochs {} changes the run's length from {} epochs; the {} schedule is stretched over the new total, so the learning rate goes from {} (where the run left it) to {} at the next step; {choice}",
-        cfg.epochs,
-        saved.epochs,
-        cfg.schedule,
-        Num(left),
-        Num(next),
-    ))
+    let old = saved.schedule_window.unwrap_or(Window {
+        start: 0,
+        end: saved.epochs,
+    });
+    let new = trainer.window.unwrap_or(Window {
+        start: 0,
+        end: cfg.epochs,
+    });
+    let (left, next) = (
+        old.lr(&settings.schedule, base, step, per),
+        new.lr(&settings.schedule, base, step, per),
+    );
+    let change = format!(
+        "--epochs {} changes the run's length from {} epochs",
+        cfg.epochs, saved.epochs
+    );
+    Some(match how {
+        OnResume::Stretch => format!(
+            "warning: --resume: {change}; the {} schedule is stretched over the new total, so the learning rate goes from {} (where the run left it) to {} at the next step; --resume-schedule keep goes on at the rate where the schedule ends ({}), --resume-schedule restart runs the schedule again over the epochs added",
+            cfg.schedule,
+            Num(left),
+            Num(next),
+            Num(old.lr(&settings.schedule, base, per * old.end as u64, per)),
+        ),
+        OnResume::Keep => format!(
+            "note: --resume: {change}; --resume-schedule keep: the {} schedule keeps its end at epoch {}, the rate goes on from {} and stays at {} after it",
+            cfg.schedule,
+            new.end,
+            Num(next),
+            Num(new.lr(&settings.schedule, base, per * new.end as u64, per)),
+        ),
+        OnResume::Restart => format!(
+            "note: --resume: {change}; --resume-schedule restart: the {} schedule starts again over epochs {}..{}, the rate goes from {} to {} at the next step",
+            cfg.schedule,
+            new.start + 1,
+            new.end,
+            Num(left),
+            Num(next),
+        ),
+    })
 }
 
 /// Warns when a resumed run differs from its checkpoint in what can change

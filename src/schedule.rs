@@ -16,6 +16,69 @@ pub enum Schedule {
     OneCycle,
 }
 
+/// What `train --resume` does to a cosine or one-cycle schedule when
+/// `--epochs` changes the run's length (`--resume-schedule`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnResume {
+    /// Stretch the schedule over the new total: the rate goes back up
+    /// from where it had fallen to.
+    #[default]
+    Stretch,
+    /// Keep the schedule's horizon: past it, the rate stays where the
+    /// schedule ended (0 for cosine, lr/10^4 for one-cycle).
+    Keep,
+    /// Start the schedule again over the epochs still to run (warm-up
+    /// included).
+    Restart,
+}
+
+/// The epochs a schedule spans, `[start, end)`: `[0, epochs)` for a run
+/// trained in one go; a resumed run may keep or restart it ([`OnResume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// The epoch (0-based count of epochs done) at which the schedule
+    /// starts.
+    pub start: usize,
+    /// The epoch at which it ends.
+    pub end: usize,
+}
+
+impl Window {
+    /// The learning rate at 0-based `step` of the run, under `schedule`
+    /// spanning this window, `per_epoch` steps an epoch.
+    pub fn lr(&self, schedule: &Schedule, base: f64, step: u64, per_epoch: u64) -> f64 {
+        let first = per_epoch * self.start as u64;
+        let total = per_epoch * self.end.saturating_sub(self.start) as u64;
+        schedule.lr(base, step.saturating_sub(first), total, per_epoch)
+    }
+
+    /// The window of a resumed run: `saved` was the checkpoint's (for a
+    /// run of `saved_epochs`), `done` epochs are done, `epochs` the new
+    /// total.
+    pub fn on_resume(
+        saved: Window,
+        saved_epochs: usize,
+        done: usize,
+        epochs: usize,
+        how: OnResume,
+    ) -> Window {
+        if epochs == saved_epochs {
+            return saved;
+        }
+        match how {
+            OnResume::Stretch => Window {
+                start: saved.start,
+                end: epochs,
+            },
+            OnResume::Keep => saved,
+            OnResume::Restart => Window {
+                start: done,
+                end: epochs,
+            },
+        }
+    }
+}
+
 crate::error::message_error!(
     /// A `--schedule` value that is not a schedule.
     ScheduleError
@@ -105,6 +168,39 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_stretch_keep_and_restart() {
+        let c = Schedule::Cosine { warmup: 0.0 };
+        let w = Window { start: 0, end: 10 };
+        // A run of 10 epochs resumed after 10 to go on to 20.
+        let stretch = Window::on_resume(w, 10, 10, 20, OnResume::Stretch);
+        let keep = Window::on_resume(w, 10, 10, 20, OnResume::Keep);
+        let restart = Window::on_resume(w, 10, 10, 20, OnResume::Restart);
+        assert_eq!(stretch, Window { start: 0, end: 20 });
+        assert_eq!(keep, w);
+        assert_eq!(restart, Window { start: 10, end: 20 });
+        let per = 5;
+        let at = |w: Window, epoch: u64| w.lr(&c, 1.0, epoch * per, per);
+        // Stretched: halfway, the rate is back at half the peak.
+        assert!((at(stretch, 10) - 0.5).abs() < 1e-12);
+        // Kept: the schedule had ended at 0 and stays there.
+        assert_eq!(at(keep, 10), 0.0);
+        assert_eq!(at(keep, 15), 0.0);
+        // Restarted: the peak again, then down to 0 at epoch 20.
+        assert_eq!(at(restart, 10), 1.0);
+        assert!(at(restart, 19) < at(restart, 11));
+        // The same length changes nothing, whatever the choice.
+        assert_eq!(
+            Window::on_resume(restart, 20, 12, 20, OnResume::Stretch),
+            restart
+        );
+        // A window from 0 is the plain schedule.
+        assert_eq!(
+            Window { start: 0, end: 20 }.lr(&c, 1.0, 37, per),
+            c.lr(1.0, 37, 100, per)
+        );
+    }
 
     #[test]
     fn shapes() {

@@ -181,9 +181,13 @@ pub struct Trainer<'t> {
     pub opt: Optimizer<f32>,
     pub batch: BatchSize,
     pub threads: &'t Threads,
-    /// Learning-rate schedule over `total_epochs`.
+    /// Learning-rate schedule over [`Trainer::window`] (by default all of
+    /// `total_epochs`).
     pub schedule: Schedule,
+    /// Epochs of the run.
     pub total_epochs: usize,
+    /// The epochs the schedule spans; `None`: `[0, total_epochs)`.
+    pub window: Option<crate::schedule::Window>,
     base_lr: f64,
     ws: Workspace<f32>,
     eval_ws: Workspace<f32>,
@@ -244,6 +248,7 @@ impl<'t> Trainer<'t> {
             threads,
             schedule: Schedule::Constant,
             total_epochs: 1,
+            window: None,
             ws: Workspace::new(&model.spec, rows, blocks),
             eval_ws: Workspace::new(&model.spec, EVAL_CHUNK, blocks),
             perm: (0..n_train as u32).collect(),
@@ -370,7 +375,10 @@ impl<'t> Trainer<'t> {
         let pixels = train.pixels.as_ref().map(|p| p.view());
         let labels = &train.labels[..];
         let per_epoch = n.div_ceil(rows) as u64;
-        let total_steps = per_epoch * self.total_epochs.max(epoch) as u64;
+        let window = self.window.unwrap_or(crate::schedule::Window {
+            start: 0,
+            end: self.total_epochs.max(epoch),
+        });
         let (schedule, base, seed) = (self.schedule, self.base_lr, self.seed);
         let Self {
             opt,
@@ -400,7 +408,7 @@ impl<'t> Trainer<'t> {
                 } else {
                     Rows::Indices(&perm[s..e])
                 };
-                opt.cfg.lr = schedule.lr(base, *step, total_steps, per_epoch);
+                opt.cfg.lr = window.lr(&schedule, base, *step, per_epoch);
                 opt.begin_step();
                 let st = model.train_step(
                     ws,

@@ -87,6 +87,7 @@ fn a_library_run_trains_saves_and_resumes_bit_for_bit() {
         config: None,
         resume,
         show_progress: false,
+        resume_schedule: Default::default(),
     };
     let mut log = Log {
         copy_at: Some((

@@ -59,7 +59,9 @@ fn raising_epochs_on_resume_says_what_it_does_to_the_schedule() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--epochs 4 changes the run's length from 2 epochs")
-            && err.contains("the run had finished its schedule"),
+            && err.contains("stretched over the new total")
+            && err
+                .contains("--resume-schedule keep goes on at the rate where the schedule ends (0)"),
         "{err}"
     );
     // Going on at a fixed rate instead says nothing.
@@ -67,6 +69,88 @@ fn raising_epochs_on_resume_says_what_it_does_to_the_schedule() {
     train(&data, "16", 2, &["--schedule", "constant", "--save", &c]);
     let out = ok(&["train", "--resume", &c, "--epochs", "4", "--quiet"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("stretched"));
+}
+
+#[test]
+fn resume_schedule_keeps_or_restarts_the_schedule_and_records_it() {
+    // (#22) The choice the warning offers: keep the schedule's end (the
+    // rate stays where it ended) or restart it over the epochs added;
+    // the choice is recorded, so a later resume stays on its curve.
+    use mnist_mlp::schedule::{Schedule, Window};
+    let (d, data) = workdir(1000, 200);
+    let path = |n: &str| common::s(&d.path().join(n));
+    let lrs = |metrics: &str| -> Vec<f64> {
+        std::fs::read_to_string(metrics)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (a, am) = (path("a.safetensors"), path("a.jsonl"));
+    train(
+        &data,
+        "16",
+        2,
+        &[
+            "--schedule",
+            "cosine",
+            "--lr",
+            "0.01",
+            "--save",
+            &a,
+            "--metrics-out",
+            &am,
+        ],
+    );
+    let resume = |from: &str, epochs: &str, how: &str, save: &str, metrics: &str| {
+        let out = ok(&[
+            "train",
+            "--resume",
+            from,
+            "--epochs",
+            epochs,
+            "--resume-schedule",
+            how,
+            "--save",
+            save,
+            "--metrics-out",
+            metrics,
+            "--quiet",
+        ]);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Keep: past the old end (epoch 2) the cosine rate stays at 0.
+    std::fs::copy(&am, path("k.jsonl")).unwrap();
+    let err = resume(&a, "4", "keep", &path("k.safetensors"), &path("k.jsonl"));
+    assert!(
+        err.contains("--resume-schedule keep: the cosine schedule keeps its end at epoch 2"),
+        "{err}"
+    );
+    assert_eq!(&lrs(&path("k.jsonl"))[2..], &[0.0, 0.0]);
+    // Restart: epochs 3-4 repeat epochs 1-2's rates.
+    std::fs::copy(&am, path("r.jsonl")).unwrap();
+    let r = path("r.safetensors");
+    let err = resume(&a, "4", "restart", &r, &path("r.jsonl"));
+    assert!(err.contains("starts again over epochs 3..4"), "{err}");
+    let rl = lrs(&path("r.jsonl"));
+    assert_eq!(rl[2..], rl[..2], "{rl:?}");
+    assert!(std::fs::read_to_string(path("r.toml"))
+        .unwrap()
+        .contains("[schedule_window]"));
+    // Stretching the restarted run to 6 epochs stretches its window [2, 4)
+    // to [2, 6), not the whole run.
+    std::fs::copy(path("r.jsonl"), path("s.jsonl")).unwrap();
+    resume(&r, "6", "stretch", &path("s.safetensors"), &path("s.jsonl"));
+    let per = 1000u64.div_ceil(128);
+    let w = Window { start: 2, end: 6 };
+    let want: Vec<f64> = (5..=6)
+        .map(|e| w.lr(&Schedule::Cosine { warmup: 0.0 }, 0.01, e * per - 1, per))
+        .collect();
+    assert_eq!(&lrs(&path("s.jsonl"))[4..], &want[..]);
 }
 
 #[test]
@@ -275,7 +359,18 @@ fn resume_accepts_the_network_in_any_spelling_and_refuses_another() {
     std::fs::write(&cfg, "hidden = \"16\"\nactivation = \"relu\"\n").unwrap();
     let cfg = common::s(&cfg);
     let data = common::s(&data);
-    ok(&["train", "--data-dir", &data, "--config", &cfg, "--epochs", "1", "--quiet", "--save", &m]);
+    ok(&[
+        "train",
+        "--data-dir",
+        &data,
+        "--config",
+        &cfg,
+        "--epochs",
+        "1",
+        "--quiet",
+        "--save",
+        &m,
+    ]);
     let resume = |epochs: &str, extra: &[&str]| {
         let mut args = vec!["train", "--resume", &m, "--epochs", epochs, "--quiet"];
         args.extend_from_slice(extra);
