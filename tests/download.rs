@@ -189,3 +189,57 @@ fn cli_fetch_reports_each_file_and_fails_cleanly() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert_eq!(s.matches("downloaded from").count(), 4, "{s}");
 }
+
+#[test]
+fn a_partial_failure_keeps_and_names_what_succeeded() {
+    // (#22) Two of the four files are on the mirror: they are downloaded,
+    // kept and named; the other two are reported, each with its mirrors'
+    // errors. A mirror out of reach is tried once, not once per file.
+    // (Before, the first failure ended the fetch and named nothing else.)
+    let Some(src) = source_dir() else { return };
+    let half = tempfile::tempdir().unwrap();
+    for f in &MNIST_FILES[2..] {
+        std::fs::copy(src.join(f.name), half.path().join(f.name)).unwrap();
+    }
+    let base = serve(half.path());
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_mirror();
+    let err = fetch(
+        dir.path(),
+        &MNIST_FILES,
+        &[dead.clone(), format!("{base}/good/")],
+        false,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    match &err {
+        FetchError::Incomplete { done, failed } => {
+            assert_eq!((done.len(), failed.len()), (2, 2), "{msg}");
+        }
+        e => panic!("expected Incomplete, got {e:?}"),
+    }
+    assert!(
+        msg.starts_with("2 of 4 files could not be downloaded"),
+        "{msg}"
+    );
+    for f in &MNIST_FILES[2..] {
+        assert!(msg.contains(&format!("{} (downloaded)", f.name)), "{msg}");
+        verify(&dir.path().join(f.name), f).unwrap();
+    }
+    assert!(msg.contains(&format!("{}: every mirror failed", MNIST_FILES[1].name)));
+    // The dead mirror was tried for the first file only.
+    assert_eq!(msg.matches("Connection refused").count(), 1, "{msg}");
+    assert_eq!(
+        msg.matches("skipped (out of reach for an earlier file)")
+            .count(),
+        1,
+        "{msg}"
+    );
+    assert!(msg.contains("run `mnist-mlp fetch` again"), "{msg}");
+    let mut kept: Vec<String> = MNIST_FILES[2..]
+        .iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    kept.sort();
+    assert_eq!(listing(dir.path()), kept);
+}

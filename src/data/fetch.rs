@@ -68,6 +68,15 @@ pub enum FetchError {
     CreateDir { dir: PathBuf, err: io::Error },
     #[error("{name}: every mirror failed:\n{}", failures.join("\n"))]
     AllMirrorsFailed { name: String, failures: Vec<String> },
+    #[error("{} of {} files could not be downloaded; {}\n{}\nrun `mnist-mlp fetch` again for the rest",
+        failed.len(), failed.len() + done.len(), done_line(done),
+        failed.iter().map(|(n, f)| format!("{n}: every mirror failed:\n{}", f.join("\n"))).collect::<Vec<_>>().join("\n"))]
+    Incomplete {
+        /// The files that are in place (present or downloaded), verified.
+        done: Vec<FetchOutcome>,
+        /// Each file that failed, with every mirror's error.
+        failed: Vec<(String, Vec<String>)>,
+    },
     #[error("{}: cannot write: {err}", path.display())]
     Write { path: PathBuf, err: io::Error },
 }
@@ -79,6 +88,20 @@ pub enum FetchOutcome {
     Present(PathBuf),
     /// Downloaded from this mirror.
     Downloaded { path: PathBuf, mirror: String },
+}
+
+fn done_line(done: &[FetchOutcome]) -> String {
+    if done.is_empty() {
+        return "none is in place".into();
+    }
+    let names: Vec<String> = done
+        .iter()
+        .map(|o| match o {
+            FetchOutcome::Present(p) => format!("{} (present)", p.display()),
+            FetchOutcome::Downloaded { path, .. } => format!("{} (downloaded)", path.display()),
+        })
+        .collect();
+    format!("in place and verified: {}", names.join(", "))
 }
 
 /// The mirrors to use: `$MNIST_MIRRORS` (comma-separated) or the defaults.
@@ -136,6 +159,21 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Why one download failed, and whether the mirror was out of reach.
+struct Failure {
+    msg: String,
+    unreachable: bool,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure {
+            msg,
+            unreachable: false,
+        }
+    }
+}
+
 /// Downloads one URL into a temporary file in `dir` and verifies it.
 fn download_one(
     agent: &ureq::Agent,
@@ -143,8 +181,17 @@ fn download_one(
     dir: &Path,
     file: &RemoteFile,
     progress: bool,
-) -> Result<tempfile::NamedTempFile, String> {
-    let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
+) -> Result<tempfile::NamedTempFile, Failure> {
+    let mut resp = agent.get(url).call().map_err(|e| {
+        // A status (404) is the mirror's answer about this file; anything
+        // else (no route, no name, refused, timed out) says the mirror is
+        // out of reach, and later files skip it.
+        let reached = matches!(e, ureq::Error::StatusCode(_));
+        Failure {
+            msg: e.to_string(),
+            unreachable: !reached,
+        }
+    })?;
     let len = resp
         .headers()
         .get("content-length")
@@ -186,7 +233,7 @@ fn download_one(
     tmp.as_file()
         .sync_all()
         .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
-    verify(tmp.path(), file)?;
+    verify(tmp.path(), file).map_err(|e| e.to_string())?;
     // tempfile creates 0600 files: a dataset is for every user of the
     // machine to read (0644, as a plain download would be).
     #[cfg(unix)]
@@ -229,6 +276,8 @@ fn fetch_into(
 ) -> Result<Vec<FetchOutcome>, FetchError> {
     let agent = agent();
     let mut out = Vec::new();
+    let mut failed = Vec::new();
+    let mut unreachable: Vec<String> = Vec::new();
     for file in files {
         let dest = dir.join(file.name);
         if dest.is_file() && verify(&dest, file).is_ok() {
@@ -239,6 +288,12 @@ fn fetch_into(
         let mut done = None;
         for m in mirrors {
             let url = format!("{}/{}", m.trim_end_matches('/'), file.name);
+            if unreachable.contains(m) {
+                failures.push(format!(
+                    "  {url}: skipped (out of reach for an earlier file)"
+                ));
+                continue;
+            }
             match download_one(&agent, &url, dir, file, progress) {
                 Ok(tmp) => {
                     tmp.persist(&dest).map_err(|e| FetchError::Write {
@@ -248,23 +303,33 @@ fn fetch_into(
                     done = Some(m.clone());
                     break;
                 }
-                Err(e) => {
+                Err(Failure {
+                    msg,
+                    unreachable: out_of_reach,
+                }) => {
                     if progress {
-                        eprintln!("  {url}: {e}");
+                        eprintln!("  {url}: {msg}");
                     }
-                    failures.push(format!("  {url}: {e}"));
+                    if out_of_reach {
+                        unreachable.push(m.clone());
+                    }
+                    failures.push(format!("  {url}: {msg}"));
                 }
             }
         }
         match done {
             Some(mirror) => out.push(FetchOutcome::Downloaded { path: dest, mirror }),
-            None => {
-                return Err(FetchError::AllMirrorsFailed {
-                    name: file.name.to_string(),
-                    failures,
-                })
-            }
+            // The other files are still fetched: one bad file does not
+            // cost the rest, and the error says what is in place.
+            None => failed.push((file.name.to_string(), failures)),
         }
     }
-    Ok(out)
+    match (failed.len(), out.len()) {
+        (0, _) => Ok(out),
+        (1, 0) => {
+            let (name, failures) = failed.remove(0);
+            Err(FetchError::AllMirrorsFailed { name, failures })
+        }
+        _ => Err(FetchError::Incomplete { done: out, failed }),
+    }
 }
