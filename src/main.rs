@@ -56,6 +56,15 @@ enum Cmd {
     Tune(TuneArgs),
     /// Draw what --augment does: training digits (one per class) beside augmented versions, as a PNG grid.
     AugmentPreview(PreviewArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  mnist-mlp completions bash > ~/.local/share/bash-completion/completions/mnist-mlp\n  \
+mnist-mlp completions zsh > ~/.zfunc/_mnist-mlp\n  mnist-mlp completions fish > ~/.config/fish/completions/mnist-mlp.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -376,6 +385,15 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Tune(a) => cmd_tune(a),
         Cmd::AugmentPreview(a) => cmd_augment_preview(a),
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mnist-mlp", &mut script);
+            use std::io::Write as _;
+            if let Err(e) = std::io::stdout().lock().write_all(&script) {
+                stdout_failed(e);
+            }
+            Ok(())
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -396,3 +396,49 @@ fn resume_accepts_the_network_in_any_spelling_and_refuses_another() {
     let out = resume("6", &["--layers", "784,tanh,16,10"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn completions_are_scripts_the_shells_accept() {
+    // (#22) `mnist-mlp completions SHELL` prints a script naming every
+    // subcommand and the train flags; bash parses it (`bash -n`).
+    let out = ok(&["completions", "bash"]);
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        "train",
+        "predict",
+        "augment-preview",
+        "--resume-schedule",
+        "--save-input",
+    ] {
+        assert!(script.contains(needle), "{needle}");
+    }
+    if let Ok(mut child) = std::process::Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "bash -n refused the script"
+        );
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(!ok(&["completions", shell]).stdout.is_empty(), "{shell}");
+    }
+    assert_eq!(
+        common::bin()
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
