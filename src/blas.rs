@@ -97,8 +97,11 @@ pub fn gemm_chunk(m: usize, n: usize, k: usize) -> usize {
 /// weight gradient `A^T D`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Orient {
+    /// `C = A B`: a forward product.
     NN,
+    /// `C = A B^T`: back-propagation through a layer.
     NT,
+    /// `C = A^T B`: a weight gradient.
     TN,
 }
 

@@ -28,21 +28,54 @@ use thiserror::Error;
 use crate::nn::dense::Dense;
 use crate::nn::{Loss, Mlp, NetSpec};
 
+/// The `format` metadata value of this program's checkpoints.
 pub const FORMAT: &str = "mnist-mlp";
+/// The `version` metadata value (the layout of tensors and metadata).
 pub const VERSION: &str = "1";
 
+/// Why a checkpoint cannot be read or written (each names the file).
 #[derive(Debug, Error)]
 pub enum CheckpointError {
+    /// The file cannot be read.
     #[error("{}: cannot read: {err}", path.display())]
-    Read { path: PathBuf, err: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// The file cannot be written.
     #[error("{}: cannot write: {err}", path.display())]
-    Write { path: PathBuf, err: std::io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// Not a safetensors file (or one this program cannot encode).
     #[error("{}: not a valid safetensors file: {msg}", path.display())]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A safetensors file whose tensors or metadata are not a model of this program.
     #[error("{}: {msg}", path.display())]
-    Content { path: PathBuf, msg: String },
+    Content {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A model with a NaN or infinite parameter, never written.
     #[error("refusing to save a model with non-finite parameters ({tensor}) to {}", path.display())]
-    NonFinite { path: PathBuf, tensor: String },
+    NonFinite {
+        /// The file it would have been.
+        path: PathBuf,
+        /// The tensor holding the value.
+        tensor: String,
+    },
     /// The model or its extras cannot be encoded (a malformed extra tensor).
     #[error("{0}")]
     Encode(String),
@@ -61,8 +94,11 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// A tensor stored beside the model (optimizer state, best weights).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedTensor {
+    /// Its name (`optimizer.layers.0.weight.exp_avg`).
     pub name: String,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// Its values, row-major.
     pub data: Vec<f32>,
 }
 
@@ -257,8 +293,11 @@ pub fn save_with(
 /// A loaded checkpoint: the model, the saved configuration and the extras.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The model.
     pub model: Mlp<f32>,
+    /// The configuration it was trained with (JSON; `null` when absent).
     pub config: serde_json::Value,
+    /// The run state, extra tensors and data identity.
     pub extras: Extras,
 }
 

@@ -157,7 +157,7 @@ pub struct RunConfig {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<PathBuf>,
-    /// How the training step's speed choices are made: `auto` (time the candidates on this machine once per network, batch size and thread count, well under a second, and cache the choice in $XDG_CACHE_HOME/mnist-mlp or ~/.cache/mnist-mlp), `default` (the built-in plan, nothing measured) or FILE (a plan saved before: a run's model.toml, or `mnist-mlp tune --save` output). Given on the command line, it replaces a [plan] table of --config or --resume [default: $MNIST_MLP_PLAN, else auto].
+    /// How the training step's speed choices are made: `auto` (time the candidates on this machine once per network, batch size and thread count, well under a second, and cache the choice in $XDG_CACHE_HOME/mnist-mlp or ~/.cache/mnist-mlp), `default` (the built-in plan, nothing measured) or FILE (a plan saved before: a run's model.toml, or `mnist-mlp tune --save` output). Given on the command line, it replaces a `[plan]` table of --config or --resume [default: $MNIST_MLP_PLAN, else auto].
     #[arg(long = "plan", value_name = "auto|default|FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planner: Option<String>,
@@ -275,7 +275,12 @@ pub enum ConfigError {
     Toml(String),
     /// A `--config` file that cannot be read or parsed.
     #[error("--config {}: {msg}", path.display())]
-    File { path: PathBuf, msg: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key and line where known.
+        msg: String,
+    },
     /// A setting out of range, unknown, or in conflict with another.
     #[error("{0}")]
     Invalid(String),
@@ -435,15 +440,22 @@ impl RunConfig {
 /// trainer are built from. Every error names the flag (= config key).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `--loss`.
     pub loss: Loss,
+    /// The optimizer and its hyperparameters (`--optimizer`, `--lr`, ...).
     pub opt: OptConfig,
+    /// `--schedule`.
     pub schedule: Schedule,
+    /// `--batch-size`.
     pub batch: BatchSize,
+    /// `--init`.
     pub init: Init,
     /// The network of `--layers`; `None`: from `--hidden`/`--activation`
     /// once the data's widths are known ([`Settings::network`]).
     pub layers: Option<NetSpec>,
+    /// `--hidden` widths (without a layer list).
     pub hidden: Vec<usize>,
+    /// `--activation` of the hidden layers (without a layer list).
     pub activation: Activation,
     /// `--input-dropout`, `--dropout`: replace the layer list's rates.
     pub dropout: (Option<f64>, Option<f64>),

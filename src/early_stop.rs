@@ -11,7 +11,10 @@ pub enum Verdict {
     /// A new best: its weights were kept.
     Improved,
     /// No improvement yet; `left` more epochs without one stop the run.
-    Wait { left: usize },
+    Wait {
+        /// Epochs without improvement still allowed.
+        left: usize,
+    },
     /// Patience exhausted: restore the best weights and stop.
     Stop,
 }
@@ -19,21 +22,28 @@ pub enum Verdict {
 /// The counters, as checkpoints store them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EarlyStopState {
+    /// The best validation loss so far.
     pub best_loss: f64,
+    /// The epoch that reached it.
     pub best_epoch: usize,
+    /// Epochs since then without an improvement of more than `min_delta`.
     pub bad_epochs: usize,
 }
 
 /// Early stopping with the best weights kept in memory.
 #[derive(Debug, Clone)]
 pub struct EarlyStopping {
+    /// Epochs without improvement before stopping.
     pub patience: usize,
+    /// The least decrease of the validation loss that counts as an improvement.
     pub min_delta: f64,
+    /// The counters.
     pub state: EarlyStopState,
     best: Option<Mlp<f32>>,
 }
 
 impl EarlyStopping {
+    /// Early stopping after `patience` epochs without an improvement of more than `min_delta`.
     pub fn new(patience: usize, min_delta: f64) -> Self {
         Self {
             patience,

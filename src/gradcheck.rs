@@ -33,21 +33,29 @@ pub enum GradCheckError {
 /// Result for one parameter tensor.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TensorCheck {
+    /// The tensor (`W1`, `b2`, ...).
     pub name: String,
+    /// Entries checked.
     pub entries: usize,
+    /// Largest relative error between analytic and numeric gradient.
     pub max_rel_err: f64,
+    /// Largest absolute error.
     pub max_abs_err: f64,
 }
 
 /// Result for one network.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GradCheck {
+    /// The network checked (layer list).
     pub spec: String,
+    /// The loss.
     pub loss: &'static str,
+    /// Every tensor's result.
     pub tensors: Vec<TensorCheck>,
 }
 
 impl GradCheck {
+    /// The largest relative error over all tensors.
     pub fn max_rel_err(&self) -> f64 {
         self.tensors
             .iter()

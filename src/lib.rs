@@ -44,6 +44,8 @@
 //! assert!(e.to_string().contains("at least 1"));
 //! ```
 
+#![deny(missing_docs)]
+
 // Links the system OpenBLAS (cblas_sgemm and friends) into every binary.
 extern crate blas_src;
 

@@ -39,6 +39,7 @@ impl Confusion {
         Self(m)
     }
 
+    /// Number of classes.
     pub fn classes(&self) -> usize {
         self.0.len()
     }

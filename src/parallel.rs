@@ -83,9 +83,11 @@ impl Threads {
             None => Ok((Self::new(0, policy)?, None)),
         }
     }
+    /// Number of threads.
     pub fn n(&self) -> usize {
         self.n
     }
+    /// How matrix products use the threads.
     pub fn policy(&self) -> GemmThreading {
         self.policy
     }
@@ -173,8 +175,11 @@ pub fn block(t: usize, n: usize, len: usize, align: usize) -> Range<usize> {
 #[derive(Debug)]
 pub struct RawMat<T> {
     ptr: *mut T,
+    /// Rows of the block.
     pub rows: usize,
+    /// Columns of the block.
     pub cols: usize,
+    /// Elements from one row to the next.
     pub stride: usize,
 }
 
@@ -220,6 +225,7 @@ impl<T> RawMat<T> {
             stride: if rows <= 1 { cols } else { s0 as usize },
         }
     }
+    /// A contiguous `[1, len]` matrix over a slice.
     pub fn of_slice(s: &mut [T]) -> Self {
         Self {
             ptr: s.as_mut_ptr(),
@@ -233,6 +239,7 @@ impl<T> RawMat<T> {
         assert!(rows <= self.rows);
         Self { rows, ..self }
     }
+    /// The rows `r` of this block.
     pub fn row_block(self, r: Range<usize>) -> Self {
         assert!(r.end <= self.rows && r.start <= r.end);
         Self {
@@ -242,6 +249,7 @@ impl<T> RawMat<T> {
             ..self
         }
     }
+    /// The columns `c` of this block.
     pub fn col_block(self, c: Range<usize>) -> Self {
         assert!(c.end <= self.cols && c.start <= c.end);
         Self {

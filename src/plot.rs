@@ -18,7 +18,9 @@ use crate::train::EpochReport;
 /// Output format, from the file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// SVG.
     Svg,
+    /// PNG.
     Png,
 }
 

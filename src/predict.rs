@@ -22,7 +22,9 @@ use ndarray::Array2;
 pub enum Invert {
     /// Invert when the picture's border is mostly light.
     Auto,
+    /// Always invert.
     Yes,
+    /// Never invert.
     No,
 }
 
@@ -112,7 +114,7 @@ const MIN_CONTRAST: f32 = 0.05;
 /// plane `a + b x + c y` fitted (least squares) to the border pixels, then
 /// divides by the brightest remainder, so that the paper is 0 and the
 /// strongest ink 1 wherever the picture was lighter or darker. A picture
-/// with less contrast than [`MIN_CONTRAST`] has no ink: all 0.
+/// with less contrast than `MIN_CONTRAST` (0.05) has no ink: all 0.
 pub fn level(g: &mut Gray) {
     let (w, h) = g.dimensions();
     // Normal equations of the fit, in coordinates centred on the picture.

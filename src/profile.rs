@@ -46,6 +46,7 @@ pub const WORK: [Work; 6] = [
 ];
 
 impl Work {
+    /// The kind's name in the report.
     pub fn name(self) -> &'static str {
         match self {
             Work::Gather => "gather",

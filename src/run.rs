@@ -45,23 +45,34 @@ pub enum RunError {
     /// A thread count that cannot be used.
     #[error(transparent)]
     Threads(#[from] ThreadsError),
+    /// The data cannot be read.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// MNIST cannot be downloaded.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// A checkpoint cannot be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// A checkpoint error in the context of a flag (`--resume FILE: ...`).
     #[error("{context}: {err}")]
     CheckpointIn {
+        /// The flag and file (`--resume FILE`).
         context: String,
+        /// The error.
         err: CheckpointError,
     },
+    /// Training failed (divergence, data that does not fit).
     #[error(transparent)]
     Train(#[from] TrainError),
     /// An output that cannot be written (`what` names the flag and file).
     #[error("{what}: {err}")]
-    Io { what: String, err: std::io::Error },
+    Io {
+        /// The flag and file.
+        what: String,
+        /// The cause.
+        err: std::io::Error,
+    },
     /// Stopped on request ([`Observer::stop_requested`]) after `epoch`
     /// epochs, with the checkpoint that resumes it, if any.
     #[error("interrupted after epoch {epoch}{}", match saved {
@@ -69,7 +80,9 @@ pub enum RunError {
         None => " (nothing saved: the run had no --save)".to_string(),
     })]
     Interrupted {
+        /// Epochs done.
         epoch: usize,
+        /// The checkpoint written, if the run saves.
         saved: Option<PathBuf>,
     },
 }
@@ -111,9 +124,13 @@ impl Observer for Silent {}
 /// a checkpoint to `--resume`.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The flags given (the others at their defaults).
     pub flags: RunConfig,
+    /// Which of `flags`' keys were given (only those override the config file and checkpoint).
     pub explicit: Vec<String>,
+    /// `--config`.
     pub config: Option<PathBuf>,
+    /// `--resume`.
     pub resume: Option<PathBuf>,
     /// Show a progress bar while downloading (when not `quiet`).
     pub show_progress: bool,
@@ -125,37 +142,57 @@ pub struct Request {
 /// The figures of a finished run (the CLI's `--json` summary).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {
+    /// The network (layer list).
     pub layers: String,
+    /// The loss.
     pub loss: &'static str,
+    /// The optimizer.
     pub optimizer: &'static str,
+    /// The base learning rate.
     pub lr: f64,
+    /// `--batch-size`.
     pub batch_size: String,
     /// Epochs done, a resumed run's earlier ones included.
     pub epochs: usize,
     /// The epoch whose weights the model holds.
     pub best_epoch: usize,
+    /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Threads used.
     pub threads: usize,
+    /// The speed choices used.
     pub plan: Plan,
     /// How the plan was chosen ([`Chosen::to_json`]: source, seconds spent
     /// measuring, speed-up over the default plan).
     pub planner: serde_json::Value,
+    /// Test accuracy of the final model.
     pub test_accuracy: f64,
+    /// Its test loss.
     pub test_loss: f64,
+    /// The last epoch's training accuracy (as it trained).
     pub train_accuracy: f64,
+    /// The last epoch's training loss.
     pub train_loss: f64,
+    /// Validation accuracy (with `--validation`).
     pub val_accuracy: Option<f64>,
+    /// Validation loss.
     pub val_loss: Option<f64>,
+    /// Seconds of training (evaluation excluded).
     pub train_seconds: f64,
+    /// Training samples per second, over the run.
     pub samples_per_s: f64,
+    /// The process's peak resident memory (MiB).
     pub peak_rss_mib: Option<f64>,
 }
 
 /// A finished run: the model (the best epoch's weights after early
 /// stopping), every epoch's report, and the summary.
 pub struct Outcome {
+    /// The model (the best epoch's weights after early stopping).
     pub model: Mlp<f32>,
+    /// Every epoch's report.
     pub history: Vec<EpochReport>,
+    /// The figures.
     pub summary: Summary,
 }
 

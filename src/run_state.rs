@@ -13,7 +13,9 @@ use crate::train::{EpochReport, Trainer, TrainerState};
 /// The `run_state` metadata entry of a training checkpoint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunState {
+    /// Epochs and steps done, the shuffling RNG, the optimizer's step count.
     pub trainer: TrainerState,
+    /// Early stopping's counters, with `--patience`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopState>,
     /// True when the run ended by early stopping; it cannot be resumed.

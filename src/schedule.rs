@@ -8,9 +8,17 @@ pub enum Schedule {
     /// The base rate throughout.
     Constant,
     /// Multiply by `gamma` every `every` epochs.
-    Step { every: usize, gamma: f64 },
+    Step {
+        /// Epochs between two decays.
+        every: usize,
+        /// The factor.
+        gamma: f64,
+    },
     /// Linear warm-up over `warmup` epochs, then cosine decay to zero.
-    Cosine { warmup: f64 },
+    Cosine {
+        /// Epochs of linear warm-up (may be fractional).
+        warmup: f64,
+    },
     /// One-cycle: linear rise from lr/25 to lr over the first 30% of the
     /// steps, cosine fall to lr/10^4 over the rest.
     OneCycle,

@@ -91,14 +91,22 @@ pub enum TrainError {
          The learning rate is most likely too high for this optimizer and initialization: try --lr {suggest} \
          (or a smaller --init scale)"
     )]
+    /// The loss became NaN or infinite.
     NonFinite {
+        /// The epoch.
         epoch: usize,
+        /// The step (0-based, over the run).
         step: u64,
+        /// The loss.
         loss: f64,
+        /// The optimizer.
         opt: &'static str,
+        /// The step's learning rate.
         lr: Num,
+        /// The `--lr` to try instead.
         suggest: Num,
     },
+    /// A setting that cannot be used.
     #[error("{0}")]
     Config(String),
     /// The data does not fit the model (input width, labels).
@@ -138,25 +146,34 @@ pub fn check_dataset<T: crate::real::Real>(
 /// One epoch's figures.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
+    /// The epoch (1-based).
     pub epoch: usize,
     /// Mean loss and accuracy over the epoch's mini-batches (as they trained).
     pub train_loss: f64,
+    /// Share of training samples classified right (as they trained).
     pub train_accuracy: f64,
+    /// Test loss after the epoch.
     pub test_loss: f64,
+    /// Test accuracy after the epoch.
     pub test_accuracy: f64,
+    /// Validation loss (with a validation split).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// Validation accuracy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
     /// Training time of the epoch (shuffle and steps, not evaluation).
     pub seconds: f64,
+    /// Seconds of evaluation.
     pub eval_seconds: f64,
+    /// Training samples per second.
     pub samples_per_s: f64,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
     /// Resident memory after the epoch, and the process's peak so far (MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_mib: Option<f64>,
+    /// The process's peak resident memory so far (MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
 }
@@ -178,8 +195,11 @@ pub struct TrainerState {
 /// Owns everything a run needs besides the model: optimizer state, buffers,
 /// the shuffling RNG and the thread pool.
 pub struct Trainer<'t> {
+    /// The optimizer and its state.
     pub opt: Optimizer<f32>,
+    /// Rows per step.
     pub batch: BatchSize,
+    /// The thread pool the steps run in.
     pub threads: &'t Threads,
     /// Learning-rate schedule over [`Trainer::window`] (by default all of
     /// `total_epochs`).

@@ -20,10 +20,15 @@ use crate::train::{BatchSize, TrainError, Trainer};
 /// A standard workload.
 #[derive(Debug, Clone)]
 pub struct Workload {
+    /// `T1`..`T6`.
     pub id: &'static str,
+    /// The network.
     pub layers: &'static str,
+    /// Rows per step.
     pub batch: BatchSize,
+    /// The optimizer.
     pub opt: OptKind,
+    /// The learning rate.
     pub lr: f64,
 }
 
@@ -77,9 +82,11 @@ pub const WORKLOADS: [Workload; 6] = [
 ];
 
 impl Workload {
+    /// The workload named `id` (any case).
     pub fn find(id: &str) -> Option<&'static Workload> {
         WORKLOADS.iter().find(|w| w.id.eq_ignore_ascii_case(id))
     }
+    /// Its network.
     pub fn spec(&self) -> NetSpec {
         NetSpec::parse(self.layers).expect("workload specs are valid")
     }
@@ -109,12 +116,16 @@ pub fn synthetic(n: usize, seed: u64) -> Dataset {
 /// Result of timing a workload.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
+    /// The workload's id.
     pub workload: String,
     /// The machine: CPU model and OpenBLAS's configuration (version,
     /// kernel set).
     pub cpu: String,
+    /// OpenBLAS's configuration string.
     pub blas: String,
+    /// Threads used.
     pub threads: usize,
+    /// How matrix products used them.
     pub threading: crate::parallel::GemmThreading,
     /// The speed choices of the step ([`crate::plan::Plan`]).
     pub plan: crate::plan::Plan,
@@ -123,13 +134,20 @@ pub struct BenchResult {
     /// The plan in one line, and the planner's warnings (a bad cache).
     #[serde(skip)]
     pub plan_line: String,
+    /// The planner's warnings.
     #[serde(skip)]
     pub plan_warnings: Vec<String>,
+    /// Training samples per second (median epoch).
     pub samples_per_s: f64,
+    /// Seconds per epoch (median).
     pub sec_per_epoch: f64,
+    /// Every timed epoch's seconds.
     pub epoch_secs: Vec<f64>,
+    /// The loss of the last step (a sanity check).
     pub final_batch_loss: f64,
+    /// Training FLOPs per sample (`6 sum fan_in fan_out`).
     pub flops_per_sample: u64,
+    /// `flops_per_sample * samples_per_s`, in GFLOP/s.
     pub gflop_per_s_effective: f64,
     /// Memory the run accounts for: training data (f32 images and their
     /// bytes), parameters, and the trainer's buffers and moments (MiB).
@@ -137,6 +155,7 @@ pub struct BenchResult {
     /// Resident memory after the timed epochs, and the process's peak (MiB;
     /// the peak includes loading the data).
     pub rss_mib: Option<f64>,
+    /// The process's peak resident memory (MiB).
     pub peak_rss_mib: Option<f64>,
     /// Durations of the timed steps (each but an epoch's first, which
     /// includes the shuffle), in ms: the 10th percentile and the median.
@@ -144,6 +163,7 @@ pub struct BenchResult {
     /// resolves small differences that the epoch medians' noise hides.
     /// `None` with one step per epoch (full batch).
     pub step_ms_p10: Option<f64>,
+    /// Median step (ms).
     pub step_ms_median: Option<f64>,
 }
 

@@ -1,6 +1,6 @@
 //! Data augmentation on the fly: each training sample is resampled through
 //! a random transform when its row is gathered into the step's input
-//! ([`crate::nn::workspace::gather_rows`]), so the work is spread over the
+//! (`nn::workspace::gather_rows`), so the work is spread over the
 //! step's threads like the gather itself. Test and validation data are
 //! never augmented.
 //!
@@ -37,8 +37,11 @@ use crate::real::Real;
 /// What `--augment` asks for; `Augment::default()` is nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Augment {
+    /// Random affine transforms, if on.
     pub affine: Option<Affine>,
+    /// Elastic distortions, if on.
     pub elastic: Option<Elastic>,
+    /// Left-right flips with probability 1/2.
     pub flip: bool,
 }
 
@@ -209,6 +212,7 @@ fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 /// [`Augment`] for images of one size: what the gather calls per sample.
 #[derive(Debug, Clone)]
 pub struct Augmenter {
+    /// What it does.
     pub cfg: Augment,
     h: usize,
     w: usize,

@@ -25,41 +25,77 @@ pub const DEFAULT_DATA_DIR: &str = "data/mnist";
 /// Errors of dataset assembly (each names the file or directory concerned).
 #[derive(Debug, Error)]
 pub enum DataError {
+    /// An IDX file that cannot be read or is malformed.
     #[error(transparent)]
     Idx(#[from] IdxError),
+    /// The data folder does not exist.
     #[error("{}: data directory not found{hint}", dir.display())]
-    NoDir { dir: PathBuf, hint: &'static str },
-    #[error("{}: is not a directory", dir.display())]
-    NotADir { dir: PathBuf },
-    #[error("{}: no {what} file (looked for names containing `{pattern}`){hint}", dir.display())]
-    Missing {
+    NoDir {
+        /// The folder.
         dir: PathBuf,
-        what: &'static str,
-        pattern: String,
+        /// What to do about it (how to fetch MNIST), or empty.
         hint: &'static str,
     },
+    /// The data path is a file, not a folder.
+    #[error("{}: is not a directory", dir.display())]
+    NotADir {
+        /// The path.
+        dir: PathBuf,
+    },
+    /// No file in the folder looks like this split's file.
+    #[error("{}: no {what} file (looked for names containing `{pattern}`){hint}", dir.display())]
+    Missing {
+        /// The folder.
+        dir: PathBuf,
+        /// Which file (`training images`, ...).
+        what: &'static str,
+        /// The name fragment looked for.
+        pattern: String,
+        /// What to do about it, or empty.
+        hint: &'static str,
+    },
+    /// Several files could be this split's file.
     #[error("{}: several files could be the {what} file: {}{}", dir.display(), names.join(", "), subset_hint(names))]
     Ambiguous {
+        /// The folder.
         dir: PathBuf,
+        /// Which file (`training images`, ...).
         what: &'static str,
+        /// The candidates' names.
         names: Vec<String>,
     },
+    /// An image file and its label file disagree on the number of samples.
     #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
     CountMismatch {
+        /// The image file.
         images: String,
+        /// Images it holds.
         n_images: usize,
+        /// The label file.
         labels: String,
+        /// Labels it holds.
         n_labels: usize,
     },
+    /// Training and test images differ in size.
     #[error("{train} has {train_shape:?} images but {test} has {test_shape:?}: train and test images must have the same size")]
     ShapeMismatch {
+        /// The training image file.
         train: String,
+        /// Its image size (rows, columns).
         train_shape: (usize, usize),
+        /// The test image file.
         test: String,
+        /// Its image size (rows, columns).
         test_shape: (usize, usize),
     },
+    /// A validation split as large as the training set or larger.
     #[error("validation split of {requested} samples leaves no training data ({available} training samples)")]
-    BadValidation { requested: usize, available: usize },
+    BadValidation {
+        /// Samples asked for.
+        requested: usize,
+        /// Training samples there are.
+        available: usize,
+    },
 }
 
 const FETCH_HINT: &str =
@@ -74,6 +110,7 @@ pub struct Dataset {
     pub labels: Vec<u8>,
     /// Image height and width (28 x 28 for the MNIST family).
     pub rows: usize,
+    /// Columns of each image.
     pub cols: usize,
     /// The same pixels as bytes, `[n, rows*cols]` (`images = pixels / 255`),
     /// when the dataset came from bytes: shuffled mini-batches are gathered
@@ -86,6 +123,7 @@ impl Dataset {
     pub fn len(&self) -> usize {
         self.labels.len()
     }
+    /// Whether the set has no samples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -101,6 +139,7 @@ impl Dataset {
         }
         c
     }
+    /// The largest label, `None` for an empty set.
     pub fn max_label(&self) -> Option<u8> {
         self.labels.iter().copied().max()
     }
@@ -148,8 +187,11 @@ impl Dataset {
 /// Train and test splits, and a validation split when one was requested.
 #[derive(Debug, Clone)]
 pub struct Splits {
+    /// The training split (without the validation samples).
     pub train: Dataset,
+    /// Samples held out of the training file for validation, if asked for.
     pub validation: Option<Dataset>,
+    /// The test split.
     pub test: Dataset,
     /// Number of classes: `max label + 1` over all splits unless given.
     pub classes: usize,
@@ -160,9 +202,13 @@ pub struct Splits {
 /// Paths of the four IDX files.
 #[derive(Debug, Clone)]
 pub struct SplitFiles {
+    /// Training images.
     pub train_images: PathBuf,
+    /// Training labels.
     pub train_labels: PathBuf,
+    /// Test images.
     pub test_images: PathBuf,
+    /// Test labels.
     pub test_labels: PathBuf,
 }
 
@@ -362,7 +408,9 @@ pub fn load_split(
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Validation {
+    /// This many samples.
     Count(u64),
+    /// This share of the training samples, in (0, 1).
     Fraction(f64),
 }
 

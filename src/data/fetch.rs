@@ -18,7 +18,9 @@ use thiserror::Error;
 /// decompressed content.
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteFile {
+    /// The file name (appended to a mirror's URL).
     pub name: &'static str,
+    /// SHA-256 of the file's decompressed content (hex).
     pub sha256: &'static str,
     /// Decompressed size in bytes.
     pub size: u64,
@@ -62,23 +64,43 @@ pub const MIRRORS_ENV: &str = "MNIST_MIRRORS";
 /// Largest download accepted per file (the biggest MNIST file is ~10 MB gzip).
 const MAX_DOWNLOAD: u64 = 256 << 20;
 
+/// Why a download did not complete.
 #[derive(Debug, Error)]
 pub enum FetchError {
+    /// The data folder cannot be created.
     #[error("{}: cannot create the data directory: {err}", dir.display())]
-    CreateDir { dir: PathBuf, err: io::Error },
+    CreateDir {
+        /// The folder.
+        dir: PathBuf,
+        /// The cause.
+        err: io::Error,
+    },
+    /// No mirror delivered a verified copy of a file.
     #[error("{name}: every mirror failed:\n{}", failures.join("\n"))]
-    AllMirrorsFailed { name: String, failures: Vec<String> },
+    AllMirrorsFailed {
+        /// The file.
+        name: String,
+        /// Each mirror's URL and error.
+        failures: Vec<String>,
+    },
     #[error("{} of {} files could not be downloaded; {}\n{}\nrun `mnist-mlp fetch` again for the rest",
         failed.len(), failed.len() + done.len(), done_line(done),
         failed.iter().map(|(n, f)| format!("{n}: every mirror failed:\n{}", f.join("\n"))).collect::<Vec<_>>().join("\n"))]
+    /// Some files are in place, others failed (each with its mirrors' errors).
     Incomplete {
         /// The files that are in place (present or downloaded), verified.
         done: Vec<FetchOutcome>,
         /// Each file that failed, with every mirror's error.
         failed: Vec<(String, Vec<String>)>,
     },
+    /// A downloaded file cannot be moved into place.
     #[error("{}: cannot write: {err}", path.display())]
-    Write { path: PathBuf, err: io::Error },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        err: io::Error,
+    },
 }
 
 /// What happened to one file.
@@ -87,7 +109,12 @@ pub enum FetchOutcome {
     /// Already present with the right content.
     Present(PathBuf),
     /// Downloaded from this mirror.
-    Downloaded { path: PathBuf, mirror: String },
+    Downloaded {
+        /// Where it is.
+        path: PathBuf,
+        /// The mirror it came from.
+        mirror: String,
+    },
 }
 
 fn done_line(done: &[FetchOutcome]) -> String {

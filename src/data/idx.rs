@@ -33,46 +33,92 @@ pub const TYPE_U8: u8 = 0x08;
 /// names the file.
 #[derive(Debug, Error)]
 pub enum IdxErrorKind {
+    /// The file cannot be read.
     #[error("cannot read: {0}")]
     Io(io::Error),
+    /// The path is a folder.
     #[error("is a directory, expected an IDX file")]
     IsDirectory,
+    /// The file has no bytes.
     #[error("file is empty")]
     Empty,
+    /// The file ends inside its header.
     #[error("truncated header: the file ends after {got} bytes, the header needs {need}")]
-    TruncatedHeader { got: usize, need: usize },
+    TruncatedHeader {
+        /// Bytes there are.
+        got: usize,
+        /// Bytes the header needs.
+        need: usize,
+    },
+    /// The first four bytes are not an IDX magic number.
     #[error("bad magic {found:02x?}: an IDX file starts with two zero bytes, then a type code and a dimension count")]
-    BadMagic { found: [u8; 4] },
+    BadMagic {
+        /// The four bytes.
+        found: [u8; 4],
+    },
+    /// An element type other than unsigned bytes.
     #[error("element type code {code:#04x} ({name}) is not supported: the MNIST family stores unsigned bytes (0x08)")]
-    UnsupportedType { code: u8, name: &'static str },
+    UnsupportedType {
+        /// The type code.
+        code: u8,
+        /// Its name in the IDX format.
+        name: &'static str,
+    },
+    /// Images need 3 dimensions, labels 1.
     #[error("{what} must have {expected} dimension(s), the header declares {found}")]
     WrongRank {
+        /// `images` or `labels`.
         what: &'static str,
+        /// Dimensions needed.
         expected: usize,
+        /// Dimensions declared.
         found: usize,
     },
+    /// A dimension of size 0.
     #[error("header declares a dimension of size 0 (dimensions {dims:?})")]
-    ZeroDimension { dims: Vec<u32> },
+    ZeroDimension {
+        /// The declared dimensions.
+        dims: Vec<u32>,
+    },
+    /// The declared data is larger than the limit (a corrupt header).
     #[error("header declares dimensions {dims:?} = {declared} bytes of data, more than the limit of {limit} bytes")]
     TooLarge {
+        /// The declared dimensions.
         dims: Vec<u32>,
+        /// Their product in bytes.
         declared: u128,
+        /// The limit in bytes.
         limit: u64,
     },
+    /// The file holds fewer items than its header declares.
     #[error("header declares {declared} items but the file holds {actual}{partial}")]
     Truncated {
+        /// Items declared.
         declared: u64,
+        /// Items there are.
         actual: u64,
+        /// What the partial data looks like (for the message).
         partial: String,
     },
+    /// Bytes after the declared items.
     #[error("{extra} trailing byte(s) after the {declared} declared items")]
-    TrailingBytes { declared: u64, extra: String },
+    TrailingBytes {
+        /// Items declared.
+        declared: u64,
+        /// How many bytes follow them (a count, or `at least N`).
+        extra: String,
+    },
+    /// The gzip stream is corrupt or truncated.
     #[error("gzip stream is corrupt or truncated: {0}")]
     Gzip(io::Error),
+    /// A label not below the number of classes.
     #[error("label {label} at index {index} is out of range for {classes} classes")]
     LabelOutOfRange {
+        /// The label.
         label: u8,
+        /// Its index in the file.
         index: usize,
+        /// The number of classes.
         classes: usize,
     },
 }
@@ -81,11 +127,14 @@ pub enum IdxErrorKind {
 #[derive(Debug, Error)]
 #[error("{}: {kind}", path.display())]
 pub struct IdxError {
+    /// The file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub kind: IdxErrorKind,
 }
 
 impl IdxError {
+    /// The error `kind` of the file at `path`.
     pub fn new(path: impl Into<PathBuf>, kind: IdxErrorKind) -> Self {
         Self {
             path: path.into(),

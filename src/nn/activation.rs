@@ -12,14 +12,20 @@ pub const LEAKY_SLOPE: f64 = 0.01;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// `max(0, x)`.
     Relu,
+    /// `x` for `x > 0`, else `0.01 x`.
     LeakyRelu,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `tanh x`.
     Tanh,
+    /// `x` (a linear layer).
     Identity,
 }
 
 impl Activation {
+    /// Every activation (for tests and gradient checks).
     pub const ALL: [Activation; 5] = [
         Activation::Relu,
         Activation::LeakyRelu,
@@ -28,6 +34,7 @@ impl Activation {
         Activation::Identity,
     ];
 
+    /// The name in layer lists (`relu`, `leaky_relu`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
@@ -38,6 +45,7 @@ impl Activation {
         }
     }
 
+    /// The activation a layer list names (`None`: unknown).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
             "relu" => Activation::Relu,

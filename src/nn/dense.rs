@@ -38,6 +38,7 @@ pub struct Dense<T: Real> {
 }
 
 impl<T: Real> Dense<T> {
+    /// A layer with weights `w` (`[fan_in, fan_out]`) and zero biases.
     pub fn new(w: Array2<T>) -> Self {
         let (i, o) = w.dim();
         Self {
@@ -47,9 +48,11 @@ impl<T: Real> Dense<T> {
             gb: Array1::zeros(o),
         }
     }
+    /// Inputs of the layer (rows of `w`).
     pub fn fan_in(&self) -> usize {
         self.w.nrows()
     }
+    /// Units of the layer (columns of `w`).
     pub fn fan_out(&self) -> usize {
         self.w.ncols()
     }

@@ -11,12 +11,16 @@ use crate::real::Real;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputAct {
+    /// Softmax over the classes (with cross-entropy: the fused backward `p - y`).
     Softmax,
+    /// Sigmoid per unit.
     Sigmoid,
+    /// No activation.
     Identity,
 }
 
 impl OutputAct {
+    /// The name in layer lists.
     pub fn name(self) -> &'static str {
         match self {
             OutputAct::Softmax => "softmax",
@@ -37,12 +41,14 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// The name of `--loss`.
     pub fn name(self) -> &'static str {
         match self {
             Loss::CrossEntropy => "cross_entropy",
             Loss::SquaredError => "squared_error",
         }
     }
+    /// The loss `--loss` names (`ce`, `cross-entropy`, `mse`, ...; `None`: unknown).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
             "ce" | "cross_entropy" | "cross-entropy" | "xent" => Loss::CrossEntropy,

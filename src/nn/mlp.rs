@@ -23,8 +23,11 @@ use crate::real::Real;
 /// A multilayer perceptron.
 #[derive(Debug, Clone)]
 pub struct Mlp<T: Real> {
+    /// Its shape.
     pub spec: NetSpec,
+    /// The training loss.
     pub loss: Loss,
+    /// The dense layers, input first.
     pub layers: Vec<Dense<T>>,
     /// What training adds beyond the optimizer (dropout is in `spec`).
     pub reg: Regularizers,

@@ -260,9 +260,11 @@ impl NetSpec {
     pub fn layers(&self) -> usize {
         self.widths.len() - 1
     }
+    /// Width of the input (pixels per image).
     pub fn input(&self) -> usize {
         self.widths[0]
     }
+    /// Width of the output (classes).
     pub fn output_width(&self) -> usize {
         *self.widths.last().expect("at least two widths")
     }

@@ -33,12 +33,14 @@ pub enum Rows<'a> {
 }
 
 impl Rows<'_> {
+    /// Number of rows selected.
     pub fn len(&self) -> usize {
         match self {
             Rows::Indices(i) => i.len(),
             Rows::Range(a, b) => b - a,
         }
     }
+    /// Whether no row is selected.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -55,11 +57,14 @@ impl Rows<'_> {
 /// A batch: rows of a `[n, features]` f32 matrix and their labels.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
+    /// The images, `[samples, features]` in [0, 1].
     pub data: ArrayView2<'a, f32>,
     /// The same rows as pixel bytes (`data = pixels / 255`), when known:
     /// gathered batches are read from these (4x less memory traffic).
     pub pixels: Option<ArrayView2<'a, u8>>,
+    /// The labels, one per sample.
     pub labels: &'a [u8],
+    /// The rows of this batch.
     pub rows: Rows<'a>,
     /// The training step's random key ([`crate::nn::dropout::step_key`] of
     /// the run's seed and the step's number): dropout masks are a function
@@ -73,20 +78,26 @@ pub struct Batch<'a> {
 /// Loss sum and correct predictions over a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stats {
+    /// Sum of the samples' losses.
     pub loss_sum: f64,
+    /// Samples whose argmax is their label.
     pub correct: usize,
+    /// Samples counted.
     pub samples: usize,
 }
 
 impl Stats {
+    /// Adds another batch's counts.
     pub fn add(&mut self, o: Stats) {
         self.loss_sum += o.loss_sum;
         self.correct += o.correct;
         self.samples += o.samples;
     }
+    /// Mean loss per sample (0 for none).
     pub fn mean_loss(&self) -> f64 {
         self.loss_sum / self.samples.max(1) as f64
     }
+    /// Share of samples classified right (0 for none).
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.samples.max(1) as f64
     }
@@ -135,9 +146,11 @@ impl<T: Real> Workspace<T> {
                 .collect(),
         }
     }
+    /// Rows the buffers hold.
     pub fn capacity(&self) -> usize {
         self.cap
     }
+    /// Blocks the rows are split into (one per thread).
     pub fn blocks(&self) -> usize {
         self.blocks
     }

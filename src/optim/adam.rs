@@ -13,8 +13,11 @@ use crate::real::Real;
 /// Per-step constants.
 #[derive(Debug, Clone, Copy)]
 pub struct AdamStep<T> {
+    /// `beta1` in the working precision.
     pub b1: T,
+    /// `beta2` in the working precision.
     pub b2: T,
+    /// `epsilon` in the working precision.
     pub eps: T,
     /// `lr / (1 - b1^t)`.
     pub step: T,
@@ -22,10 +25,12 @@ pub struct AdamStep<T> {
     pub inv_bc2: T,
     /// `lr * wd` for AdamW, zero for Adam.
     pub decay: T,
+    /// L2 coefficient added to the gradient.
     pub l2: T,
 }
 
 impl<T: Real> AdamStep<T> {
+    /// The constants of step `t` (1-based) for the given hyperparameters (`wd`: AdamW's decoupled decay).
     pub fn new(t: u64, lr: f64, b1: f64, b2: f64, eps: f64, wd: f64, l2: f64) -> Self {
         let t = t.max(1) as i32;
         Self {
@@ -40,6 +45,7 @@ impl<T: Real> AdamStep<T> {
     }
 }
 
+/// One Adam/AdamW update of parameter `p` with moments `m`, `v` and gradient `g`.
 #[inline(always)]
 pub fn update<T: Real>(p: &mut T, m: &mut T, v: &mut T, g: T, k: &AdamStep<T>) {
     let g = g + k.l2 * *p;

@@ -52,15 +52,22 @@ use crate::real::Real;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptKind {
+    /// Plain gradient descent.
     Sgd,
+    /// Heavy-ball momentum.
     Momentum,
+    /// Nesterov momentum.
     Nesterov,
+    /// RMSprop.
     RmsProp,
+    /// Adam (with L2 in the gradient).
     Adam,
+    /// AdamW (decoupled weight decay).
     AdamW,
 }
 
 impl OptKind {
+    /// The optimizer `--optimizer` names (`None`: unknown).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
             "sgd" => OptKind::Sgd,
@@ -72,6 +79,7 @@ impl OptKind {
             _ => return None,
         })
     }
+    /// The name of `--optimizer`.
     pub fn name(self) -> &'static str {
         match self {
             OptKind::Sgd => "sgd",
@@ -101,13 +109,17 @@ impl OptKind {
 /// Hyperparameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptConfig {
+    /// Which optimizer.
     pub kind: OptKind,
+    /// The learning rate (the base rate under a schedule).
     pub lr: f64,
     /// Momentum coefficient (momentum, nesterov).
     pub momentum: f64,
     /// Adam's beta1, beta2 and epsilon (also RMSprop's epsilon).
     pub beta1: f64,
+    /// Adam's beta2.
     pub beta2: f64,
+    /// Adam's and RMSprop's epsilon.
     pub eps: f64,
     /// RMSprop's decay.
     pub rho: f64,
@@ -123,6 +135,9 @@ crate::error::message_error!(
 );
 
 impl OptConfig {
+    /// `kind` with learning rate `lr` and the usual defaults (momentum 0.9,
+    /// betas 0.9/0.999, epsilon 1e-8, rho 0.9; weight decay 0.01 for AdamW,
+    /// else none; no L2).
     pub fn new(kind: OptKind, lr: f64) -> Self {
         Self {
             kind,
@@ -178,6 +193,7 @@ impl OptConfig {
 /// Optimizer state for a network's parameter tensors.
 #[derive(Debug)]
 pub struct Optimizer<T: Real> {
+    /// The hyperparameters (the rate is set each step by the schedule).
     pub cfg: OptConfig,
     /// Steps taken.
     pub t: u64,
@@ -240,6 +256,7 @@ impl<T: Real> Optimizer<T> {
     pub fn state(&self, tensor: usize) -> &[Array2<T>] {
         &self.state[tensor]
     }
+    /// The state slots (moments) of parameter tensor `tensor`.
     pub fn state_mut(&mut self, tensor: usize) -> &mut [Array2<T>] {
         &mut self.state[tensor]
     }

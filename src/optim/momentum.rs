@@ -6,6 +6,7 @@
 use super::flush;
 use crate::real::Real;
 
+/// One momentum (or Nesterov) update of `p` with velocity `v`, gradient `g`, coefficient `mu`.
 #[inline(always)]
 pub fn update<T: Real>(p: &mut T, v: &mut T, g: T, lr: T, mu: T, l2: T, nesterov: bool) {
     let g = g + l2 * *p;

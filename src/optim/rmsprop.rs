@@ -5,6 +5,7 @@
 use super::flush;
 use crate::real::Real;
 
+/// One RMSprop update of `p` with mean square `s`, gradient `g`, decay `rho`.
 #[inline(always)]
 pub fn update<T: Real>(p: &mut T, s: &mut T, g: T, lr: T, rho: T, eps: T, l2: T) {
     let g = g + l2 * *p;

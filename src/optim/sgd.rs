@@ -6,6 +6,7 @@
 
 use crate::real::Real;
 
+/// One gradient-descent update of `p` with gradient `g`.
 #[inline(always)]
 pub fn update<T: Real>(p: &mut T, g: T, lr: T, l2: T) {
     *p -= lr * (g + l2 * *p);

@@ -60,6 +60,7 @@ pub struct CacheFile {
     pub program: String,
     /// The version of mnist-mlp that wrote it.
     pub version: String,
+    /// Plans by key (machine, threads, precision, widths, rows).
     pub entries: BTreeMap<String, Entry>,
 }
 

@@ -92,14 +92,24 @@ pub enum Source {
     /// `MLP_*` overrides in the environment.
     Env,
     /// The cache's entry for this machine and shape.
-    Cached { path: PathBuf, entry: Entry },
+    Cached {
+        /// The cache file.
+        path: PathBuf,
+        /// The entry.
+        entry: Entry,
+    },
     /// Not measured: a step (at least `step_s` seconds) is too long to
     /// time the candidates within this run's budget; `mnist-mlp tune`
     /// measures it with a budget of its own and caches the choice.
-    TooLong { step_s: f64 },
+    TooLong {
+        /// Seconds of one step.
+        step_s: f64,
+    },
     /// Measured now (and cached at `cached`, if it could be written).
     Measured {
+        /// The measurement.
         measured: Box<Measured>,
+        /// The cache file it went to.
         cached: Option<PathBuf>,
     },
 }
@@ -107,8 +117,11 @@ pub enum Source {
 /// A chosen plan, how it was chosen, and the warnings to show.
 #[derive(Debug, Clone)]
 pub struct Chosen {
+    /// The plan.
     pub plan: Plan,
+    /// How it was chosen.
     pub source: Source,
+    /// Warnings to show (a bad or unwritable cache).
     pub warnings: Vec<String>,
 }
 

@@ -54,10 +54,15 @@ impl Measured {
 /// `rows` rows of `train` per step, optimizer `opt`, on `threads`.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
+    /// The model (copied, never changed).
     pub model: &'a Mlp<f32>,
+    /// The run's optimizer.
     pub opt: &'a OptConfig,
+    /// Rows of a step.
     pub rows: usize,
+    /// The training data.
     pub train: &'a Dataset,
+    /// The run's thread pool.
     pub threads: &'a Threads,
 }
 
