@@ -209,8 +209,17 @@ fn validation_flag(s: &str) -> Result<crate::data::Validation, String> {
 /// hold.
 pub const TOML_INT_MAX: u64 = i64::MAX as u64;
 
+crate::error::message_error!(
+    /// An integer flag that is not a non-negative integer a run can use.
+    IntFlagError
+);
+
 /// An integer flag: a non-negative integer of at most [`TOML_INT_MAX`].
-pub fn int_flag<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
+pub fn int_flag<T: TryFrom<u64>>(s: &str) -> Result<T, IntFlagError> {
+    int_value(s).map_err(IntFlagError)
+}
+
+fn int_value<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
     let v: u64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a non-negative integer"))?;
@@ -312,6 +321,9 @@ macro_rules! invalid_from {
 }
 invalid_from!(
     SpecError,
+    crate::data::augment::AugmentError,
+    crate::data::dataset::ValidationError,
+    IntFlagError,
     ScheduleError,
     BatchSizeError,
     HyperparameterError,
@@ -681,9 +693,11 @@ mod tests {
         assert_eq!(int_flag::<usize>("12"), Ok(12));
         assert!(int_flag::<u64>("9223372036854775808")
             .unwrap_err()
+            .message()
             .contains("too large"));
         assert!(int_flag::<u64>("-1")
             .unwrap_err()
+            .message()
             .contains("not a non-negative integer"));
     }
 

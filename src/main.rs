@@ -702,8 +702,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         std::fs::create_dir_all(d)
             .with_context(|| format!("--save-input: cannot create the folder {}", d.display()))?;
     }
-    // (file, index within an IDX file, pixels, frame width and height)
-    let mut items: Vec<(String, Option<usize>, Vec<f32>, (u32, u32))> = Vec::new();
+    let mut items: Vec<Input> = Vec::new();
     for p in &predict::expand_inputs(&a.inputs)? {
         if looks_like_idx(p) {
             let arr = data::idx::read_images(p)?;
@@ -721,12 +720,12 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
                 );
             }
             for (i, img) in arr.data.chunks_exact(per).enumerate() {
-                items.push((
-                    p.display().to_string(),
-                    Some(i),
-                    img.iter().map(|&v| v as f32 / 255.0).collect(),
+                items.push(Input {
+                    file: p.display().to_string(),
+                    index: Some(i),
+                    pixels: img.iter().map(|&v| v as f32 / 255.0).collect(),
                     frame,
-                ));
+                });
             }
         } else {
             if side * side != input {
@@ -745,13 +744,18 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
                     p.display()
                 );
             }
-            items.push((p.display().to_string(), None, v, (side as u32, side as u32)));
+            items.push(Input {
+                file: p.display().to_string(),
+                index: None,
+                pixels: v,
+                frame: (side as u32, side as u32),
+            });
         }
     }
     if let Some(dir) = &a.save_input {
         save_inputs(dir, &items)?;
     }
-    let x = predict::stack(&items.iter().map(|i| &i.2[..]).collect::<Vec<_>>());
+    let x = predict::stack(&items.iter().map(|i| &i.pixels[..]).collect::<Vec<_>>());
     let mut ws = mnist_mlp::nn::Workspace::<f32>::new(
         &model.spec,
         mnist_mlp::train::EVAL_CHUNK.min(x.nrows().max(1)),
@@ -759,7 +763,13 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     );
     let mut probs = ndarray::Array2::<f32>::zeros((x.nrows(), classes));
     threads.install(|| model.predict_into(&mut ws, x.view(), &mut probs));
-    for ((file, idx, _, _), row) in items.iter().zip(probs.rows()) {
+    for (
+        Input {
+            file, index: idx, ..
+        },
+        row,
+    ) in items.iter().zip(probs.rows())
+    {
         let p = row.as_slice().expect("contiguous");
         let class = mnist_mlp::nn::loss::argmax(p);
         if a.json {
@@ -787,11 +797,29 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// One input of `predict`: a picture, or one image of an IDX file.
+struct Input {
+    /// The file it came from.
+    file: String,
+    /// Its index within an IDX file.
+    index: Option<usize>,
+    /// What the model sees, in [0, 1].
+    pixels: Vec<f32>,
+    /// Width and height of the frame.
+    frame: (u32, u32),
+}
+
 /// `predict --save-input`: each input as the model saw it, one PNG each
 /// (names made unique with `-2`, `-3`, ... when two inputs share a stem).
-fn save_inputs(dir: &Path, items: &[(String, Option<usize>, Vec<f32>, (u32, u32))]) -> Result<()> {
+fn save_inputs(dir: &Path, items: &[Input]) -> Result<()> {
     let mut used = std::collections::HashSet::new();
-    for (file, idx, v, (w, h)) in items {
+    for Input {
+        file,
+        index: idx,
+        pixels: v,
+        frame: (w, h),
+    } in items
+    {
         let stem = Path::new(file)
             .file_name()
             .map_or("input".into(), |n| n.to_string_lossy().into_owned());

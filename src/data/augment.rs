@@ -87,12 +87,22 @@ impl Default for Elastic {
     }
 }
 
+crate::error::message_error!(
+    /// An `--augment` value that is not an augmentation (the message shows
+    /// the syntax).
+    AugmentError
+);
+
 /// The syntax, for error messages.
 pub const SYNTAX: &str = "affine[:rotate=DEG,shift=PX,scale=F,shear=DEG], elastic[:sigma=PX,alpha=PX] or flip (e.g. --augment affine:rotate=12,shift=2,scale=0.1 --augment elastic:sigma=4,alpha=34)";
 
 impl Augment {
     /// Parses `--augment` values (each one kind); an empty list is nothing.
-    pub fn parse(items: &[String]) -> Result<Self, String> {
+    pub fn parse(items: &[String]) -> Result<Self, AugmentError> {
+        Self::parse_str(items).map_err(AugmentError)
+    }
+
+    fn parse_str(items: &[String]) -> Result<Self, String> {
         let mut a = Augment::default();
         for item in items {
             let (kind, args) = match item.split_once(':') {
@@ -759,7 +769,7 @@ mod tests {
             ("flip:1", "not KEY=VALUE"),
         ] {
             let e = Augment::parse(&[bad.into()]).unwrap_err();
-            assert!(e.contains(needle), "{bad}: {e}");
+            assert!(e.message().contains(needle), "{bad}: {e}");
         }
     }
 

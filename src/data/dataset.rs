@@ -420,9 +420,19 @@ impl Default for Validation {
     }
 }
 
+crate::error::message_error!(
+    /// A `--validation` value that is neither a count nor a fraction in
+    /// (0, 1).
+    ValidationError
+);
+
 impl Validation {
     /// Parses a count (`5000`) or a fraction in (0, 1) (`0.1`).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        Self::parse_str(s).map_err(ValidationError)
+    }
+
+    fn parse_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Ok(n) = s.parse::<u64>() {
             return Ok(Validation::Count(n));
@@ -543,7 +553,7 @@ mod tests {
         assert!(Validation::parse("0").unwrap().is_none());
         for bad in ["1.5", "-0.1", "x", "1e400", "0.0"] {
             let e = Validation::parse(bad).unwrap_err();
-            assert!(e.contains(bad), "{bad}: {e}");
+            assert!(e.message().contains(bad), "{bad}: {e}");
         }
         // Config files hold either form.
         #[derive(serde::Deserialize)]

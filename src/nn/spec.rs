@@ -387,7 +387,7 @@ pub fn thousands(n: usize) -> String {
 }
 
 /// A dropout rate: a number in `[0, MAX_RATE]`.
-pub fn dropout_rate(s: &str) -> Result<f64, String> {
+pub fn dropout_rate(s: &str) -> Result<f64, DropoutRateError> {
     match s.trim().parse::<f64>() {
         Ok(p) if valid_rate(p) => Ok(p),
         _ => Err(rate_error(&s)),
@@ -396,7 +396,7 @@ pub fn dropout_rate(s: &str) -> Result<f64, String> {
 
 /// A dropout rate given as a number (a flag or config key): in
 /// `[0, MAX_RATE]`, with [`dropout_rate`]'s message.
-pub fn check_dropout_rate(p: f64) -> Result<f64, String> {
+pub fn check_dropout_rate(p: f64) -> Result<f64, DropoutRateError> {
     if valid_rate(p) {
         Ok(p)
     } else {
@@ -408,11 +408,16 @@ fn valid_rate(p: f64) -> bool {
     (0.0..=crate::nn::dropout::MAX_RATE).contains(&p)
 }
 
-fn rate_error(got: &dyn std::fmt::Display) -> String {
-    format!(
+crate::error::message_error!(
+    /// A dropout rate outside [0, 0.95].
+    DropoutRateError
+);
+
+fn rate_error(got: &dyn std::fmt::Display) -> DropoutRateError {
+    DropoutRateError(format!(
         "a dropout rate is a number from 0 to {} (the share of units dropped), got `{got}`",
         crate::nn::dropout::MAX_RATE
-    )
+    ))
 }
 
 impl std::fmt::Display for NetSpec {

@@ -159,10 +159,20 @@ pub fn load(path: &Path) -> (CacheFile, Option<String>) {
     }
 }
 
+crate::error::message_error!(
+    /// A plan cache that cannot be written (the message is the warning to
+    /// show).
+    CacheError
+);
+
 /// Adds `entry` under `key` to the cache at `path` (re-read first, so that
 /// entries others wrote meanwhile are kept) and writes it atomically,
 /// creating its folder. Errors: a message for a warning.
-pub fn store(path: &Path, key: &str, entry: Entry) -> Result<(), String> {
+pub fn store(path: &Path, key: &str, entry: Entry) -> Result<(), CacheError> {
+    store_entry(path, key, entry).map_err(CacheError)
+}
+
+fn store_entry(path: &Path, key: &str, entry: Entry) -> Result<(), String> {
     let (mut file, _) = load(path);
     file.entries.insert(key.to_string(), entry);
     let fail = |e: &dyn std::fmt::Display| {
@@ -276,6 +286,6 @@ mod tests {
         let blocked = dir.path().join("file");
         std::fs::write(&blocked, "x").unwrap();
         let e = store(&blocked.join("plans.json"), "k", entry()).unwrap_err();
-        assert!(e.contains("cannot write it"), "{e}");
+        assert!(e.message().contains("cannot write it"), "{e}");
     }
 }

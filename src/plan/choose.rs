@@ -258,7 +258,7 @@ pub fn choose(
         |path| match cache::store(path, &key, Entry::of(&measured)) {
             Ok(()) => Some(path.to_path_buf()),
             Err(w) => {
-                warnings.push(w);
+                warnings.push(w.into());
                 None
             }
         },
