@@ -688,7 +688,13 @@ fn looks_like_idx(path: &Path) -> bool {
 fn cmd_predict(a: PredictArgs) -> Result<()> {
     use mnist_mlp::predict;
     let threads = a.threads.pool()?;
-    let mut model = mnist_mlp::checkpoint::load(&a.model)?.model;
+    let loaded = mnist_mlp::checkpoint::load(&a.model)?;
+    let identity = loaded
+        .extras
+        .data
+        .clone()
+        .and_then(|d| serde_json::from_value::<data::DataIdentity>(d).ok());
+    let mut model = loaded.model;
     let input = model.spec.input();
     let classes = model.spec.output_width();
     let side = (input as f64).sqrt().round() as usize;
@@ -706,6 +712,12 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     for p in &predict::expand_inputs(&a.inputs)? {
         if looks_like_idx(p) {
             let arr = data::idx::read_images(p)?;
+            if let Some(w) = identity
+                .as_ref()
+                .and_then(|id| id.predict_mismatch(p, &arr.data))
+            {
+                eprintln!("{w}");
+            }
             let per: usize = arr.dims[1..].iter().product();
             let frame = match arr.dims[1..] {
                 [r, c] => (c as u32, r as u32),

@@ -229,6 +229,15 @@ fn eval_warns_on_other_data_and_reports_like_scikit_learn() {
         text.contains("macro avg") && text.contains("weighted avg"),
         "{text}"
     );
+    // predict on the other data's test images warns; on the model's own,
+    // nothing.
+    let warn = "holds other images";
+    let t10k = |dir: &std::path::Path| common::s(&dir.join("t10k-images-idx3-ubyte.gz"));
+    let out = ok(&["predict", "--model", &m, &t10k(&other)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(warn), "{err}");
+    let out = ok(&["predict", "--model", &m, &t10k(&copy)]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(warn));
     // --images needs --labels.
     let e = common::bin()
         .args(["eval", "--model", &m, "--images", &imgs])

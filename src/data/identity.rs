@@ -33,14 +33,30 @@ pub struct DataIdentity {
     pub test_samples: usize,
     /// SHA-256 of the test labels (hex), one byte per label.
     pub test_labels_sha256: String,
+    /// SHA-256 of the test images (hex), one byte per pixel as stored in
+    /// the IDX file; `predict` on an IDX file of the same name compares it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub test_images_sha256: String,
 }
 
 /// Hex SHA-256 of labels, one byte each.
 pub fn labels_sha256(labels: &[u8]) -> String {
-    Sha256::digest(labels)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(labels))
+}
+
+/// Hex SHA-256 of images in [0, 1] as the bytes they were read from
+/// (`round(v * 255)`: exact for data read from IDX files).
+pub fn images_sha256(images: &[f32]) -> String {
+    let mut h = Sha256::new();
+    for chunk in images.chunks(1 << 16) {
+        let bytes: Vec<u8> = chunk.iter().map(|&v| (v * 255.0).round() as u8).collect();
+        h.update(&bytes);
+    }
+    hex(&h.finalize())
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn name(p: &Path) -> String {
@@ -64,7 +80,32 @@ impl DataIdentity {
             classes: splits.classes,
             test_samples: splits.test.len(),
             test_labels_sha256: labels_sha256(&splits.test.labels),
+            test_images_sha256: splits
+                .test
+                .images
+                .as_slice()
+                .map_or(String::new(), images_sha256),
         }
+    }
+
+    /// A warning when `file`, an IDX image file given to `predict` with the
+    /// name of the training data's test images, holds other images (`bytes`:
+    /// its pixels as stored); `None` when it is that file, or another name.
+    pub fn predict_mismatch(&self, file: &Path, bytes: &[u8]) -> Option<String> {
+        if self.test_images_sha256.is_empty() || name(file) != self.files[2] {
+            return None;
+        }
+        let hash = hex(&Sha256::digest(bytes));
+        (hash != self.test_images_sha256).then(|| {
+            format!(
+                "warning: {}: the model was trained on the data in {}, whose {} holds other images (SHA-256 {} instead of {}): is this the dataset the model is for?",
+                file.display(),
+                self.dir,
+                self.files[2],
+                &hash[..12],
+                &self.test_images_sha256[..12]
+            )
+        })
     }
 
     /// A warning when `test` (read from `dir`) is not the test set this
@@ -142,6 +183,15 @@ mod tests {
             .expect("other labels");
         assert!(w.contains("/other") && w.contains("--data-dir /d"), "{w}");
         assert!(id.mismatch(Path::new("/d"), &set(vec![2, 0, 1])).is_some());
+        // predict on an IDX file named like the test images: same bytes
+        // say nothing, others warn; other names are not compared.
+        let t10k = Path::new("/x/t10k-images-idx3-ubyte.gz");
+        assert_eq!(id.predict_mismatch(t10k, &[0u8; 16]), None);
+        assert!(id.predict_mismatch(t10k, &[1u8; 16]).is_some());
+        assert_eq!(
+            id.predict_mismatch(Path::new("/x/mine.idx"), &[1u8; 16]),
+            None
+        );
         // Round trip through the checkpoint's JSON.
         let back: DataIdentity =
             serde_json::from_str(&serde_json::to_string(&id).unwrap()).unwrap();
