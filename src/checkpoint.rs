@@ -16,6 +16,12 @@
 //!
 //! Files are written atomically (temporary file in the same directory, then
 //! rename), and a model with a non-finite parameter is never written.
+//!
+//! safetensors has no checksum, so the `sha256` metadata entry holds one
+//! per tensor (a JSON object: name -> hex SHA-256 of the tensor's bytes);
+//! loading verifies every tensor against it and refuses a file with a
+//! flipped byte, naming the tensor. Files without the entry (written by
+//! earlier versions, or by other programs) load unverified.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -86,6 +92,15 @@ crate::error::message_error!(
     /// the run (a missing tensor, a wrong shape, a run that cannot go on).
     StateError
 );
+
+/// Hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -177,6 +192,11 @@ pub fn to_bytes_with(
     if let Some(d) = &extras.data {
         meta.insert("data".into(), d.to_string());
     }
+    let sums: serde_json::Map<String, serde_json::Value> = bufs
+        .iter()
+        .map(|(n, _, b)| (n.clone(), sha256_hex(b).into()))
+        .collect();
+    meta.insert("sha256".into(), serde_json::Value::Object(sums).to_string());
     safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError::Encode(e.to_string()))
 }
 
@@ -322,7 +342,7 @@ impl Loaded {
 
 /// Loads and validates a checkpoint.
 pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|err| CheckpointError::Read {
+    let bytes = crate::files::read(path).map_err(|err| CheckpointError::Read {
         path: path.to_path_buf(),
         err,
     })?;
@@ -358,6 +378,36 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
     };
     if get("format")? != FORMAT {
         return Err(content(format!("metadata format is not `{FORMAT}`")));
+    }
+    if let Some(sums) = meta.get("sha256") {
+        let sums: HashMap<String, String> = serde_json::from_str(sums).map_err(|e| {
+            content(format!(
+                "metadata `sha256` is not an object of checksums: {e}"
+            ))
+        })?;
+        let mut names: Vec<String> = md.tensors().keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            let (_, raw) = tensor(name).expect("listed");
+            match sums.get(name) {
+                Some(want) if *want == sha256_hex(raw) => {}
+                Some(_) => {
+                    return Err(content(format!(
+                        "tensor `{name}`: its bytes do not match the SHA-256 recorded when it was saved (the file is corrupt: a changed byte)"
+                    )))
+                }
+                None => {
+                    return Err(content(format!(
+                        "tensor `{name}` has no checksum in the metadata (the file was altered)"
+                    )))
+                }
+            }
+        }
+        if let Some(gone) = sums.keys().find(|n| !names.contains(n)) {
+            return Err(content(format!(
+                "tensor `{gone}` has a checksum but is missing (the file was altered)"
+            )));
+        }
     }
     let spec = NetSpec::parse(&get("layers")?)
         .map_err(|e| content(format!("bad layer list in metadata: {e}")))?;
@@ -462,6 +512,40 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
 mod tests {
     use super::*;
     use crate::nn::Init;
+
+    #[test]
+    fn a_flipped_byte_in_any_tensor_is_refused_by_name() {
+        // (#23) safetensors has no checksum; the `sha256` metadata does.
+        let spec = NetSpec::parse("6,relu,5,softmax,3").unwrap();
+        let m = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 3).unwrap();
+        let extras = Extras {
+            tensors: vec![NamedTensor {
+                name: "optimizer.layers.0.weight.exp_avg".into(),
+                shape: vec![6, 5],
+                data: vec![0.25; 30],
+            }],
+            ..Extras::default()
+        };
+        let bytes = to_bytes_with(&m, &serde_json::json!({}), &extras).unwrap();
+        let p = Path::new("m.safetensors");
+        from_bytes(p, &bytes).unwrap();
+        let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let (md_len, md) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(header, 8 + md_len);
+        for (name, info) in md.tensors() {
+            // Flip the lowest bit of the tensor's first byte: a value that
+            // stays finite, which nothing else would catch.
+            let mut bad = bytes.clone();
+            bad[header + info.data_offsets.0] ^= 1;
+            let e = from_bytes(p, &bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "tensor `{name}`: its bytes do not match the SHA-256"
+                )),
+                "{name}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn round_trip_and_refusals() {

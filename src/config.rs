@@ -382,7 +382,8 @@ impl RunConfig {
             path: path.to_path_buf(),
             msg,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| ctx(format!("cannot read: {e}")))?;
+        let text =
+            crate::files::read_to_string(path).map_err(|e| ctx(format!("cannot read: {e}")))?;
         let file = Self::from_toml(&text).map_err(|e| ctx(e.to_string()))?;
         // Valid TOML by now: the keys it sets.
         let keys: Vec<String> = text

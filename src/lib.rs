@@ -55,6 +55,7 @@ pub mod config;
 pub mod data;
 pub mod early_stop;
 pub mod error;
+pub mod files;
 pub mod fuzzing;
 pub mod gradcheck;
 pub mod hugepages;

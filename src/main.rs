@@ -678,6 +678,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 /// True when `path` starts like an IDX file of unsigned bytes (raw or gzip).
 fn looks_like_idx(path: &Path) -> bool {
     use std::io::Read;
+    // Not opened unless regular (a FIFO would block): the picture path
+    // then says what it is.
+    if mnist_mlp::files::regular(path).is_err() {
+        return false;
+    }
     let Ok((mut r, _)) = data::idx::open_content(path) else {
         return false;
     };

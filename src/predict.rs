@@ -55,6 +55,7 @@ pub fn load_picture(
     invert: Invert,
     pre: Preprocess,
 ) -> Result<Vec<f32>, PredictError> {
+    crate::files::regular(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let mut img = image::ImageReader::open(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
         .with_guessed_format()
@@ -326,7 +327,7 @@ pub fn transpose_square(v: &mut [f32], side: usize) {
 ///
 /// Classes not listed have no name. Errors name the file and line.
 pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, PredictError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the class mapping: {e}", path.display()))?;
     let mut names = vec![None; classes];
     for (i, line) in text.lines().enumerate() {

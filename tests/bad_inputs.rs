@@ -656,3 +656,83 @@ fn shapes_counts_permissions_and_checkpoints() {
         "No such file",
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_are_refused_before_they_are_opened() {
+    // (#23) A FIFO as --model, --resume, --config, --mapping or a predict
+    // input used to hang forever (opening it blocks); `eval --model
+    // /dev/zero` read without end. Each is now refused by its type.
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let data = good_dir();
+    let model = d.path().join("m.safetensors");
+    let (f, m, dd) = (common::s(&fifo), common::s(&model), common::s(data.path()));
+    common::ok(&[
+        "train",
+        "--data-dir",
+        &dd,
+        "--hidden",
+        "3",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--save",
+        &m,
+    ]);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["eval", "--model", &f, "--data-dir", &dd],
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            vec!["eval", "--model", "/dev/zero", "--data-dir", &dd],
+            "is a device, not a regular file",
+        ),
+        (
+            vec!["train", "--resume", &f],
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            vec!["train", "--config", &f, "--data-dir", &dd],
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            vec!["predict", "--model", &m, &f],
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            vec!["predict", "--model", &m, "--mapping", &f, &f],
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            vec!["eval", "--model", &m, "--images", &f, "--labels", &f],
+            "is a FIFO (named pipe), not a regular file",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("{args:?}: still running after 20 s (blocked on the FIFO?)");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
