@@ -216,12 +216,27 @@ fn temp_location(path: &Path) -> (&Path, String) {
 
 const TEMP_SUFFIX: &str = ".tmp";
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically: a temporary file beside the
+/// target, then a rename over it. A symlink is written through (the file
+/// it names is replaced, the link stays); anything but a regular file at
+/// the target (a device, FIFO, socket or folder) is refused, never
+/// replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let err = |err| CheckpointError::Write {
         path: path.to_path_buf(),
         err,
     };
+    let target = crate::files::target(path);
+    if let Some(what) = std::fs::metadata(&target)
+        .ok()
+        .and_then(|m| crate::files::kind_of(&m))
+    {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("is {what}; refusing to replace it with a file"),
+        )));
+    }
+    let path = target.as_path();
     let (dir, prefix) = temp_location(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(&prefix)

@@ -177,6 +177,9 @@ struct TrainArgs {
     /// With --resume and another --epochs under a cosine or one-cycle schedule: `stretch` the schedule over the new total (the rate goes back up), `keep` its end (past it the rate stays where the schedule ended), or `restart` it over the epochs added.
     #[arg(long, value_enum, default_value = "stretch", requires = "resume")]
     resume_schedule: mnist_mlp::schedule::OnResume,
+    /// Replace existing output files (--save, its .toml, --metrics-out, --plot) that mnist-mlp did not write. Devices, FIFOs, folders and read-only files are never replaced.
+    #[arg(long)]
+    overwrite: bool,
     #[command(flatten)]
     run: RunConfig,
 }
@@ -555,6 +558,7 @@ fn cmd_train(a: TrainArgs, explicit: &[String]) -> Result<()> {
         resume: a.resume,
         show_progress: std::io::stderr().is_terminal(),
         resume_schedule: a.resume_schedule,
+        overwrite: a.overwrite,
     };
     let mut console = Console {
         json: false,

@@ -224,6 +224,10 @@ where
     root.present().map_err(|e| e.to_string())
 }
 
+/// The comment that opens every SVG plot (a later run may replace a file
+/// that has it).
+pub const SVG_MARK: &str = "<!-- mnist-mlp: training curves -->";
+
 /// Draws the curves of `history` into `path` (.svg or .png), atomically.
 pub fn draw_curves(path: &Path, history: &[EpochReport]) -> Result<(), PlotError> {
     draw_curves_into(path, history).map_err(PlotError)
@@ -240,7 +244,7 @@ fn draw_curves_into(path: &Path, history: &[EpochReport]) -> Result<(), String> 
                 SVGBackend::with_string(&mut s, (w, h)).into_drawing_area(),
                 history,
             )?;
-            s.into_bytes()
+            format!("{SVG_MARK}\n{s}").into_bytes()
         }
         Format::Png => {
             let mut rgb = vec![0u8; (w * h * 3) as usize];

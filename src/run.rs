@@ -137,6 +137,8 @@ pub struct Request {
     /// What a resumed run with another `--epochs` does to a cosine or
     /// one-cycle schedule.
     pub resume_schedule: crate::schedule::OnResume,
+    /// Replace existing output files that mnist-mlp did not write.
+    pub overwrite: bool,
 }
 
 /// The figures of a finished run (the CLI's `--json` summary).
@@ -252,6 +254,9 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
     if req.explicit.iter().any(|k| k == "planner") {
         cfg.plan = req.flags.plan;
     }
+    if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
+        relocate_resumed_outputs(&mut cfg, saved, p, &req.explicit);
+    }
     if let (Some((loaded, saved)), Some(p)) = (&resumed, &req.resume) {
         // The network may be named another way than the checkpoint names
         // it (`--layers 784,relu,64,10` for `784,relu,64,softmax,10`,
@@ -284,6 +289,44 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
     Ok((cfg, resumed))
 }
 
+/// Where a resumed run writes: the checkpoint it resumes (not the path
+/// stored in it: a copy resumed elsewhere must not write into the
+/// original's folder), unless `--save` says otherwise; `--metrics-out`
+/// and `--plot`, unless given, move beside it when it is not where the
+/// original run saved.
+fn relocate_resumed_outputs(
+    cfg: &mut RunConfig,
+    saved: &RunConfig,
+    resume: &Path,
+    explicit: &[String],
+) {
+    let given = |k: &str| explicit.iter().any(|x| x == k);
+    if given("save") {
+        return;
+    }
+    let key = crate::files::same_file_key;
+    let moved = saved.save.as_deref().map(key) != Some(key(resume));
+    cfg.save = Some(resume.to_path_buf());
+    if !moved {
+        return;
+    }
+    let dir = resume.parent().unwrap_or(Path::new("")).to_path_buf();
+    for (k, field) in [
+        ("metrics_out", &mut cfg.metrics_out),
+        ("plot", &mut cfg.plot),
+    ] {
+        if !given(k) {
+            if let Some(name) = field
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_owned())
+            {
+                *field = Some(dir.join(name));
+            }
+        }
+    }
+}
+
 /// The keys that spell a network (one network, several spellings).
 const NETWORK_KEYS: &[&str] = &["layers", "hidden", "activation"];
 
@@ -297,6 +340,143 @@ struct Outputs {
     effective_toml: String,
     /// The data's identity, stored in every checkpoint.
     data: serde_json::Value,
+    /// One lock per output, held for the run.
+    _locks: Vec<crate::files::OutputLock>,
+}
+
+/// The first line of the configuration saved beside a checkpoint: it marks
+/// the file as mnist-mlp's (which a later run may replace).
+pub const TOML_MARK: &str =
+    "# mnist-mlp: this run's configuration (`mnist-mlp train --config FILE` repeats it)";
+
+/// Whether `path` is a checkpoint this program wrote (its safetensors
+/// header says `format = mnist-mlp`; only the header is read).
+fn is_our_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut n = [0u8; 8];
+    if f.read_exact(&mut n).is_err() {
+        return false;
+    }
+    let n = u64::from_le_bytes(n);
+    if n > 100 << 20 {
+        return false;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).is_ok()
+        && serde_json::from_slice::<serde_json::Value>(&header)
+            .is_ok_and(|h| h["__metadata__"]["format"] == crate::checkpoint::FORMAT)
+}
+
+/// Whether an existing output at `path` was written by mnist-mlp, by kind:
+/// a checkpoint (its header), the configuration beside one (its first
+/// line, or a configuration beside a checkpoint of ours, as earlier
+/// versions wrote it), a metrics file (JSON lines with `epoch`), a plot (an
+/// SVG with its mark; any PNG: a PNG carries no mark).
+fn written_by_us(flag: &str, path: &Path) -> bool {
+    let head = |n: usize| -> Vec<u8> {
+        use std::io::Read;
+        let mut b = Vec::new();
+        if let Ok(f) = std::fs::File::open(path) {
+            let _ = f.take(n as u64).read_to_end(&mut b);
+        }
+        b
+    };
+    match flag {
+        "--save" if path.extension().is_some_and(|e| e == "toml") => {
+            let text = String::from_utf8_lossy(&head(1 << 16)).into_owned();
+            text.starts_with(TOML_MARK)
+                || (is_our_checkpoint(&path.with_extension("safetensors"))
+                    && RunConfig::from_toml(&text).is_ok())
+        }
+        "--save" => is_our_checkpoint(path),
+        "--metrics-out" => {
+            let b = head(1 << 16);
+            let first = String::from_utf8_lossy(&b);
+            match first.lines().next() {
+                None => true,
+                Some(l) => serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v.get("epoch").is_some()),
+            }
+        }
+        "--plot" => {
+            let b = head(4096);
+            b.starts_with(b"\x89PNG") || String::from_utf8_lossy(&b).contains(crate::plot::SVG_MARK)
+        }
+        _ => false,
+    }
+}
+
+/// Checks every output of the run before it starts (see
+/// [`crate::files::check_output`]), that no two outputs and no output and
+/// input are one file (the checkpoint being resumed may be the save
+/// target), and locks each output for the run.
+fn check_outputs(
+    cfg: &RunConfig,
+    req: &Request,
+    splits: &Splits,
+) -> Result<Vec<crate::files::OutputLock>, RunError> {
+    use crate::files::{check_output, same_file_key, OutputLock};
+    let outputs: Vec<(&str, PathBuf)> = [
+        ("--save", cfg.save.clone()),
+        (
+            "--save",
+            cfg.save.as_ref().map(|p| p.with_extension("toml")),
+        ),
+        ("--plot", cfg.plot.clone()),
+        ("--metrics-out", cfg.metrics_out.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p?)))
+    .collect();
+    let f = &splits.files;
+    let mut inputs: Vec<(&str, PathBuf)> = vec![
+        ("the training images", f.train_images.clone()),
+        ("the training labels", f.train_labels.clone()),
+        ("the test images", f.test_images.clone()),
+        ("the test labels", f.test_labels.clone()),
+    ];
+    if let Some(c) = &req.config {
+        inputs.push(("--config", c.clone()));
+    }
+    let resumed = req.resume.as_ref().map(|p| same_file_key(p));
+    if let Some(p) = &req.resume {
+        inputs.push(("--resume", p.clone()));
+    }
+    let bad = |msg: String| RunError::Config(msg);
+    for (i, (flag, p)) in outputs.iter().enumerate() {
+        let key = same_file_key(p);
+        let shown = |q: &Path| q.display().to_string();
+        for (other, q) in &outputs[..i] {
+            if same_file_key(q) == key {
+                return Err(bad(format!(
+                    "{flag} {} and {other} {} are one file: each output needs its own (the checkpoint's configuration goes beside it, as .toml)",
+                    shown(p),
+                    shown(q)
+                )));
+            }
+        }
+        for (what, q) in &inputs {
+            let resume_target =
+                *what == "--resume" && *flag == "--save" && p.extension() != Some("toml".as_ref());
+            if same_file_key(q) == key && !resume_target {
+                return Err(bad(format!(
+                    "{flag} {} is {what} ({}): an output may not replace an input",
+                    shown(p),
+                    shown(q)
+                )));
+            }
+        }
+        // The checkpoint being resumed is ours to replace.
+        let ours = |t: &Path| resumed.as_ref() == Some(&same_file_key(t)) || written_by_us(flag, t);
+        check_output(p, &ours, req.overwrite).map_err(|e| bad(format!("{flag} {e}")))?;
+    }
+    outputs
+        .iter()
+        .map(|(flag, p)| OutputLock::take(p).map_err(|e| bad(format!("{flag} {e}"))))
+        .collect()
 }
 
 impl Outputs {
@@ -305,6 +485,7 @@ impl Outputs {
         effective: &RunConfig,
         data: &data::DataIdentity,
         resuming: bool,
+        locks: Vec<crate::files::OutputLock>,
     ) -> Result<Self, RunError> {
         // Every file the run writes, with the flag that names it. Missing
         // folders are created now, so that a run is not lost at its first
@@ -351,8 +532,9 @@ impl Outputs {
             plot: cfg.plot.clone(),
             metrics,
             effective_json: effective.to_json(),
-            effective_toml: effective.to_toml(),
+            effective_toml: format!("{TOML_MARK}\n{}", effective.to_toml()),
             data: serde_json::to_value(data).expect("an identity serializes"),
+            _locks: locks,
         })
     }
 
@@ -487,6 +669,9 @@ impl<'t> Session<'t> {
         for w in unseen_classes(&splits) {
             obs.note(&w);
         }
+        // Every output checked and locked before anything is written
+        // (a resume trims --metrics-out next).
+        let locks = check_outputs(&cfg, req, &splits)?;
         let features = splits.train.features();
         let spec = settings.network(features, splits.classes)?;
         if spec.input() != features {
@@ -611,7 +796,7 @@ impl<'t> Session<'t> {
         };
         let identity =
             data::DataIdentity::of(&data::resolve_data_dir(cfg.data_dir.as_deref()), &splits);
-        let out = Outputs::open(&cfg, &effective, &identity, req.resume.is_some())?;
+        let out = Outputs::open(&cfg, &effective, &identity, req.resume.is_some(), locks)?;
         Ok(Self {
             first: trainer.epoch + 1,
             cfg,
@@ -672,6 +857,15 @@ impl<'t> Session<'t> {
                 self.trainer.epoch,
                 self.trainer.step
             ));
+            let outs: Vec<String> = [
+                ("--save", &cfg.save),
+                ("--metrics-out", &cfg.metrics_out),
+                ("--plot", &cfg.plot),
+            ]
+            .iter()
+            .filter_map(|(f, p)| Some(format!("{f} {}", p.as_ref()?.display())))
+            .collect();
+            obs.say(&format!("writing {}", outs.join(", ")));
         }
     }
 

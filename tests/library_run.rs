@@ -88,6 +88,7 @@ fn a_library_run_trains_saves_and_resumes_bit_for_bit() {
         resume,
         show_progress: false,
         resume_schedule: Default::default(),
+        overwrite: false,
     };
     let mut log = Log {
         copy_at: Some((
