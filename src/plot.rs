@@ -297,7 +297,10 @@ mod tests {
         draw_curves(&svg, &h).unwrap();
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(
-            text.starts_with("<svg") && text.contains("validation") && text.contains("accuracy")
+            text.starts_with(SVG_MARK)
+                && text.contains("\n<svg")
+                && text.contains("validation")
+                && text.contains("accuracy")
         );
         let png = dir.path().join("c.png");
         draw_curves(&png, &h[..1]).unwrap();
