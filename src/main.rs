@@ -638,6 +638,14 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let mut probs = ndarray::Array2::<f32>::zeros((test.len(), classes));
     let stats = threads
         .install(|| model.evaluate_into(&mut ws, test.images.view(), &test.labels, &mut probs));
+    refuse_non_finite(&a.model, &model, &probs)?;
+    if !stats.mean_loss().is_finite() {
+        bail!(
+            "{}: the loss on {what} is {}: the model's outputs overflow",
+            a.model.display(),
+            stats.mean_loss()
+        );
+    }
     let confusion = mnist_mlp::metrics::Confusion::from_outputs(probs.view(), &test.labels);
     let top_k = a.top_k.map(|k| {
         (
@@ -676,6 +684,29 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         ))
     );
     print!("{}", confusion.table(&names));
+    Ok(())
+}
+
+/// Refuses a model whose outputs are NaN or infinite (weights near the
+/// float limit: every class would be a guess), naming the samples hit.
+fn refuse_non_finite(
+    path: &Path,
+    model: &mnist_mlp::nn::Mlp<f32>,
+    probs: &ndarray::Array2<f32>,
+) -> Result<()> {
+    let bad = probs
+        .rows()
+        .into_iter()
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
+    if bad > 0 {
+        bail!(
+            "{}: the model's outputs are not finite (NaN or infinite) for {bad} of {} inputs: its weights overflow (largest |weight| {:e}); this checkpoint cannot classify anything, retrain it (lower --lr, --max-norm)",
+            path.display(),
+            probs.nrows(),
+            mnist_mlp::train::max_abs_param(model)
+        );
+    }
     Ok(())
 }
 
@@ -784,6 +815,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     );
     let mut probs = ndarray::Array2::<f32>::zeros((x.nrows(), classes));
     threads.install(|| model.predict_into(&mut ws, x.view(), &mut probs));
+    refuse_non_finite(&a.model, &model, &probs)?;
     for (
         Input {
             file, index: idx, ..
@@ -884,6 +916,27 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
         }
         None => gradcheck::standard_specs(),
     };
+    // The check holds f64 copies of the batch's activations per layer and
+    // of the parameters: refused before allocating what cannot fit.
+    if let Some(available) = mnist_mlp::memory::available_bytes() {
+        let need = cases
+            .iter()
+            .map(|(s, _)| {
+                let units: u64 = s.widths.iter().map(|&w| w as u64).sum();
+                (a.batch as u64).saturating_mul(units).saturating_mul(8 * 8)
+                    + 8 * 8 * s.params() as u64
+            })
+            .max()
+            .unwrap_or(0);
+        if need > available {
+            bail!(
+                "--batch {}: the check needs about {}, more than the {} of memory available",
+                a.batch,
+                mnist_mlp::memory::human(need),
+                mnist_mlp::memory::human(available)
+            );
+        }
+    }
     let mut worst: f64 = 0.0;
     let mut results = Vec::new();
     for (spec, loss) in cases {

@@ -1,4 +1,6 @@
-//! Resident memory of this process (for reports and the soak test).
+//! Memory: what this process holds (for reports and the soak test), and
+//! what it may still take ([`available_bytes`]), against which a run, an
+//! IDX file and a picture are checked before they allocate.
 
 /// Current resident set size in bytes (Linux: `/proc/self/statm`).
 pub fn rss_bytes() -> Option<u64> {
@@ -52,6 +54,88 @@ pub fn rss_mib() -> Option<f64> {
 /// [`peak_rss_bytes`] in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
     peak_rss_bytes().map(mib)
+}
+
+/// Environment variable that caps [`available_bytes`] (bytes, or with a
+/// `K`/`M`/`G` suffix): to keep a run within a budget, or to try the
+/// refusals on a machine with plenty.
+pub const MEMORY_ENV: &str = "MNIST_MLP_MEMORY";
+
+/// Memory this process may still allocate, in bytes: the kernel's
+/// `MemAvailable`, lowered to what the cgroup's limit leaves (v2
+/// `memory.max - memory.current`, v1 `limit_in_bytes - usage_in_bytes`)
+/// and to `$MNIST_MLP_MEMORY`; `None` where none can be read.
+pub fn available_bytes() -> Option<u64> {
+    let cap = std::env::var(MEMORY_ENV).ok().and_then(|v| parse_size(&v));
+    match (system_available(), cap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `123`, `512M`, `2G`, `64K` (binary units) as bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, shift) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 10),
+        (i, 'M' | 'm') => (&s[..i], 20),
+        (i, 'G' | 'g') => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+fn system_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    let cgroup = [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ]
+    .iter()
+    .find_map(|(max, cur)| Some(read(max)?.saturating_sub(read(cur)?)));
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `n` bytes for a message: `1.5 GiB`, `300 MiB`.
+pub fn human(n: u64) -> String {
+    let g = n as f64 / (1u64 << 30) as f64;
+    if g >= 1.0 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{:.0} MiB", mib(n))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_the_cap() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(human(3 << 29), "1.5 GiB");
+        assert_eq!(human(300 << 20), "300 MiB");
+    }
 }
 
 /// Bytes to MiB.

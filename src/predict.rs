@@ -56,6 +56,25 @@ pub fn load_picture(
     pre: Preprocess,
 ) -> Result<Vec<f32>, PredictError> {
     crate::files::regular(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let open = || {
+        image::ImageReader::open(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+            .with_guessed_format()
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    // The size from the header alone: decoding (4 bytes a pixel) and the
+    // conversion (8 more) must fit in what memory there is.
+    if let Ok((w, h)) = open()?.into_dimensions() {
+        let need = w as u64 * h as u64 * 12;
+        if let Some(available) = crate::memory::available_bytes().filter(|&a| need > a / 2) {
+            return Err(PredictError(format!(
+                "{}: a picture of {w}x{h} pixels needs about {} to read, more than half the {} of memory available; scale it down",
+                path.display(),
+                crate::memory::human(need),
+                crate::memory::human(available)
+            )));
+        }
+    }
     let mut img = image::ImageReader::open(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
         .with_guessed_format()

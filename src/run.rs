@@ -680,6 +680,25 @@ impl<'t> Session<'t> {
                 spec.input(), splits.files.train_images.display(), features, splits.train.rows, splits.train.cols, features
             )));
         }
+        // Refused before anything this size is allocated.
+        let rows = settings.batch.rows(splits.train.len());
+        let need = crate::train::MemoryEstimate::of(
+            &spec,
+            rows,
+            settings.opt.kind.slot_names().len(),
+            cfg.patience.is_some(),
+        );
+        if let Some(avail) = crate::memory::available_bytes() {
+            if need.total() > avail {
+                return Err(RunError::Config(format!(
+                    "network {spec} with batch {}: the run needs about {} ({}), more than the {} of memory available; use narrower layers or a smaller --batch-size",
+                    settings.batch,
+                    crate::memory::human(need.total()),
+                    need,
+                    crate::memory::human(avail)
+                )));
+            }
+        }
         let loss = settings.loss;
         // The model: the checkpoint's when resuming (its run state is
         // restored below, once the trainer exists), else freshly initialized.

@@ -112,6 +112,81 @@ pub enum TrainError {
     /// The data does not fit the model (input width, labels).
     #[error("{0}")]
     Data(String),
+    /// Evaluation gave a NaN or infinite loss although training did not:
+    /// the model's outputs overflow on that set.
+    #[error(
+        "evaluation after epoch {epoch} gave a non-finite {set} loss ({loss}): the model's outputs overflow (largest |weight| {max_weight}); \
+         the run stops here (checkpoints written so far are intact). Lower --lr, or bound the weights with --max-norm or --weight-decay"
+    )]
+    NonFiniteEval {
+        /// The epoch.
+        epoch: usize,
+        /// `test` or `validation`.
+        set: &'static str,
+        /// The loss.
+        loss: f64,
+        /// The largest absolute weight of the model.
+        max_weight: Num,
+    },
+}
+
+/// What a run will allocate besides its data, estimated from the network
+/// before anything is allocated (so that an impossible run is refused
+/// with the figure, not killed by the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The model, its gradients, and the copy the planner measures on.
+    pub parameters: u64,
+    /// The optimizer's moments (and the planner copy's).
+    pub optimizer: u64,
+    /// Early stopping's best weights, and a checkpoint's encoding.
+    pub copies: u64,
+    /// Activation and delta buffers of the step and of evaluation.
+    pub buffers: u64,
+}
+
+impl MemoryEstimate {
+    /// For `spec` trained on `rows`-row steps with an optimizer of `slots`
+    /// moments per parameter, with or without early stopping.
+    pub fn of(spec: &crate::nn::NetSpec, rows: usize, slots: usize, early: bool) -> Self {
+        let p = 4 * spec.params() as u64;
+        let units: u64 = spec.widths.iter().map(|&w| w as u64).sum();
+        let slots = slots as u64;
+        Self {
+            parameters: 3 * p,
+            optimizer: 2 * slots * p,
+            copies: (u64::from(early) + 1 + slots) * p,
+            buffers: 4 * 4 * units * (rows as u64 + EVAL_CHUNK as u64),
+        }
+    }
+
+    /// Bytes in all.
+    pub fn total(&self) -> u64 {
+        self.parameters + self.optimizer + self.copies + self.buffers
+    }
+}
+
+impl std::fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::memory::human;
+        write!(
+            f,
+            "parameters and gradients {}, optimizer state {}, copies {}, buffers {}",
+            human(self.parameters),
+            human(self.optimizer),
+            human(self.copies),
+            human(self.buffers)
+        )
+    }
+}
+
+/// The largest absolute parameter of `model` (weights and biases).
+pub fn max_abs_param(model: &Mlp<f32>) -> f32 {
+    model
+        .layers
+        .iter()
+        .flat_map(|l| l.w.iter().chain(l.b.iter()))
+        .fold(0.0f32, |m, &v| m.max(v.abs()))
 }
 
 /// Checks that `data` fits `model`: as many features as the model's inputs,
@@ -495,6 +570,18 @@ impl<'t> Trainer<'t> {
         let t1 = Instant::now();
         let te = self.evaluate(model, test);
         let va = val.map(|v| self.evaluate(model, v));
+        // A NaN here would reach early stopping's comparisons and the
+        // saved model: the run stops instead.
+        for (set, st) in [("test", Some(te)), ("validation", va)] {
+            if let Some(st) = st.filter(|s| !s.mean_loss().is_finite()) {
+                return Err(TrainError::NonFiniteEval {
+                    epoch: self.epoch,
+                    set,
+                    loss: st.mean_loss(),
+                    max_weight: Num(max_abs_param(model) as f64),
+                });
+            }
+        }
         Ok(EpochReport {
             epoch: self.epoch,
             train_loss: tr.mean_loss(),
@@ -548,6 +635,40 @@ mod tests {
             msg.contains("--lr 1e29")
                 && msg.contains("at that step")
                 && !msg.contains("--lr 3.6e28"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_non_finite_evaluation_stops_the_epoch_with_a_message() {
+        // (#23) Weights near f32's limit, training images all zero (so
+        // training stays finite: x W = 0), test images not: the test
+        // outputs overflow. Before, the report carried a NaN loss on.
+        let threads = Threads::new(1, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("4,relu,3,softmax,2").unwrap();
+        let mut model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 0).unwrap();
+        model.layers[0].w.fill(3e38);
+        let train = Dataset::from_u8(8, 2, 2, &[0u8; 32], vec![0, 1, 0, 1, 0, 1, 0, 1]);
+        let test = Dataset::from_u8(2, 2, 2, &[255u8; 8], vec![0, 1]);
+        let opt = OptConfig::new(OptKind::Sgd, 0.01);
+        let mut tr = Trainer::new(&model, 8, BatchSize::N(4), opt, 0, &threads).unwrap();
+        let e = tr
+            .epoch_report(&mut model, &train, &test, Some(&train), &|_, _| {})
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                TrainError::NonFiniteEval {
+                    epoch: 1,
+                    set: "test",
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("largest |weight| 3e38") && msg.contains("--max-norm"),
             "{msg}"
         );
     }

@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flate2::{write::GzEncoder, Compression};
+use mnist_mlp::checkpoint;
 use mnist_mlp::data::idx::encode_idx;
+use mnist_mlp::nn::{Init, Loss, Mlp, NetSpec};
 
 const TRAIN_IMG: &str = "train-images-idx3-ubyte";
 const TRAIN_LAB: &str = "train-labels-idx1-ubyte";
@@ -459,7 +461,10 @@ fn output_folders_are_made_or_refused_before_training() {
         );
         assert_eq!(code, 1, "{flag}: {err}");
         assert!(
-            err.contains(&format!("{flag}: cannot create the folder")),
+            err.contains(&format!(
+                "{flag} {}: cannot create the folder",
+                target.display()
+            )),
             "{flag}: {err}"
         );
         assert!(err.contains("a-file"), "{flag}: {err}");
@@ -485,9 +490,6 @@ fn dir_of(n_train: u32, n_test: u32, rows: u32, cols: u32) -> tempfile::TempDir 
 
 #[test]
 fn shapes_counts_permissions_and_checkpoints() {
-    use mnist_mlp::checkpoint;
-    use mnist_mlp::nn::{Init, Loss, Mlp, NetSpec};
-
     // Images of 27x28 where a network for 28x28 is asked for.
     let d = dir_of(20, 10, 27, 28);
     expect_error(
@@ -735,4 +737,122 @@ fn fifos_and_devices_are_refused_before_they_are_opened() {
         assert_eq!(status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_model_whose_outputs_overflow_is_refused_by_eval_and_predict() {
+    // (#23) Weights of 3e38 are finite, so the checkpoint loads; before,
+    // `eval` printed "loss NaN" and `predict` class 0 with NaN
+    // probabilities, both with exit 0.
+    let d = good_dir();
+    let ck = tempfile::tempdir().unwrap();
+    let spec = NetSpec::parse("4,relu,3,softmax,10").unwrap();
+    let mut m = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
+    m.layers[0].w.fill(3e38);
+    m.layers[1].w.fill(3e38);
+    let p = ck.path().join("huge.safetensors");
+    checkpoint::save(&p, &m, &serde_json::Value::Null).unwrap();
+    let model_arg = p.display().to_string();
+    expect_error(
+        "a checkpoint whose outputs overflow",
+        d.path(),
+        &["eval", "--model", &model_arg],
+        "huge.safetensors",
+        "the model's outputs are not finite",
+    );
+    let imgs = common::s(&d.path().join(TEST_IMG));
+    let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .args(["predict", "--model", &model_arg, &imgs])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the model's outputs are not finite"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "printed classes: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn what_cannot_fit_in_memory_is_refused_with_the_figure() {
+    // (#23) An oversized network, a gradient check of a huge batch, an IDX
+    // file and a picture that would not fit: each refused before
+    // allocating, with the figures. MNIST_MLP_MEMORY caps the memory the
+    // program believes it has, so that the refusals show on any machine.
+    let d = good_dir();
+    let run = |args: &[&str], cap: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+            .args(args)
+            .env(mnist_mlp::memory::MEMORY_ENV, cap)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dd = common::s(d.path());
+    let (code, err) = run(
+        &[
+            "train",
+            "--data-dir",
+            &dd,
+            "--hidden",
+            "300000",
+            "--epochs",
+            "1",
+        ],
+        "1G",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the run needs about")
+            && err.contains("more than the 1.0 GiB of memory available"),
+        "{err}"
+    );
+    let (code, err) = run(&["gradcheck", "--batch", "100000000"], "1G");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--batch 100000000: the check needs about"),
+        "{err}"
+    );
+    // A gzip IDX file of 1000 images of 100x100 (10 MB once read): fine
+    // with 1 GiB, refused with 20 MiB.
+    let big = tempfile::tempdir().unwrap();
+    let px = vec![0u8; 1000 * 100 * 100];
+    std::fs::write(
+        big.path().join("x-images-idx3-ubyte.gz"),
+        gz(&encode_idx(&[1000, 100, 100], &px)),
+    )
+    .unwrap();
+    let f = common::s(&big.path().join("x-images-idx3-ubyte.gz"));
+    let spec = NetSpec::parse("10000,relu,3,softmax,10").unwrap();
+    let m = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
+    let mp = big.path().join("m.safetensors");
+    checkpoint::save(&mp, &m, &serde_json::Value::Null).unwrap();
+    let (code, err) = run(&["predict", "--model", &common::s(&mp), &f], "20M");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("more than the 20 MiB of memory available"),
+        "{err}"
+    );
+    let (code, err) = run(
+        &["predict", "--model", &common::s(&mp), "--top", "1", &f],
+        "1G",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // A picture's size is read from its header before it is decoded.
+    let pic = big.path().join("wide.png");
+    image::GrayImage::new(4000, 3000).save(&pic).unwrap();
+    let (code, err) = run(
+        &["predict", "--model", &common::s(&mp), &common::s(&pic)],
+        "100M",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("a picture of 4000x3000 pixels needs about"),
+        "{err}"
+    );
 }

@@ -339,7 +339,9 @@ fn metrics_plot_predict_and_eval() {
     }
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(
-        text.starts_with(mnist_mlp::plot::SVG_MARK) && text.contains("\n<svg") && text.contains("validation"),
+        text.starts_with(mnist_mlp::plot::SVG_MARK)
+            && text.contains("\n<svg")
+            && text.contains("validation"),
         "{}",
         &text[..200]
     );

@@ -22,6 +22,10 @@ use thiserror::Error;
 /// member of the family, holds about 0.55 GB of training images.
 pub const MAX_DATA_BYTES: u64 = 1 << 32;
 
+/// Bytes a dataset holds per item of an IDX file once loaded: the byte
+/// read and its f32 copy.
+pub const BYTES_HELD_PER_ITEM: u64 = 5;
+
 /// DEFLATE cannot compress better than about 1032:1; a gzip file that claims
 /// to hold more than this many bytes per compressed byte is refused at once.
 pub const MAX_GZIP_RATIO: u64 = 1100;
@@ -89,6 +93,16 @@ pub enum IdxErrorKind {
         declared: u128,
         /// The limit in bytes.
         limit: u64,
+    },
+    /// The declared data, once loaded, would not fit in the memory there is.
+    #[error("header declares {declared} bytes of data, which need about {} once loaded, more than the {} of memory available", crate::memory::human(*need), crate::memory::human(*available))]
+    TooLargeForMemory {
+        /// Bytes declared.
+        declared: u64,
+        /// Bytes loading them would take.
+        need: u64,
+        /// Bytes of memory available.
+        available: u64,
     },
     /// The file holds fewer items than its header declares.
     #[error("header declares {declared} items but the file holds {actual}{partial}")]
@@ -258,6 +272,18 @@ pub fn parse_idx(
             declared,
             limit,
         });
+    }
+    // Read as bytes, then held as f32 (4 more per byte) beside them: refused
+    // when that cannot fit in the memory there is.
+    if let Some(available) = crate::memory::available_bytes() {
+        let need = (declared as u64).saturating_mul(BYTES_HELD_PER_ITEM);
+        if need > available {
+            return Err(IdxErrorKind::TooLargeForMemory {
+                declared: declared as u64,
+                need,
+                available,
+            });
+        }
     }
     // Both fit in u64 now: their product is `declared` <= `limit`.
     let item = dims[1..].iter().map(|&d| d as u64).product::<u64>();
