@@ -74,14 +74,20 @@ pub enum RunError {
         err: std::io::Error,
     },
     /// Stopped on request ([`Observer::stop_requested`]) after `epoch`
-    /// epochs, with the checkpoint that resumes it, if any.
-    #[error("interrupted after epoch {epoch}{}", match saved {
+    /// epochs, or between two steps of epoch `epoch`, with the checkpoint
+    /// that resumes it, if any.
+    #[error("interrupted {}{}", match within {
+        Some((k, n)) => format!("in epoch {epoch} after step {k} of {n}"),
+        None => format!("after epoch {epoch}"),
+    }, match saved {
         Some(p) => format!("; resume with: mnist-mlp train --resume {}", p.display()),
         None => " (nothing saved: the run had no --save)".to_string(),
     })]
     Interrupted {
-        /// Epochs done.
+        /// Epochs done, or the epoch under way when `within` is given.
         epoch: usize,
+        /// Steps done of the epoch's steps, when stopped inside it.
+        within: Option<(usize, usize)>,
         /// The checkpoint written, if the run saves.
         saved: Option<PathBuf>,
     },
@@ -605,6 +611,7 @@ pub fn train(req: &Request, obs: &mut dyn Observer) -> Result<Outcome, RunError>
         if run.interrupted {
             return Err(RunError::Interrupted {
                 epoch: e,
+                within: None,
                 saved: run.cfg.save.clone(),
             });
         }
@@ -870,12 +877,21 @@ impl<'t> Session<'t> {
                 .map_or(String::new(), |v| format!(", validation {}", v.len()))
         ));
         if let Some(p) = &req.resume {
-            obs.say(&format!(
-                "resuming {} after epoch {} (step {})",
-                p.display(),
-                self.trainer.epoch,
-                self.trainer.step
-            ));
+            obs.say(&match self.trainer.partial() {
+                Some(part) => format!(
+                    "resuming {} in epoch {} after its step {} (step {})",
+                    p.display(),
+                    self.trainer.epoch + 1,
+                    part.steps_done,
+                    self.trainer.step
+                ),
+                None => format!(
+                    "resuming {} after epoch {} (step {})",
+                    p.display(),
+                    self.trainer.epoch,
+                    self.trainer.step
+                ),
+            });
             let outs: Vec<String> = [
                 ("--save", &cfg.save),
                 ("--metrics-out", &cfg.metrics_out),
@@ -896,15 +912,46 @@ impl<'t> Session<'t> {
         let r = {
             let watcher: &dyn Observer = obs;
             let on_step = |k: usize, st: &crate::nn::Stats| watcher.step(k, steps, st);
-            self.trainer.epoch_report(
+            // Ctrl-C stops between two steps, not at the epoch's end.
+            let stop = || watcher.stop_requested();
+            self.trainer.epoch_report_until(
                 &mut self.model,
                 &self.splits.train,
                 &self.splits.test,
                 self.splits.validation.as_ref(),
                 &on_step,
+                &stop,
             )
         };
         obs.epoch_trained();
+        if let Err(TrainError::Stopped {
+            epoch,
+            steps_done,
+            steps,
+        }) = r
+        {
+            // The checkpoint holds the partial epoch; no metrics line yet
+            // (the resumed run writes the epoch's line when it ends).
+            if let Some(path) = &self.cfg.save {
+                self.out.save(
+                    path,
+                    &self.model,
+                    &self.trainer,
+                    self.early.as_ref(),
+                    &self.history,
+                    false,
+                )?;
+                obs.say(&format!(
+                    "saved {} (epoch {epoch}, step {steps_done} of {steps})",
+                    path.display()
+                ));
+            }
+            return Err(RunError::Interrupted {
+                epoch,
+                within: Some((steps_done, steps)),
+                saved: self.cfg.save.clone(),
+            });
+        }
         let r = r?;
         self.train_seconds += r.seconds;
         let val = match (r.val_loss, r.val_accuracy) {

@@ -112,6 +112,17 @@ pub enum TrainError {
     /// The data does not fit the model (input width, labels).
     #[error("{0}")]
     Data(String),
+    /// Stopped on request between two steps; the epoch is left partial
+    /// (a checkpoint holds it).
+    #[error("stopped in epoch {epoch} after step {steps_done} of {steps}")]
+    Stopped {
+        /// The epoch under way.
+        epoch: usize,
+        /// Its steps done.
+        steps_done: usize,
+        /// Its steps in all.
+        steps: usize,
+    },
     /// Evaluation gave a NaN or infinite loss although training did not:
     /// the model's outputs overflow on that set.
     #[error(
@@ -265,6 +276,27 @@ pub struct TrainerState {
     pub optimizer_step: u64,
     /// Position of the shuffling RNG (ChaCha8 word position, decimal: a u128).
     pub rng_word_pos: String,
+    /// An epoch stopped between two steps (Ctrl-C), to be finished first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
+}
+
+/// An epoch stopped after some of its steps: enough to finish it exactly
+/// as it would have gone (its permutation is drawn again from the RNG
+/// position it started at; the later steps' keys come from the step
+/// count).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialEpoch {
+    /// Steps of the epoch done.
+    pub steps_done: usize,
+    /// The shuffling RNG's position when the epoch started (decimal).
+    pub rng_word_pos_at_start: String,
+    /// The epoch's running loss sum over the steps done.
+    pub loss_sum: f64,
+    /// Its running count of right answers.
+    pub correct: usize,
+    /// Its samples so far.
+    pub samples: usize,
 }
 
 /// Owns everything a run needs besides the model: optimizer state, buffers,
@@ -297,6 +329,8 @@ pub struct Trainer<'t> {
     pub epoch: usize,
     /// Steps taken.
     pub step: u64,
+    /// The epoch under way, when it was stopped between steps.
+    partial: Option<PartialEpoch>,
 }
 
 /// `layers.{i}.weight` / `layers.{i}.bias` for parameter tensor `k`.
@@ -348,6 +382,7 @@ impl<'t> Trainer<'t> {
             eval_ws: Workspace::new(&model.spec, EVAL_CHUNK, blocks),
             perm: (0..n_train as u32).collect(),
             rng: ChaCha8Rng::seed_from_u64(seed),
+            partial: None,
             seed,
             augment: None,
             epoch: 0,
@@ -363,6 +398,7 @@ impl<'t> Trainer<'t> {
             step: self.step,
             optimizer_step: self.opt.t,
             rng_word_pos: self.rng.get_word_pos().to_string(),
+            partial: self.partial.clone(),
         };
         let mut tensors = Vec::new();
         for (k, shape) in optimizer_tensor_shapes(model).into_iter().enumerate() {
@@ -408,10 +444,22 @@ impl<'t> Trainer<'t> {
             }
         }
         self.rng.set_word_pos(pos);
+        if let Some(p) = &state.partial {
+            p.rng_word_pos_at_start
+                .parse::<u128>()
+                .map_err(|_| format!("bad RNG position `{}`", p.rng_word_pos_at_start))?;
+        }
         self.epoch = state.epoch;
         self.step = state.step;
         self.opt.t = state.optimizer_step;
+        self.partial = state.partial.clone();
         Ok(())
+    }
+
+    /// The epoch under way when it was stopped between steps (restored
+    /// from a checkpoint, or left by [`Trainer::train_epoch_until`]).
+    pub fn partial(&self) -> Option<&PartialEpoch> {
+        self.partial.as_ref()
     }
 
     /// Augments every training sample with `aug` from now on; each pool
@@ -455,6 +503,21 @@ impl<'t> Trainer<'t> {
         train: &Dataset,
         on_step: &(dyn Fn(usize, &Stats) + Sync),
     ) -> Result<Stats, TrainError> {
+        self.train_epoch_until(model, train, on_step, &|| false)
+    }
+
+    /// [`Trainer::train_epoch`], stopping between two steps when `stop`
+    /// says so: then the epoch is left partial (a checkpoint taken now
+    /// holds it, and the next call, here or after a resume, finishes it
+    /// exactly as an uninterrupted epoch) and the error is
+    /// [`TrainError::Stopped`].
+    pub fn train_epoch_until(
+        &mut self,
+        model: &mut Mlp<f32>,
+        train: &Dataset,
+        on_step: &(dyn Fn(usize, &Stats) + Sync),
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Stats, TrainError> {
         if train.len() != self.perm.len() {
             return Err(TrainError::Data(format!(
                 "training set: {} samples, but this trainer was made for {}",
@@ -475,6 +538,24 @@ impl<'t> Trainer<'t> {
             end: self.total_epochs.max(epoch),
         });
         let (schedule, base, seed) = (self.schedule, self.base_lr, self.seed);
+        // A stopped epoch starts again from its RNG position and steps.
+        let resume = self.partial.take();
+        if let Some(p) = &resume {
+            let pos: u128 = p.rng_word_pos_at_start.parse().expect("checked on restore");
+            self.rng.set_word_pos(pos);
+        }
+        let rng_at_start = self.rng.get_word_pos();
+        let (skip, mut total) = match &resume {
+            Some(p) => (
+                p.steps_done,
+                Stats {
+                    loss_sum: p.loss_sum,
+                    correct: p.correct,
+                    samples: p.samples,
+                },
+            ),
+            None => (0, Stats::default()),
+        };
         let Self {
             opt,
             threads,
@@ -483,6 +564,7 @@ impl<'t> Trainer<'t> {
             rng,
             step,
             augment,
+            partial,
             ..
         } = self;
         let full = rows == n;
@@ -495,8 +577,21 @@ impl<'t> Trainer<'t> {
                 }
                 perm.shuffle(rng);
             }
-            let mut total = Stats::default();
-            for (k, s) in (0..n).step_by(rows).enumerate() {
+            for (k, s) in (0..n).step_by(rows).enumerate().skip(skip) {
+                if k > skip && stop() {
+                    *partial = Some(PartialEpoch {
+                        steps_done: k,
+                        rng_word_pos_at_start: rng_at_start.to_string(),
+                        loss_sum: total.loss_sum,
+                        correct: total.correct,
+                        samples: total.samples,
+                    });
+                    return Err(TrainError::Stopped {
+                        epoch,
+                        steps_done: k,
+                        steps: per_epoch as usize,
+                    });
+                }
                 let e = (s + rows).min(n);
                 let sel = if full {
                     Rows::Range(s, e)
@@ -560,12 +655,28 @@ impl<'t> Trainer<'t> {
         val: Option<&Dataset>,
         on_step: &(dyn Fn(usize, &Stats) + Sync),
     ) -> Result<EpochReport, TrainError> {
+        self.epoch_report_until(model, train, test, val, on_step, &|| false)
+    }
+
+    /// [`Trainer::epoch_report`], stopping between two steps when `stop`
+    /// says so ([`Trainer::train_epoch_until`]).
+    pub fn epoch_report_until(
+        &mut self,
+        model: &mut Mlp<f32>,
+        train: &Dataset,
+        test: &Dataset,
+        val: Option<&Dataset>,
+        on_step: &(dyn Fn(usize, &Stats) + Sync),
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<EpochReport, TrainError> {
         check_dataset(model, test, "test set")?;
         if let Some(v) = val {
             check_dataset(model, v, "validation set")?;
         }
+        // Samples of this epoch trained before a stop (none usually).
+        let before = self.partial.as_ref().map_or(0, |p| p.samples);
         let t0 = Instant::now();
-        let tr = self.train_epoch(model, train, on_step)?;
+        let tr = self.train_epoch_until(model, train, on_step, stop)?;
         let seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let te = self.evaluate(model, test);
@@ -592,7 +703,7 @@ impl<'t> Trainer<'t> {
             val_accuracy: va.map(|s| s.accuracy()),
             seconds,
             eval_seconds: t1.elapsed().as_secs_f64(),
-            samples_per_s: train.len() as f64 / seconds,
+            samples_per_s: (tr.samples - before) as f64 / seconds,
             lr: self.opt.cfg.lr,
             rss_mib: crate::memory::rss_mib(),
             peak_rss_mib: crate::memory::peak_rss_mib(),
@@ -637,6 +748,71 @@ mod tests {
                 && !msg.contains("--lr 3.6e28"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn an_epoch_stopped_between_steps_resumes_bit_for_bit() {
+        // (#23) Ctrl-C stops after the step under way; the checkpointed
+        // partial epoch, restored into a fresh trainer, ends exactly as
+        // the uninterrupted epoch (weights, moments, the epoch's figures).
+        let data = crate::workloads::synthetic(600, 3);
+        let threads = Threads::new(2, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
+        let fresh = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 5).unwrap();
+        let opt = OptConfig::new(OptKind::Adam, 1e-3);
+        let new_trainer = || {
+            Trainer::new(
+                &fresh,
+                data.len(),
+                BatchSize::N(50),
+                opt.clone(),
+                9,
+                &threads,
+            )
+            .unwrap()
+        };
+        let none = |_: usize, _: &Stats| {};
+        // Uninterrupted: two epochs.
+        let mut a = fresh.clone();
+        let mut ta = new_trainer();
+        ta.train_epoch(&mut a, &data, &none).unwrap();
+        let ea = ta.train_epoch(&mut a, &data, &none).unwrap();
+        // Interrupted in epoch 2 after its 5th step (of 12).
+        let mut b = fresh.clone();
+        let mut tb = new_trainer();
+        tb.train_epoch(&mut b, &data, &none).unwrap();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let stop = || calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 4;
+        let e = tb
+            .train_epoch_until(&mut b, &data, &none, &stop)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TrainError::Stopped {
+                    epoch: 2,
+                    steps_done: 5,
+                    steps: 12
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(tb.epoch, 1);
+        let (state, tensors) = tb.snapshot(&b);
+        assert_eq!(state.partial.as_ref().unwrap().steps_done, 5);
+        // Through JSON, as a checkpoint stores it; into a fresh trainer.
+        let state: TrainerState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let mut tc = new_trainer();
+        tc.restore(&b, &state, &tensors).unwrap();
+        let ec = tc.train_epoch(&mut b, &data, &none).unwrap();
+        assert_eq!((tc.epoch, tc.step), (ta.epoch, ta.step));
+        assert!(tc.partial().is_none());
+        assert_eq!(ec, ea, "the epoch's figures");
+        for (x, y) in a.layers.iter().zip(&b.layers) {
+            assert_eq!(x.w, y.w);
+            assert_eq!(x.b, y.b);
+        }
     }
 
     #[test]
