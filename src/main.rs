@@ -540,7 +540,7 @@ fn stop_on_signals() {
             eprintln!("\nsecond interrupt: exiting now (the last checkpoint written is intact)");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: finishing this epoch, then saving a checkpoint (with --save); press Ctrl-C again to quit at once");
+        eprintln!("\ninterrupt: finishing the step under way, then saving a checkpoint that resumes there (with --save); press Ctrl-C again to quit at once");
     });
     if let Err(e) = r {
         eprintln!(
