@@ -68,6 +68,7 @@ def main():
         ok = p.returncode == 0 and tensors(m) == want_t and lines(mj) == want_m
         good += ok
         if not ok:
+            print(f'round {r}: rc {p.returncode}: {p.stderr.read().decode()[-300:]}')
             print(f'round {r}: rc {p.returncode}, weights equal {os.path.exists(m) and tensors(m) == want_t}, '
                   f'metrics {lines(mj) if os.path.exists(mj) else None}')
         shutil.rmtree(d)

@@ -111,6 +111,16 @@ fn outputs_that_must_not_be_replaced_are_refused_before_training() {
         );
         assert_eq!(code, 0, "{err}");
     }
+    // A metrics file cut inside its first line (a run killed while
+    // writing it) is still ours; a file of other lines is not.
+    std::fs::write(d.path().join("cut.jsonl"), "{\"epo").unwrap();
+    assert_eq!(train(&data, &["--metrics-out", &p("cut.jsonl")]).0, 0);
+    std::fs::write(d.path().join("other.jsonl"), "{\"name\":1}\n").unwrap();
+    refused(
+        &data,
+        &["--metrics-out", &p("other.jsonl")],
+        "was not written by mnist-mlp",
+    );
     // Read-only: never, even with --overwrite.
     let ro = d.path().join("run/m.safetensors");
     let mut perm = std::fs::metadata(&ro).unwrap().permissions();
