@@ -931,14 +931,7 @@ impl<'t> Session<'t> {
             // The checkpoint holds the partial epoch; no metrics line yet
             // (the resumed run writes the epoch's line when it ends).
             if let Some(path) = &self.cfg.save {
-                self.out.save(
-                    path,
-                    &self.model,
-                    &self.trainer,
-                    self.early.as_ref(),
-                    &self.history,
-                    false,
-                )?;
+                self.checkpoint(path, false)?;
                 obs.say(&format!(
                     "saved {} (epoch {epoch}, step {steps_done} of {steps})",
                     path.display()
@@ -998,18 +991,24 @@ impl<'t> Session<'t> {
             || self.interrupted
             || (every > 0 && e % every == 0);
         if let Some(path) = self.cfg.save.as_ref().filter(|_| due) {
-            self.out.save(
-                path,
-                &self.model,
-                &self.trainer,
-                self.early.as_ref(),
-                &self.history,
-                self.stopped,
-            )?;
+            self.checkpoint(path, self.stopped)?;
             obs.say(&format!("saved {} (epoch {e})", path.display()));
         }
         obs.epoch_end(&r);
         Ok(())
+    }
+
+    /// The run's checkpoint at `path` as it stands (`finished`: ended by
+    /// early stopping, not to be resumed).
+    fn checkpoint(&self, path: &Path, finished: bool) -> Result<(), RunError> {
+        self.out.save(
+            path,
+            &self.model,
+            &self.trainer,
+            self.early.as_ref(),
+            &self.history,
+            finished,
+        )
     }
 
     /// The closing line and the run's figures: those of the model as it
