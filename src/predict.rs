@@ -48,6 +48,9 @@ crate::error::message_error!(
     PredictError
 );
 
+/// Largest picture file read (a picture of a digit is far smaller).
+pub const MAX_PICTURE_BYTES: u64 = 256 << 20;
+
 /// Reads a picture and returns `side * side` values in [0, 1] (row-major).
 pub fn load_picture(
     path: &Path,
@@ -55,10 +58,30 @@ pub fn load_picture(
     invert: Invert,
     pre: Preprocess,
 ) -> Result<Vec<f32>, PredictError> {
-    crate::files::regular(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let size =
+        crate::files::regular(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if size > MAX_PICTURE_BYTES {
+        return Err(PredictError(format!(
+            "{}: {} bytes is too large for a picture of a digit (at most {MAX_PICTURE_BYTES})",
+            path.display(),
+            size
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    picture_from_bytes(&bytes, path, side, invert, pre)
+}
+
+/// [`load_picture`] on the bytes of the file `path` (which names it in
+/// errors).
+pub fn picture_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    side: u32,
+    invert: Invert,
+    pre: Preprocess,
+) -> Result<Vec<f32>, PredictError> {
     let open = || {
-        image::ImageReader::open(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))
     };
@@ -75,10 +98,7 @@ pub fn load_picture(
             )));
         }
     }
-    let mut img = image::ImageReader::open(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
-        .with_guessed_format()
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mut img = open()?;
     let mut limits = image::Limits::default();
     // A picture of a digit needs no more than this; refuse decompression bombs.
     limits.max_image_width = Some(16384);
@@ -348,6 +368,16 @@ pub fn transpose_square(v: &mut [f32], side: usize) {
 pub fn read_mapping(path: &Path, classes: usize) -> Result<Vec<Option<String>>, PredictError> {
     let text = crate::files::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the class mapping: {e}", path.display()))?;
+    parse_mapping(&text, path, classes)
+}
+
+/// [`read_mapping`] on the text of the file `path` (which names it in
+/// errors).
+pub fn parse_mapping(
+    text: &str,
+    path: &Path,
+    classes: usize,
+) -> Result<Vec<Option<String>>, PredictError> {
     let mut names = vec![None; classes];
     for (i, line) in text.lines().enumerate() {
         let at = || format!("{} line {}", path.display(), i + 1);

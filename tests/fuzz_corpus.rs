@@ -126,3 +126,18 @@ fn idx_reader_corpus_and_mutations_keep_their_properties() {
 fn checkpoint_loader_corpus_and_mutations_keep_their_properties() {
     replay("checkpoint_loader", mnist_mlp::fuzzing::checkpoint_loader);
 }
+
+#[test]
+fn config_toml_corpus_and_mutations_keep_their_properties() {
+    replay("config_toml", mnist_mlp::fuzzing::config_toml);
+}
+
+#[test]
+fn mapping_file_corpus_and_mutations_keep_their_properties() {
+    replay("mapping_file", mnist_mlp::fuzzing::mapping_file);
+}
+
+#[test]
+fn picture_corpus_and_mutations_keep_their_properties() {
+    replay("picture", mnist_mlp::fuzzing::picture);
+}
