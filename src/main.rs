@@ -1207,7 +1207,7 @@ fn cmd_augment_preview(a: PreviewArgs) -> Result<()> {
     let cfg = Augment::parse(&a.augment).map_err(anyhow::Error::msg)?;
     if a.out
         .extension()
-        .map_or(true, |e| !e.eq_ignore_ascii_case("png"))
+        .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
     {
         bail!(
             "--out {}: the preview is a PNG picture; name it .png",

@@ -9,7 +9,7 @@ fn every_shipped_recipe_parses_and_checks() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
-        if p.extension().map_or(true, |x| x != "toml") {
+        if p.extension().is_none_or(|x| x != "toml") {
             continue;
         }
         let cfg = RunConfig::default()

@@ -286,7 +286,7 @@ pub fn find_split_file(
                 && !lower.starts_with('.')
                 && !lower.ends_with(".tmp")
                 && !lower.contains(".part")
-                && subset.map_or(true, |want| in_subset(&subset_of(&name), want));
+                && subset.is_none_or(|want| in_subset(&subset_of(&name), want));
             ok.then(|| (name, e.path()))
         })
         .collect();
