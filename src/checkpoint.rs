@@ -356,13 +356,102 @@ impl Loaded {
 }
 
 /// Loads and validates a checkpoint.
+///
+/// Only a regular file is opened, and its size must be what its header
+/// declares (8 bytes of header length, the header, then exactly the bytes
+/// its tensors end at) before the body is read: a huge file with a bogus
+/// header is refused after reading at most the header.
 pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
-    let bytes = crate::files::read(path).map_err(|err| CheckpointError::Read {
+    use std::io::Read;
+    let read_err = |err| CheckpointError::Read {
         path: path.to_path_buf(),
         err,
-    })?;
+    };
+    let format = |msg: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let Header {
+        mut file,
+        size,
+        len,
+        header,
+        json,
+    } = read_header(path)?;
+    let n = len as u64;
+    let end = json
+        .as_object()
+        .ok_or_else(|| format("the header is not a JSON object".into()))?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v["data_offsets"][1].as_u64())
+        .max()
+        .unwrap_or(0);
+    if 8 + n + end != size {
+        return Err(format(format!(
+            "the header's tensors end at byte {} but the file has {size} bytes",
+            8 + n + end
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    bytes.extend_from_slice(&n.to_le_bytes());
+    bytes.extend_from_slice(&header);
+    file.read_to_end(&mut bytes).map_err(read_err)?;
     from_bytes(path, &bytes)
 }
+
+/// A checkpoint file opened and its header read (nothing more).
+pub struct Header {
+    /// The file, positioned after the header.
+    pub file: std::fs::File,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The header's length.
+    pub len: usize,
+    /// The header's bytes.
+    pub header: Vec<u8>,
+    /// The header as JSON.
+    pub json: serde_json::Value,
+}
+
+/// Opens a checkpoint (a regular file only) and reads its header, checked
+/// to fit in the file and in [`MAX_HEADER_BYTES`]; the body is not read.
+pub fn read_header(path: &Path) -> Result<Header, CheckpointError> {
+    use std::io::Read;
+    let read_err = |err| CheckpointError::Read {
+        path: path.to_path_buf(),
+        err,
+    };
+    let format = |msg: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let size = crate::files::regular(path).map_err(read_err)?;
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| format(format!("{size} bytes: too short for a header")))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || 8 + n > size {
+        return Err(format(format!(
+            "the header declares {n} bytes, but the file has {size} (at most {MAX_HEADER_BYTES} for a header)"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(read_err)?;
+    let json = serde_json::from_slice(&header)
+        .map_err(|e| format(format!("the header is not JSON: {e}")))?;
+    Ok(Header {
+        file,
+        size,
+        len: n as usize,
+        header,
+        json,
+    })
+}
+
+/// The largest checkpoint header read (safetensors' own limit).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// Parses checkpoint bytes (`path` only names the file in errors).
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> {
@@ -527,6 +616,39 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
 mod tests {
     use super::*;
     use crate::nn::Init;
+
+    #[test]
+    fn a_huge_file_is_refused_by_its_header_without_reading_it() {
+        // (#23) A 4 GiB file (sparse) whose header declares no data: refused
+        // after 10 bytes, not read whole first.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.safetensors");
+        let f = std::fs::File::create(&p).unwrap();
+        std::io::Write::write_all(&mut &f, &[2, 0, 0, 0, 0, 0, 0, 0, b'{', b'}']).unwrap();
+        f.set_len(4 << 30).unwrap();
+        let t = std::time::Instant::now();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("tensors end at byte 10 but the file has 4294967296 bytes"),
+            "{e}"
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        // A header length beyond the file.
+        std::fs::write(&p, [0xff, 0xff, 0, 0, 0, 0, 0, 0, b'{']).unwrap();
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("the header declares 65535 bytes"));
+        // A real checkpoint still loads.
+        let spec = NetSpec::parse("6,relu,5,softmax,3").unwrap();
+        let m = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 3).unwrap();
+        save(&p, &m, &serde_json::json!({})).unwrap();
+        load(&p).unwrap();
+    }
 
     #[test]
     fn a_flipped_byte_in_any_tensor_is_refused_by_name() {

@@ -358,22 +358,8 @@ pub const TOML_MARK: &str =
 /// Whether `path` is a checkpoint this program wrote (its safetensors
 /// header says `format = mnist-mlp`; only the header is read).
 fn is_our_checkpoint(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut n = [0u8; 8];
-    if f.read_exact(&mut n).is_err() {
-        return false;
-    }
-    let n = u64::from_le_bytes(n);
-    if n > 100 << 20 {
-        return false;
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).is_ok()
-        && serde_json::from_slice::<serde_json::Value>(&header)
-            .is_ok_and(|h| h["__metadata__"]["format"] == crate::checkpoint::FORMAT)
+    crate::checkpoint::read_header(path)
+        .is_ok_and(|h| h.json["__metadata__"]["format"] == crate::checkpoint::FORMAT)
 }
 
 /// Whether an existing output at `path` was written by mnist-mlp, by kind:
