@@ -363,40 +363,16 @@ impl Loaded {
 /// header is refused after reading at most the header.
 pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
     use std::io::Read;
-    let read_err = |err| CheckpointError::Read {
-        path: path.to_path_buf(),
-        err,
-    };
-    let format = |msg: String| CheckpointError::Format {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let Header {
-        mut file,
-        size,
-        len,
-        header,
-        json,
-    } = read_header(path)?;
-    let n = len as u64;
-    let end = json
-        .as_object()
-        .ok_or_else(|| format("the header is not a JSON object".into()))?
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__")
-        .filter_map(|(_, v)| v["data_offsets"][1].as_u64())
-        .max()
-        .unwrap_or(0);
-    if 8 + n + end != size {
-        return Err(format(format!(
-            "the header's tensors end at byte {} but the file has {size} bytes",
-            8 + n + end
-        )));
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    bytes.extend_from_slice(&n.to_le_bytes());
-    bytes.extend_from_slice(&header);
-    file.read_to_end(&mut bytes).map_err(read_err)?;
+    let mut h = read_header(path)?;
+    let mut bytes = Vec::with_capacity(h.size as usize);
+    bytes.extend_from_slice(&(h.len as u64).to_le_bytes());
+    bytes.extend_from_slice(&h.header);
+    h.file
+        .read_to_end(&mut bytes)
+        .map_err(|err| CheckpointError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
     from_bytes(path, &bytes)
 }
 
@@ -415,7 +391,8 @@ pub struct Header {
 }
 
 /// Opens a checkpoint (a regular file only) and reads its header, checked
-/// to fit in the file and in [`MAX_HEADER_BYTES`]; the body is not read.
+/// to fit in [`MAX_HEADER_BYTES`] and to declare data that ends where the
+/// file ends; the body is not read.
 pub fn read_header(path: &Path) -> Result<Header, CheckpointError> {
     use std::io::Read;
     let read_err = |err| CheckpointError::Read {
@@ -439,8 +416,23 @@ pub fn read_header(path: &Path) -> Result<Header, CheckpointError> {
     }
     let mut header = vec![0u8; n as usize];
     file.read_exact(&mut header).map_err(read_err)?;
-    let json = serde_json::from_slice(&header)
+    let json: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|e| format(format!("the header is not JSON: {e}")))?;
+    // The data must end where the file ends.
+    let end = json
+        .as_object()
+        .ok_or_else(|| format("the header is not a JSON object".into()))?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v["data_offsets"][1].as_u64())
+        .max()
+        .unwrap_or(0);
+    if 8 + n + end != size {
+        return Err(format(format!(
+            "the header's tensors end at byte {} but the file has {size} bytes",
+            8 + n + end
+        )));
+    }
     Ok(Header {
         file,
         size,
