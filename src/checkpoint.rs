@@ -31,6 +31,7 @@ use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorInfo, TensorView};
 use thiserror::Error;
 
+use crate::data::fetch::sha256_hex;
 use crate::nn::dense::Dense;
 use crate::nn::{Loss, Mlp, NetSpec};
 
@@ -93,15 +94,6 @@ crate::error::message_error!(
     StateError
 );
 
-/// Hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -127,6 +119,14 @@ pub struct Extras {
     /// The training data's identity (JSON, under the `data` metadata key;
     /// [`crate::data::DataIdentity`]).
     pub data: Option<serde_json::Value>,
+}
+
+impl Extras {
+    /// The training data's identity, when recorded and readable (it is
+    /// informational: an unreadable entry is as good as none).
+    pub fn data_identity(&self) -> Option<crate::data::DataIdentity> {
+        serde_json::from_value(self.data.clone()?).ok()
+    }
 }
 
 /// Serializes `model` (and `config`, any JSON) to safetensors bytes.
@@ -267,10 +267,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 /// process was killed mid-write (`.NAME.*.tmp` beside it); returns how
 /// many. Call it before a run starts writing `path`, not while one does.
 pub fn remove_stale_temps(path: &Path) -> usize {
-    if path.file_name().is_none() {
+    // Beside the file written, as `write_atomic` puts them (through links).
+    let target = crate::files::target(path);
+    if target.file_name().is_none() {
         return 0;
     }
-    let (dir, prefix) = temp_location(path);
+    let (dir, prefix) = temp_location(&target);
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -615,12 +615,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     }
     // Is this the data the model was trained on? (Its test split.)
     if a.images.is_none() && a.split == EvalSplit::Test {
-        let identity = loaded
+        if let Some(w) = loaded
             .extras
-            .data
-            .clone()
-            .and_then(|d| serde_json::from_value::<data::DataIdentity>(d).ok());
-        if let Some(w) = identity.and_then(|id| id.mismatch(&dir, test)) {
+            .data_identity()
+            .and_then(|id| id.mismatch(&dir, test))
+        {
             eprintln!("{w}");
         }
     }
@@ -729,11 +728,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     use mnist_mlp::predict;
     let threads = a.threads.pool()?;
     let loaded = mnist_mlp::checkpoint::load(&a.model)?;
-    let identity = loaded
-        .extras
-        .data
-        .clone()
-        .and_then(|d| serde_json::from_value::<data::DataIdentity>(d).ok());
+    let identity = loaded.extras.data_identity();
     let mut model = loaded.model;
     let input = model.spec.input();
     let classes = model.spec.output_width();
@@ -1045,11 +1040,7 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
 fn model_info(path: &Path, json: bool) -> Result<()> {
     let loaded = mnist_mlp::checkpoint::load(path)?;
     let spec = &loaded.model.spec;
-    let identity = loaded
-        .extras
-        .data
-        .clone()
-        .and_then(|d| serde_json::from_value::<data::DataIdentity>(d).ok());
+    let identity = loaded.extras.data_identity();
     let state = mnist_mlp::run_state::read(&loaded.extras).ok();
     let last = state.as_ref().and_then(|s| s.history.last().cloned());
     let cfg = serde_json::from_value::<RunConfig>(loaded.config.clone()).ok();
@@ -1204,7 +1195,7 @@ fn training_set(
 
 fn cmd_augment_preview(a: PreviewArgs) -> Result<()> {
     use mnist_mlp::data::augment::{self, Augment, Augmenter};
-    let cfg = Augment::parse(&a.augment).map_err(anyhow::Error::msg)?;
+    let cfg = Augment::parse(&a.augment)?;
     if a.out
         .extension()
         .is_none_or(|e| !e.eq_ignore_ascii_case("png"))

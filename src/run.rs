@@ -260,10 +260,8 @@ pub fn layered_config(req: &Request) -> Result<(RunConfig, Option<(Loaded, RunCo
     if req.explicit.iter().any(|k| k == "planner") {
         cfg.plan = req.flags.plan;
     }
-    if let (Some((_, saved)), Some(p)) = (&resumed, &req.resume) {
-        relocate_resumed_outputs(&mut cfg, saved, p, &req.explicit);
-    }
     if let (Some((loaded, saved)), Some(p)) = (&resumed, &req.resume) {
+        relocate_resumed_outputs(&mut cfg, saved, p, &req.explicit);
         // The network may be named another way than the checkpoint names
         // it (`--layers 784,relu,64,10` for `784,relu,64,softmax,10`,
         // `--hidden 64`, the same `--config`): compare the networks, not
@@ -400,9 +398,12 @@ fn written_by_us(flag: &str, path: &Path) -> bool {
 }
 
 /// Checks every output of the run before it starts (see
-/// [`crate::files::check_output`]), that no two outputs and no output and
-/// input are one file (the checkpoint being resumed may be the save
-/// target), and locks each output for the run.
+/// [`crate::files::check_output`], which also makes missing folders, so
+/// that a run is not lost at its first checkpoint for want of one), that
+/// no two outputs and no output and input are one file (the checkpoint
+/// being resumed may be the save target), and locks each output for the
+/// run; then, under the lock, removes what a run killed while writing an
+/// output left beside it (the outputs themselves are intact).
 fn check_outputs(
     cfg: &RunConfig,
     req: &Request,
@@ -463,10 +464,14 @@ fn check_outputs(
         let ours = |t: &Path| resumed.as_ref() == Some(&same_file_key(t)) || written_by_us(flag, t);
         check_output(p, &ours, req.overwrite).map_err(|e| bad(format!("{flag} {e}")))?;
     }
-    outputs
+    let locks = outputs
         .iter()
         .map(|(flag, p)| OutputLock::take(p).map_err(|e| bad(format!("{flag} {e}"))))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    for (_, p) in &outputs {
+        crate::checkpoint::remove_stale_temps(p);
+    }
+    Ok(locks)
 }
 
 impl Outputs {
@@ -477,29 +482,7 @@ impl Outputs {
         resuming: bool,
         locks: Vec<crate::files::OutputLock>,
     ) -> Result<Self, RunError> {
-        // Every file the run writes, with the flag that names it. Missing
-        // folders are created now, so that a run is not lost at its first
-        // checkpoint for want of one (and a folder that cannot be made is
-        // reported before any training); leftovers of a run killed while
-        // writing are removed (the files themselves are intact).
-        let files = [
-            ("--save", cfg.save.clone()),
-            (
-                "--save",
-                cfg.save.as_ref().map(|p| p.with_extension("toml")),
-            ),
-            ("--plot", cfg.plot.clone()),
-            ("--metrics-out", cfg.metrics_out.clone()),
-        ];
-        for (flag, p) in files.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|err| RunError::Io {
-                    what: format!("{flag}: cannot create the folder {}", dir.display()),
-                    err,
-                })?;
-            }
-            crate::checkpoint::remove_stale_temps(p);
-        }
+        // Folders, checks, locks and stale temporaries: `check_outputs`.
         let metrics = match &cfg.metrics_out {
             Some(p) => {
                 let mut o = std::fs::OpenOptions::new();
@@ -746,10 +729,9 @@ impl<'t> Session<'t> {
         // restarted it (recorded, so that later resumes stay on its curve).
         let window = match &saved_cfg {
             Some(saved) => {
-                let kept = saved.schedule_window.unwrap_or(crate::schedule::Window {
-                    start: 0,
-                    end: saved.epochs,
-                });
+                let kept = saved
+                    .schedule_window
+                    .unwrap_or(crate::schedule::Window::whole(saved.epochs));
                 let done = trainer.epoch;
                 let w = crate::schedule::Window::on_resume(
                     kept,
@@ -758,11 +740,7 @@ impl<'t> Session<'t> {
                     cfg.epochs,
                     req.resume_schedule,
                 );
-                (w != crate::schedule::Window {
-                    start: 0,
-                    end: cfg.epochs,
-                })
-                .then_some(w)
+                (w != crate::schedule::Window::whole(cfg.epochs)).then_some(w)
             }
             None => None,
         };
@@ -804,8 +782,10 @@ impl<'t> Session<'t> {
             schedule_window: window,
             ..cfg.clone()
         };
-        let identity =
-            data::DataIdentity::of(&data::resolve_data_dir(cfg.data_dir.as_deref()), &splits);
+        let identity = data::DataIdentity::of(
+            effective.data_dir.as_deref().expect("resolved above"),
+            &splits,
+        );
         let out = Outputs::open(&cfg, &effective, &identity, req.resume.is_some(), locks)?;
         Ok(Self {
             first: trainer.epoch + 1,
@@ -1102,14 +1082,8 @@ fn horizon_warning(
     }
     let per = trainer.steps_per_epoch() as u64;
     let (step, base) = (trainer.step, settings.opt.lr);
-    let old = saved.schedule_window.unwrap_or(Window {
-        start: 0,
-        end: saved.epochs,
-    });
-    let new = trainer.window.unwrap_or(Window {
-        start: 0,
-        end: cfg.epochs,
-    });
+    let old = saved.schedule_window.unwrap_or(Window::whole(saved.epochs));
+    let new = trainer.window.unwrap_or(Window::whole(cfg.epochs));
     let (left, next) = (
         old.lr(&settings.schedule, base, step, per),
         new.lr(&settings.schedule, base, step, per),

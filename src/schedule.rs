@@ -52,6 +52,14 @@ pub struct Window {
 }
 
 impl Window {
+    /// All of a run of `epochs` epochs: `[0, epochs)`.
+    pub fn whole(epochs: usize) -> Window {
+        Window {
+            start: 0,
+            end: epochs,
+        }
+    }
+
     /// The learning rate at 0-based `step` of the run, under `schedule`
     /// spanning this window, `per_epoch` steps an epoch.
     pub fn lr(&self, schedule: &Schedule, base: f64, step: u64, per_epoch: u64) -> f64 {

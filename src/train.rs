@@ -291,12 +291,10 @@ pub struct PartialEpoch {
     pub steps_done: usize,
     /// The shuffling RNG's position when the epoch started (decimal).
     pub rng_word_pos_at_start: String,
-    /// The epoch's running loss sum over the steps done.
-    pub loss_sum: f64,
-    /// Its running count of right answers.
-    pub correct: usize,
-    /// Its samples so far.
-    pub samples: usize,
+    /// The epoch's running figures over the steps done (stored as
+    /// `loss_sum`, `correct`, `samples` beside the fields above).
+    #[serde(flatten)]
+    pub stats: Stats,
 }
 
 /// Owns everything a run needs besides the model: optimizer state, buffers,
@@ -533,10 +531,9 @@ impl<'t> Trainer<'t> {
         let pixels = train.pixels.as_ref().map(|p| p.view());
         let labels = &train.labels[..];
         let per_epoch = n.div_ceil(rows) as u64;
-        let window = self.window.unwrap_or(crate::schedule::Window {
-            start: 0,
-            end: self.total_epochs.max(epoch),
-        });
+        let window = self
+            .window
+            .unwrap_or(crate::schedule::Window::whole(self.total_epochs.max(epoch)));
         let (schedule, base, seed) = (self.schedule, self.base_lr, self.seed);
         // A stopped epoch starts again from its RNG position and steps.
         let resume = self.partial.take();
@@ -545,17 +542,9 @@ impl<'t> Trainer<'t> {
             self.rng.set_word_pos(pos);
         }
         let rng_at_start = self.rng.get_word_pos();
-        let (skip, mut total) = match &resume {
-            Some(p) => (
-                p.steps_done,
-                Stats {
-                    loss_sum: p.loss_sum,
-                    correct: p.correct,
-                    samples: p.samples,
-                },
-            ),
-            None => (0, Stats::default()),
-        };
+        let (skip, mut total) = resume
+            .as_ref()
+            .map_or((0, Stats::default()), |p| (p.steps_done, p.stats));
         let Self {
             opt,
             threads,
@@ -582,9 +571,7 @@ impl<'t> Trainer<'t> {
                     *partial = Some(PartialEpoch {
                         steps_done: k,
                         rng_word_pos_at_start: rng_at_start.to_string(),
-                        loss_sum: total.loss_sum,
-                        correct: total.correct,
-                        samples: total.samples,
+                        stats: total,
                     });
                     return Err(TrainError::Stopped {
                         epoch,
@@ -674,7 +661,7 @@ impl<'t> Trainer<'t> {
             check_dataset(model, v, "validation set")?;
         }
         // Samples of this epoch trained before a stop (none usually).
-        let before = self.partial.as_ref().map_or(0, |p| p.samples);
+        let before = self.partial.as_ref().map_or(0, |p| p.stats.samples);
         let t0 = Instant::now();
         let tr = self.train_epoch_until(model, train, on_step, stop)?;
         let seconds = t0.elapsed().as_secs_f64();

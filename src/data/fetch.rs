@@ -139,6 +139,12 @@ pub fn mirrors_from_env() -> Vec<String> {
     }
 }
 
+/// Hex SHA-256 of `bytes` (as the checksums here, in checkpoints and in a
+/// dataset's identity are written).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// SHA-256 (hex) and length of a file's content, decompressed if it is gzip.
 pub fn content_sha256(path: &Path) -> io::Result<(String, u64)> {
     let (r, _) = crate::data::idx::open_content(path)?;

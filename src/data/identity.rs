@@ -15,6 +15,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::fetch::sha256_hex;
+
 use super::{Dataset, Splits};
 
 /// What a checkpoint records of the data its model was trained on.
@@ -41,7 +43,7 @@ pub struct DataIdentity {
 
 /// Hex SHA-256 of labels, one byte each.
 pub fn labels_sha256(labels: &[u8]) -> String {
-    hex(&Sha256::digest(labels))
+    sha256_hex(labels)
 }
 
 /// Hex SHA-256 of images in [0, 1] as the bytes they were read from
@@ -52,11 +54,7 @@ pub fn images_sha256(images: &[f32]) -> String {
         let bytes: Vec<u8> = chunk.iter().map(|&v| (v * 255.0).round() as u8).collect();
         h.update(&bytes);
     }
-    hex(&h.finalize())
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", h.finalize())
 }
 
 fn name(p: &Path) -> String {
@@ -95,7 +93,7 @@ impl DataIdentity {
         if self.test_images_sha256.is_empty() || name(file) != self.files[2] {
             return None;
         }
-        let hash = hex(&Sha256::digest(bytes));
+        let hash = sha256_hex(bytes);
         (hash != self.test_images_sha256).then(|| {
             format!(
                 "warning: {}: the model was trained on the data in {}, whose {} holds other images (SHA-256 {} instead of {}): is this the dataset the model is for?",

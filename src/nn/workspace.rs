@@ -76,7 +76,7 @@ pub struct Batch<'a> {
 }
 
 /// Loss sum and correct predictions over a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Sum of the samples' losses.
     pub loss_sum: f64,
