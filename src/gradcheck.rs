@@ -224,6 +224,14 @@ pub fn standard_specs() -> Vec<(NetSpec, Loss)> {
     v
 }
 
+/// About what a check of `spec` on `batch` samples holds: f64 copies of
+/// the batch's activations and deltas per layer, and of the parameters and
+/// their gradients (eight of each, generously).
+pub fn memory_bytes(spec: &NetSpec, batch: usize) -> u64 {
+    let units: u64 = spec.widths.iter().map(|&w| w as u64).sum();
+    (batch as u64).saturating_mul(units).saturating_mul(8 * 8) + 8 * 8 * spec.params() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -911,16 +911,11 @@ fn cmd_gradcheck(a: GradArgs) -> Result<()> {
         }
         None => gradcheck::standard_specs(),
     };
-    // The check holds f64 copies of the batch's activations per layer and
-    // of the parameters: refused before allocating what cannot fit.
+    // Refused before allocating what cannot fit.
     if let Some(available) = mnist_mlp::memory::available_bytes() {
         let need = cases
             .iter()
-            .map(|(s, _)| {
-                let units: u64 = s.widths.iter().map(|&w| w as u64).sum();
-                (a.batch as u64).saturating_mul(units).saturating_mul(8 * 8)
-                    + 8 * 8 * s.params() as u64
-            })
+            .map(|(s, _)| gradcheck::memory_bytes(s, a.batch))
             .max()
             .unwrap_or(0);
         if need > available {
