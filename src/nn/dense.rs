@@ -14,13 +14,14 @@
 //! Each function works on one block of a parallel region: rows of the batch,
 //! columns of `W`, or both, as raw handles of preallocated buffers
 //! ([`RawMat`]); the step ([`crate::nn::step`]) decides the blocks. The
-//! elementwise epilogue (bias and activation) runs on each row right after
-//! its product, while it is in cache.
+//! elementwise epilogue (bias, activation and, in training, dropout) runs on
+//! each row right after its product, while it is in cache.
 
 use ndarray::{Array1, Array2};
 
 use crate::blas::Gemm;
 use crate::nn::activation::Activation;
+use crate::nn::dropout::Dropout;
 use crate::parallel::RawMat;
 use crate::real::Real;
 
@@ -97,7 +98,10 @@ impl<T: Real> DensePtrs<T> {
 }
 
 /// `out = f(x w + b)` on a block, or `out = x w + b` without `act` (the
-/// output layer, whose loss takes it from there).
+/// output layer, whose loss takes it from there). With `drop`, dropout
+/// follows the activation on each row while the row is in cache: `drop`
+/// is the layer's dropout in this step and the block's first row of the
+/// batch and first column of the layer (the mask's coordinates).
 ///
 /// Shapes: `x` `[r, fan_in]` (rows of the batch), `w` `[fan_in, c]`
 /// (columns of `W`), `b` `[1, c]`, `out` `[r, c]`.
@@ -111,6 +115,7 @@ pub unsafe fn forward<T: Real>(
     b: RawMat<T>,
     out: RawMat<T>,
     act: Option<Activation>,
+    drop: Option<(&Dropout, usize, usize)>,
 ) {
     g.run(T::one(), x.view(), w.view(), T::zero(), out);
     let bias = b.row(0);
@@ -123,6 +128,9 @@ pub unsafe fn forward<T: Real>(
                     *z += b;
                 }
             }
+        }
+        if let Some((d, row0, col0)) = drop {
+            d.forward_row(z, row0 + r, col0);
         }
     }
 }
@@ -216,6 +224,7 @@ mod tests {
                 RawMat::of(&mut b),
                 RawMat::of(&mut z),
                 None,
+                None,
             )
         };
         assert_eq!(z, x.dot(&w) + &b);
@@ -228,9 +237,30 @@ mod tests {
                 RawMat::of(&mut b),
                 RawMat::of(&mut a),
                 Some(Activation::Relu),
+                None,
             )
         };
         assert_eq!(a, z.mapv(|v| v.max(0.0)));
+        // With dropout: the block's rows 3.. of the batch, columns 8.. of
+        // the layer, masked as the dropout masks those coordinates.
+        let drop = Dropout::new(0.5, 42, 1).unwrap();
+        let mut ad = Array2::zeros((n, o));
+        unsafe {
+            forward(
+                g,
+                RawMat::of(&mut x),
+                RawMat::of(&mut w),
+                RawMat::of(&mut b),
+                RawMat::of(&mut ad),
+                Some(Activation::Relu),
+                Some((&drop, 3, 8)),
+            )
+        };
+        for (r, mut row) in a.rows_mut().into_iter().enumerate() {
+            drop.forward_row(row.as_slice_mut().unwrap(), 3 + r, 8);
+        }
+        assert_eq!(ad, a);
+        assert!(ad.iter().filter(|&&v| v == 0.0).count() > z.iter().filter(|&&v| v <= 0.0).count());
 
         let mut d = grid(n, o, 1);
         let mut d_in = Array2::zeros((n, i));

@@ -373,12 +373,10 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             p.b.col_block(cols.clone()),
             out,
             Some(self.net.spec.hidden[i]),
+            self.drops[i + 1]
+                .as_ref()
+                .map(|d| (d, rows.start, cols.start)),
         );
-        if let Some(d) = &self.drops[i + 1] {
-            for r in 0..out.rows {
-                d.forward_row(out.row_mut(r), rows.start + r, cols.start);
-            }
-        }
     }
 
     /// `D_i[rows, cols] = (D_{i+1}[rows] W_i[cols, :]^T) * f'(A_i[rows, cols])`.
@@ -440,6 +438,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             p.w,
             p.b,
             out,
+            None,
             None,
         );
         let (spec, batch) = (&self.net.spec, self.batch);
