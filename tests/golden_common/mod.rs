@@ -8,7 +8,10 @@
 //! sizes) for two epochs on 300 synthetic samples with SGD and with Adam,
 //! on 1 and 2 threads split by the trainer and on 2 threads inside OpenBLAS,
 //! then hashes (SHA-256) every weight and bias and the loss and accuracy of
-//! an evaluation pass.
+//! an evaluation pass. One more case per thread setting trains with every
+//! regularizer at once (input and hidden dropout, max-norm, label
+//! smoothing, affine and elastic augmentation), whose bits the workloads'
+//! cases do not reach.
 //!
 //! The bits depend on the BLAS kernels (another processor or OpenBLAS build
 //! rounds differently), so `tests/golden.txt` holds values per OpenBLAS
@@ -20,6 +23,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use mnist_mlp::data::augment::{Augment, Augmenter};
+use mnist_mlp::nn::init::Init;
+use mnist_mlp::nn::mlp::{Mlp, Regularizers};
 use mnist_mlp::nn::{Loss, NetSpec};
 use mnist_mlp::optim::{OptConfig, OptKind};
 use mnist_mlp::parallel::{GemmThreading, Threads};
@@ -92,6 +98,46 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
                 out.insert(name, format!("{:x}", h.finalize()));
             }
         }
+        // Every regularizer at once: input and hidden dropout, max-norm,
+        // label smoothing, affine and elastic augmentation (Adam, 2 epochs).
+        // Max-norm 1.2 lies below He's initial column norms (about 1.4), so it
+        // clips from the first step; changing any one setting changes the bits.
+        let spec =
+            NetSpec::parse("784,dropout:0.1,relu,48,dropout:0.3,relu,24,softmax,10").unwrap();
+        let mut model = Mlp::new(spec, Loss::CrossEntropy, Init::He, 5).unwrap();
+        model.reg = Regularizers {
+            label_smoothing: 0.1,
+            max_norm: Some(1.2),
+        };
+        let mut tr = Trainer::new(
+            &model,
+            data.len(),
+            BatchSize::N(32),
+            OptConfig::new(OptKind::Adam, 1e-3),
+            3,
+            &threads,
+        )
+        .unwrap();
+        tr.total_epochs = 2;
+        let aug = Augment::parse(&[
+            "affine:rotate=10,shift=1,scale=0.1".to_string(),
+            "elastic:sigma=3,alpha=20".to_string(),
+        ])
+        .unwrap();
+        tr.set_augment(Augmenter::new(aug, 28, 28));
+        let mut h = Sha256::new();
+        for _ in 0..2 {
+            let st = tr.train_epoch(&mut model, &data, &|_, _| {}).unwrap();
+            h.update(st.loss_sum.to_le_bytes());
+            h.update((st.correct as u64).to_le_bytes());
+        }
+        for l in &model.layers {
+            for v in l.w.iter().chain(l.b.iter()) {
+                h.update(v.to_le_bytes());
+            }
+        }
+        let name = format!("regularized-b32-adam-{policy:?}x{n}{variant}");
+        out.insert(name, format!("{:x}", h.finalize()));
     }
     // f64 gradient checks through the column- and row-split paths.
     let spec = NetSpec::parse("12,relu,40,leaky_relu,35,softmax,5").unwrap();
