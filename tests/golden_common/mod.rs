@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use mnist_mlp::data::augment::{Augment, Augmenter};
+use mnist_mlp::data::dataset::Dataset;
 use mnist_mlp::nn::init::Init;
 use mnist_mlp::nn::mlp::{Mlp, Regularizers};
 use mnist_mlp::nn::{Loss, NetSpec};
@@ -48,6 +49,24 @@ fn blas_config() -> String {
 }
 
 /// Every case's hash, by case name.
+/// Trains two epochs (of two planned) and hashes each epoch's loss sum and
+/// correct count, then every weight and bias.
+fn two_epochs(tr: &mut Trainer, model: &mut Mlp<f32>, data: &Dataset) -> Sha256 {
+    tr.total_epochs = 2;
+    let mut h = Sha256::new();
+    for _ in 0..2 {
+        let st = tr.train_epoch(model, data, &|_, _| {}).unwrap();
+        h.update(st.loss_sum.to_le_bytes());
+        h.update((st.correct as u64).to_le_bytes());
+    }
+    for l in &model.layers {
+        for v in l.w.iter().chain(l.b.iter()) {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h
+}
+
 fn compute(variant: &str) -> BTreeMap<String, String> {
     let data = synthetic(300, 11);
     let mut out = BTreeMap::new();
@@ -75,18 +94,7 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
                     &threads,
                 )
                 .unwrap();
-                tr.total_epochs = 2;
-                let mut h = Sha256::new();
-                for _ in 0..2 {
-                    let st = tr.train_epoch(&mut model, &data, &|_, _| {}).unwrap();
-                    h.update(st.loss_sum.to_le_bytes());
-                    h.update((st.correct as u64).to_le_bytes());
-                }
-                for l in &model.layers {
-                    for v in l.w.iter().chain(l.b.iter()) {
-                        h.update(v.to_le_bytes());
-                    }
-                }
+                let mut h = two_epochs(&mut tr, &mut model, &data);
                 let ev = tr.evaluate(&mut model, &data);
                 h.update(ev.loss_sum.to_le_bytes());
                 h.update((ev.correct as u64).to_le_bytes());
@@ -118,24 +126,13 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
             &threads,
         )
         .unwrap();
-        tr.total_epochs = 2;
         let aug = Augment::parse(&[
             "affine:rotate=10,shift=1,scale=0.1".to_string(),
             "elastic:sigma=3,alpha=20".to_string(),
         ])
         .unwrap();
         tr.set_augment(Augmenter::new(aug, 28, 28));
-        let mut h = Sha256::new();
-        for _ in 0..2 {
-            let st = tr.train_epoch(&mut model, &data, &|_, _| {}).unwrap();
-            h.update(st.loss_sum.to_le_bytes());
-            h.update((st.correct as u64).to_le_bytes());
-        }
-        for l in &model.layers {
-            for v in l.w.iter().chain(l.b.iter()) {
-                h.update(v.to_le_bytes());
-            }
-        }
+        let h = two_epochs(&mut tr, &mut model, &data);
         let name = format!("regularized-b32-adam-{policy:?}x{n}{variant}");
         out.insert(name, format!("{:x}", h.finalize()));
     }
