@@ -47,8 +47,13 @@ pub fn kind_of(meta: &std::fs::Metadata) -> Option<&'static str> {
 /// its size; anything else is an error of kind `InvalidInput` whose message
 /// names what it is ("is a FIFO (named pipe), not a regular file").
 pub fn regular(path: &Path) -> io::Result<u64> {
-    let meta = std::fs::metadata(path)?;
-    match kind_of(&meta) {
+    regular_meta(&std::fs::metadata(path)?)
+}
+
+/// [`regular`] on metadata already read: the size, or the error that says
+/// what the path is instead.
+pub fn regular_meta(meta: &std::fs::Metadata) -> io::Result<u64> {
+    match kind_of(meta) {
         None => Ok(meta.len()),
         Some(what) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,

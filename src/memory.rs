@@ -67,10 +67,7 @@ pub const MEMORY_ENV: &str = "MNIST_MLP_MEMORY";
 /// and to `$MNIST_MLP_MEMORY`; `None` where none can be read.
 pub fn available_bytes() -> Option<u64> {
     let cap = std::env::var(MEMORY_ENV).ok().and_then(|v| parse_size(&v));
-    match (system_available(), cap) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    system_available().into_iter().chain(cap).min()
 }
 
 /// `123`, `512M`, `2G`, `64K` (binary units) as bytes.
@@ -106,10 +103,7 @@ fn system_available() -> Option<u64> {
     ]
     .iter()
     .find_map(|(max, cur)| Some(read(max)?.saturating_sub(read(cur)?)));
-    match (meminfo, cgroup) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    meminfo.into_iter().chain(cgroup).min()
 }
 
 /// `n` bytes for a message: `1.5 GiB`, `300 MiB`.

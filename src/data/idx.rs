@@ -373,12 +373,8 @@ fn read_idx_rank(
     if meta.is_dir() {
         return Err(err(IdxErrorKind::IsDirectory));
     }
-    if crate::files::kind_of(&meta).is_some() {
-        // A FIFO or a device: never opened (a FIFO would block).
-        return Err(err(IdxErrorKind::Io(
-            crate::files::regular(path).expect_err("not a regular file"),
-        )));
-    }
+    // A FIFO or a device: never opened (a FIFO would block).
+    crate::files::regular_meta(&meta).map_err(|e| err(IdxErrorKind::Io(e)))?;
     if meta.len() == 0 {
         return Err(err(IdxErrorKind::Empty));
     }
