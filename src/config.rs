@@ -101,7 +101,7 @@ pub struct RunConfig {
     /// Label smoothing of the cross-entropy target: (1-E) one-hot + E/classes (training loss only; 0.1 is common).
     #[arg(long, default_value_t = 0.0, value_name = "E")]
     pub label_smoothing: f64,
-    /// Augment the training samples on the fly (never test or validation data); repeat the flag to combine: affine[:rotate=DEG,shift=PX,scale=F,shear=DEG] (default rotate=12,shift=2,scale=0.1), elastic[:sigma=PX,alpha=PX] (Simard's distortions, default sigma=4,alpha=34), flip (left-right, for clothes, not digits). See what they do with `mnist-mlp augment-preview`.
+    /// Augment the training samples on the fly (never test or validation data); repeat the flag to combine: affine[:rotate=DEG,shift=PX,scale=F,shear=DEG] (default rotate=12,shift=2,scale=0.1), elastic[:sigma=PX,alpha=PX] (Simard's distortions, default sigma=4,alpha=34), flip (left-right, for clothes, not digits), erase[:p=F,min=F,max=F,ratio=F] (random erasing: with probability p, default 0.5, a rectangle of min..max of the image's area, default 0.02..0.33, aspect ratio within [ratio, 1/ratio], default 0.3, set to the background). See what they do with `mnist-mlp augment-preview`.
     #[arg(long, value_name = "KIND[:K=V,...]")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub augment: Vec<String>,

@@ -20,7 +20,13 @@
 //!   `scipy.ndimage.gaussian_filter(mode="constant")` in the common
 //!   implementations) and scaled by `alpha`: the displacement `(dx, dy)`;
 //! - flip: the image mirrored left-right with probability 1/2 (for
-//!   clothes, not digits).
+//!   clothes, not digits);
+//! - erase (random erasing, Zhong et al. 2017): with probability `p`, after
+//!   the resampling, a rectangle of the output is set to 0 (the
+//!   background): its area a fraction `U(min, max)` of the image's, its
+//!   aspect ratio `h / w = exp(U(ln ratio, -ln ratio))`, each side rounded
+//!   and clamped to the image, its corner uniform over the places where it
+//!   fits (no redraws, so the cost is fixed).
 //!
 //! Every random number is a hash of the sample's key, itself a hash of the
 //! step's key ([`crate::nn::dropout::step_key`]: seed and step) and the
@@ -43,6 +49,34 @@ pub struct Augment {
     pub elastic: Option<Elastic>,
     /// Left-right flips with probability 1/2.
     pub flip: bool,
+    /// Random erasing, if on.
+    pub erase: Option<Erase>,
+}
+
+/// Random erasing: how often, and the rectangle's size and shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Erase {
+    /// Probability that a sample gets a rectangle.
+    pub p: f64,
+    /// Smallest area, as a fraction of the image.
+    pub min: f64,
+    /// Largest area, as a fraction of the image.
+    pub max: f64,
+    /// Most elongated aspect ratio (`<= 1`): `h / w` is drawn
+    /// log-uniformly from `[ratio, 1 / ratio]`.
+    pub ratio: f64,
+}
+
+impl Default for Erase {
+    /// Zhong et al.'s settings (and torchvision's `RandomErasing`).
+    fn default() -> Self {
+        Self {
+            p: 0.5,
+            min: 0.02,
+            max: 0.33,
+            ratio: 0.3,
+        }
+    }
 }
 
 /// Ranges of the random affine transform.
@@ -94,7 +128,7 @@ crate::error::message_error!(
 );
 
 /// The syntax, for error messages.
-pub const SYNTAX: &str = "affine[:rotate=DEG,shift=PX,scale=F,shear=DEG], elastic[:sigma=PX,alpha=PX] or flip (e.g. --augment affine:rotate=12,shift=2,scale=0.1 --augment elastic:sigma=4,alpha=34)";
+pub const SYNTAX: &str = "affine[:rotate=DEG,shift=PX,scale=F,shear=DEG], elastic[:sigma=PX,alpha=PX], flip or erase[:p=F,min=F,max=F,ratio=F] (e.g. --augment affine:rotate=12,shift=2,scale=0.1 --augment elastic:sigma=4,alpha=34)";
 
 impl Augment {
     /// Parses `--augment` values (each one kind); an empty list is nothing.
@@ -174,6 +208,30 @@ impl Augment {
                     a.elastic = Some(f);
                 }
                 "flip" if pairs.is_empty() => a.flip = true,
+                "erase" => {
+                    let mut f = Erase::default();
+                    for (k, v) in pairs {
+                        match k.as_str() {
+                            "p" => f.p = v,
+                            "min" => f.min = v,
+                            "max" => f.max = v,
+                            "ratio" => f.ratio = v,
+                            _ => return Err(unknown(&k, "p, min, max, ratio")),
+                        }
+                    }
+                    if !(f.p <= 1.0
+                        && f.min <= f.max
+                        && f.max <= 1.0
+                        && f.ratio > 0.0
+                        && f.ratio <= 1.0)
+                    {
+                        return Err(format!(
+                            "--augment {item}: needs p <= 1, min <= max <= 1 and 0 < ratio <= 1 (got p={}, min={}, max={}, ratio={})",
+                            f.p, f.min, f.max, f.ratio
+                        ));
+                    }
+                    a.erase = Some(f);
+                }
                 _ => {
                     return Err(format!(
                         "--augment: unknown augmentation `{item}`; expected {SYNTAX}"
@@ -186,7 +244,7 @@ impl Augment {
 
     /// Whether it changes anything.
     pub fn is_on(&self) -> bool {
-        self.affine.is_some() || self.elastic.is_some() || self.flip
+        self.affine.is_some() || self.elastic.is_some() || self.flip || self.erase.is_some()
     }
 }
 
@@ -474,6 +532,27 @@ impl Augmenter {
                 let top = at(i) + (at(i + 1) - at(i)) * fx;
                 let bottom = at(i + pw) + (at(i + pw + 1) - at(i + pw)) * fx;
                 *o = T::of((top + (bottom - top) * fy) as f64);
+            }
+        }
+        if let Some(e) = self.cfg.erase {
+            // Drawn after the transform's numbers, so that turning erasing
+            // on leaves every other draw where it was.
+            if (d.sym() + 1.0) / 2.0 < e.p {
+                let area = (h * w) as f64 * (e.min + (e.max - e.min) * (d.sym() + 1.0) / 2.0);
+                let aspect = (-e.ratio.ln() * d.sym()).exp();
+                let side = |v: f64, n: usize| (v.round() as usize).clamp(1, n);
+                let (eh, ew) = (
+                    side((area * aspect).sqrt(), h),
+                    side((area / aspect).sqrt(), w),
+                );
+                let corner = |u: f64, room: usize| ((u + 1.0) / 2.0 * (room + 1) as f64) as usize;
+                let (y0, x0) = (
+                    corner(d.sym(), h - eh).min(h - eh),
+                    corner(d.sym(), w - ew).min(w - ew),
+                );
+                for y in y0..y0 + eh {
+                    out[y * w + x0..y * w + x0 + ew].fill(T::of(0.0));
+                }
             }
         }
     }
@@ -767,10 +846,88 @@ mod tests {
             ("affine:scale=1.5", "out of range"),
             ("elastic:sigma=0", "sigma must be"),
             ("flip:1", "not KEY=VALUE"),
+            ("erase:p=1.5", "needs p <= 1"),
+            ("erase:min=0.5,max=0.2", "min <= max"),
+            ("erase:ratio=0", "0 < ratio"),
+            ("erase:size=3", "unknown setting `size`"),
         ] {
             let e = Augment::parse(&[bad.into()]).unwrap_err();
             assert!(e.message().contains(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn erasing_zeroes_one_rectangle_of_the_drawn_size_that_often() {
+        let e = Augment::parse(&["erase:p=0.6,min=0.05,max=0.3,ratio=0.4".into()]).unwrap();
+        assert_eq!(
+            e.erase,
+            Some(Erase {
+                p: 0.6,
+                min: 0.05,
+                max: 0.3,
+                ratio: 0.4
+            })
+        );
+        assert!(e.is_on());
+        let a = Augmenter::new(e, 28, 28);
+        let ones = vec![1.0f32; 784];
+        let (mut erased, mut ratios) = (0, (f64::MAX, 0.0f64));
+        for key in 0..400 {
+            let mut out = vec![0.0f32; 784];
+            a.apply(&mut out, |d| d.copy_from_slice(&ones), key);
+            let zeros: Vec<usize> = (0..784).filter(|&i| out[i] == 0.0).collect();
+            // Every other pixel is the image's.
+            assert!(out.iter().all(|&v| v == 0.0 || v == 1.0));
+            if zeros.is_empty() {
+                continue;
+            }
+            erased += 1;
+            // One rectangle: its bounding box holds nothing else.
+            let (ys, xs) = (zeros.iter().map(|i| i / 28), zeros.iter().map(|i| i % 28));
+            let (h, w) = (
+                ys.clone().max().unwrap() - ys.min().unwrap() + 1,
+                xs.clone().max().unwrap() - xs.min().unwrap() + 1,
+            );
+            assert_eq!(h * w, zeros.len(), "key {key}: not a rectangle");
+            // Its area within [min, max] of 784, up to the sides' rounding.
+            let (lo, hi) = (0.05 * 784.0, 0.3 * 784.0);
+            let area = zeros.len() as f64;
+            let slack = (h + w) as f64 / 2.0 + 1.0;
+            assert!(
+                area >= lo - slack && area <= hi + slack,
+                "key {key}: {h}x{w}"
+            );
+            let r = h as f64 / w as f64;
+            ratios = (ratios.0.min(r), ratios.1.max(r));
+        }
+        // p = 0.6 of 400: 240, standard deviation ~10.
+        assert!((200..=280).contains(&erased), "{erased} of 400 erased");
+        // Tall and wide rectangles both occur, none beyond the ratio (with
+        // rounding's slack).
+        assert!(
+            ratios.0 < 0.8 && ratios.1 > 1.25 && ratios.0 > 0.25 && ratios.1 < 4.0,
+            "{ratios:?}"
+        );
+        // With a transform too, erasing changes nothing outside its
+        // rectangle: the transform's draws come first.
+        let both = Augment::parse(&["affine".into(), "erase:p=1".into()]).unwrap();
+        let mut changed = 0;
+        for key in 0..20 {
+            let (plain, erased) = (
+                run(
+                    Augment {
+                        erase: None,
+                        ..both
+                    },
+                    key,
+                ),
+                run(both, key),
+            );
+            assert!(plain.iter().zip(&erased).all(|(a, b)| a == b || *b == 0.0));
+            changed += usize::from(plain != erased);
+        }
+        // (A rectangle on the background changes nothing.)
+        assert!(changed >= 10, "{changed} of 20 changed");
     }
 
     #[test]
@@ -782,6 +939,7 @@ mod tests {
                 "affine:rotate=30,shift=5,scale=0.3,shear=10",
                 "elastic:sigma=3,alpha=40",
                 "flip",
+                "erase:p=1",
             ] {
                 let cfg = Augment::parse(&[spec.into(), "affine".into()]).unwrap();
                 let a = Augmenter::new(cfg, 28, 28);
