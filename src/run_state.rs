@@ -53,15 +53,17 @@ pub fn capture(
 
 /// The run state of a checkpoint's extras, or why it cannot be resumed.
 pub fn read(extras: &Extras) -> Result<RunState, StateError> {
-    extras
-        .run_state
-        .clone()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| {
+    let v = extras.run_state.clone().ok_or_else(|| {
+        StateError::from(
             "the checkpoint holds a model only, without the training state (optimizer moments, \
-             epoch, RNG position); it can be evaluated, not resumed (checkpoints from `train --save` can be)"
-                .into()
-        })
+             epoch, RNG position); it can be evaluated, not resumed (checkpoints from `train --save` can be)",
+        )
+    })?;
+    serde_json::from_value(v).map_err(|e| {
+        StateError(format!(
+            "its training state (metadata `run_state`) is damaged: {e}"
+        ))
+    })
 }
 
 /// Restores `trainer` (and `early`) from the extras of a checkpoint of
@@ -197,6 +199,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no early stopping"), "{e}");
+
+        // The RNG position is a decimal string in the JSON; a damaged one
+        // (or a missing state) is refused by name, not read as a model only.
+        let json = loaded.extras.run_state.clone().unwrap();
+        assert!(json["trainer"]["rng_word_pos"].is_string(), "{json}");
+        let mut bad = loaded.extras.clone();
+        bad.run_state.as_mut().unwrap()["trainer"]["rng_word_pos"] = "12x".into();
+        let e = read(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("damaged") && e.contains("bad RNG position `12x`"),
+            "{e}"
+        );
+        bad.run_state = None;
+        let e = read(&bad).unwrap_err().to_string();
+        assert!(e.contains("model only"), "{e}");
     }
 
     #[test]

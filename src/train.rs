@@ -274,11 +274,27 @@ pub struct TrainerState {
     pub step: u64,
     /// The optimizer's step count (Adam's bias correction).
     pub optimizer_step: u64,
-    /// Position of the shuffling RNG (ChaCha8 word position, decimal: a u128).
-    pub rng_word_pos: String,
+    /// Position of the shuffling RNG (ChaCha8 word position; stored as a
+    /// decimal string).
+    #[serde(with = "decimal")]
+    pub rng_word_pos: u128,
     /// An epoch stopped between two steps (Ctrl-C), to be finished first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialEpoch>,
+}
+
+/// A `u128` as a decimal string in JSON (numbers past 2^53 do not survive
+/// every JSON reader); a string that is not one fails the whole state.
+mod decimal {
+    pub fn serialize<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        s.parse().map_err(|_| {
+            serde::de::Error::custom(format!("bad RNG position `{s}` (not a decimal integer)"))
+        })
+    }
 }
 
 /// An epoch stopped after some of its steps: enough to finish it exactly
@@ -289,8 +305,10 @@ pub struct TrainerState {
 pub struct PartialEpoch {
     /// Steps of the epoch done.
     pub steps_done: usize,
-    /// The shuffling RNG's position when the epoch started (decimal).
-    pub rng_word_pos_at_start: String,
+    /// The shuffling RNG's position when the epoch started (stored as a
+    /// decimal string).
+    #[serde(with = "decimal")]
+    pub rng_word_pos_at_start: u128,
     /// The epoch's running figures over the steps done (stored as
     /// `loss_sum`, `correct`, `samples` beside the fields above).
     #[serde(flatten)]
@@ -395,7 +413,7 @@ impl<'t> Trainer<'t> {
             epoch: self.epoch,
             step: self.step,
             optimizer_step: self.opt.t,
-            rng_word_pos: self.rng.get_word_pos().to_string(),
+            rng_word_pos: self.rng.get_word_pos(),
             partial: self.partial.clone(),
         };
         let mut tensors = Vec::new();
@@ -418,10 +436,6 @@ impl<'t> Trainer<'t> {
         state: &TrainerState,
         tensors: &[NamedTensor],
     ) -> Result<(), StateError> {
-        let pos: u128 = state
-            .rng_word_pos
-            .parse()
-            .map_err(|_| format!("bad RNG position `{}`", state.rng_word_pos))?;
         let kind = self.opt.cfg.kind;
         for (k, shape) in optimizer_tensor_shapes(model).into_iter().enumerate() {
             for (j, slot) in kind.slot_names().iter().enumerate() {
@@ -441,12 +455,7 @@ impl<'t> Trainer<'t> {
                 }
             }
         }
-        self.rng.set_word_pos(pos);
-        if let Some(p) = &state.partial {
-            p.rng_word_pos_at_start
-                .parse::<u128>()
-                .map_err(|_| format!("bad RNG position `{}`", p.rng_word_pos_at_start))?;
-        }
+        self.rng.set_word_pos(state.rng_word_pos);
         self.epoch = state.epoch;
         self.step = state.step;
         self.opt.t = state.optimizer_step;
@@ -538,8 +547,7 @@ impl<'t> Trainer<'t> {
         // A stopped epoch starts again from its RNG position and steps.
         let resume = self.partial.take();
         if let Some(p) = &resume {
-            let pos: u128 = p.rng_word_pos_at_start.parse().expect("checked on restore");
-            self.rng.set_word_pos(pos);
+            self.rng.set_word_pos(p.rng_word_pos_at_start);
         }
         let rng_at_start = self.rng.get_word_pos();
         let (skip, mut total) = resume
@@ -570,7 +578,7 @@ impl<'t> Trainer<'t> {
                 if k > skip && stop() {
                     *partial = Some(PartialEpoch {
                         steps_done: k,
-                        rng_word_pos_at_start: rng_at_start.to_string(),
+                        rng_word_pos_at_start: rng_at_start,
                         stats: total,
                     });
                     return Err(TrainError::Stopped {
