@@ -227,15 +227,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
         err,
     };
     let target = crate::files::target(path);
-    if let Some(what) = std::fs::metadata(&target)
-        .ok()
-        .and_then(|m| crate::files::kind_of(&m))
-    {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("is {what}; refusing to replace it with a file"),
-        )));
-    }
+    let existing = crate::files::existing_output(&target)
+        .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
     let path = target.as_path();
     let (dir, prefix) = temp_location(path);
     let mut tmp = tempfile::Builder::new()
@@ -248,11 +241,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        let mode = existing.map_or(0o644, |m| m.permissions().mode() & 0o7777);
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(err)?;
     }
+    #[cfg(not(unix))]
+    let _ = existing;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;

@@ -109,6 +109,19 @@ pub fn same_file_key(path: &Path) -> PathBuf {
     }
 }
 
+/// The metadata of `target` (an output's file, links followed) if it
+/// exists, or why a file must not replace it (a device, FIFO, socket or
+/// folder): what both the check before a run and every atomic write ask.
+pub fn existing_output(target: &Path) -> Result<Option<std::fs::Metadata>, String> {
+    match std::fs::metadata(target) {
+        Ok(meta) => match kind_of(&meta) {
+            Some(what) => Err(format!("is {what}; refusing to replace it with a file")),
+            None => Ok(Some(meta)),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
 /// Checks an output path before a run writes it; `ours` says whether an
 /// existing file was written by mnist-mlp (then it may be replaced), and
 /// `overwrite` allows replacing any regular, writable file. Creates the
@@ -131,12 +144,7 @@ pub fn check_output(
     } else {
         format!("{text} (a link to {})", t.display())
     };
-    if let Ok(meta) = std::fs::metadata(&t) {
-        if let Some(what) = kind_of(&meta) {
-            return Err(format!(
-                "{shown}: is {what}; refusing to replace it with a file"
-            ));
-        }
+    if let Some(meta) = existing_output(&t).map_err(|e| format!("{shown}: {e}"))? {
         if meta.permissions().readonly() {
             return Err(format!(
                 "{shown}: is read-only; refusing to replace it (make it writable, or name another file)"

@@ -410,7 +410,7 @@ fn check_outputs(
     splits: &Splits,
 ) -> Result<Vec<crate::files::OutputLock>, RunError> {
     use crate::files::{check_output, same_file_key, OutputLock};
-    let outputs: Vec<(&str, PathBuf)> = [
+    let outputs: Vec<(&'static str, PathBuf)> = [
         ("--save", cfg.save.clone()),
         (
             "--save",
@@ -422,8 +422,12 @@ fn check_outputs(
     .into_iter()
     .filter_map(|(f, p)| Some((f, p?)))
     .collect();
+    // Each path's file, worked out once (links followed, folders made absolute).
+    let keyed = |v: &[(&'static str, PathBuf)]| -> Vec<PathBuf> {
+        v.iter().map(|(_, p)| same_file_key(p)).collect()
+    };
     let f = &splits.files;
-    let mut inputs: Vec<(&str, PathBuf)> = vec![
+    let mut inputs: Vec<(&'static str, PathBuf)> = vec![
         ("the training images", f.train_images.clone()),
         ("the training labels", f.train_labels.clone()),
         ("the test images", f.test_images.clone()),
@@ -432,16 +436,16 @@ fn check_outputs(
     if let Some(c) = &req.config {
         inputs.push(("--config", c.clone()));
     }
-    let resumed = req.resume.as_ref().map(|p| same_file_key(p));
     if let Some(p) = &req.resume {
         inputs.push(("--resume", p.clone()));
     }
+    let (out_keys, in_keys) = (keyed(&outputs), keyed(&inputs));
+    let resumed = req.resume.as_ref().and(in_keys.last());
     let bad = |msg: String| RunError::Config(msg);
-    for (i, (flag, p)) in outputs.iter().enumerate() {
-        let key = same_file_key(p);
+    for (i, ((flag, p), key)) in outputs.iter().zip(&out_keys).enumerate() {
         let shown = |q: &Path| q.display().to_string();
-        for (other, q) in &outputs[..i] {
-            if same_file_key(q) == key {
+        for ((other, q), k) in outputs[..i].iter().zip(&out_keys) {
+            if k == key {
                 return Err(bad(format!(
                     "{flag} {} and {other} {} are one file: each output needs its own (the checkpoint's configuration goes beside it, as .toml)",
                     shown(p),
@@ -449,10 +453,10 @@ fn check_outputs(
                 )));
             }
         }
-        for (what, q) in &inputs {
+        for ((what, q), k) in inputs.iter().zip(&in_keys) {
             let resume_target =
                 *what == "--resume" && *flag == "--save" && p.extension() != Some("toml".as_ref());
-            if same_file_key(q) == key && !resume_target {
+            if k == key && !resume_target {
                 return Err(bad(format!(
                     "{flag} {} is {what} ({}): an output may not replace an input",
                     shown(p),
@@ -461,7 +465,7 @@ fn check_outputs(
             }
         }
         // The checkpoint being resumed is ours to replace.
-        let ours = |t: &Path| resumed.as_ref() == Some(&same_file_key(t)) || written_by_us(flag, t);
+        let ours = |t: &Path| resumed == Some(key) || written_by_us(flag, t);
         check_output(p, &ours, req.overwrite).map_err(|e| bad(format!("{flag} {e}")))?;
     }
     let locks = outputs
