@@ -10,8 +10,9 @@
 //! then hashes (SHA-256) every weight and bias and the loss and accuracy of
 //! an evaluation pass. One more case per thread setting trains with every
 //! regularizer at once (input and hidden dropout, max-norm, label
-//! smoothing, affine and elastic augmentation), whose bits the workloads'
-//! cases do not reach.
+//! smoothing, AdamW's weight decay, affine and elastic augmentation,
+//! flips and random erasing), whose bits the workloads' cases do not
+//! reach.
 //!
 //! The bits depend on the BLAS kernels (another processor or OpenBLAS build
 //! rounds differently), so `tests/golden.txt` holds values per OpenBLAS
@@ -107,7 +108,8 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
             }
         }
         // Every regularizer at once: input and hidden dropout, max-norm,
-        // label smoothing, affine and elastic augmentation (Adam, 2 epochs).
+        // label smoothing, decoupled weight decay (AdamW), affine and
+        // elastic augmentation, flips and random erasing (2 epochs).
         // Max-norm 1.2 lies below He's initial column norms (about 1.4), so it
         // clips from the first step; changing any one setting changes the bits.
         let spec =
@@ -121,7 +123,10 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
             &model,
             data.len(),
             BatchSize::N(32),
-            OptConfig::new(OptKind::Adam, 1e-3),
+            OptConfig {
+                weight_decay: 0.05,
+                ..OptConfig::new(OptKind::AdamW, 1e-3)
+            },
             3,
             &threads,
         )
@@ -129,11 +134,13 @@ fn compute(variant: &str) -> BTreeMap<String, String> {
         let aug = Augment::parse(&[
             "affine:rotate=10,shift=1,scale=0.1".to_string(),
             "elastic:sigma=3,alpha=20".to_string(),
+            "flip".to_string(),
+            "erase:p=0.5".to_string(),
         ])
         .unwrap();
         tr.set_augment(Augmenter::new(aug, 28, 28));
         let h = two_epochs(&mut tr, &mut model, &data);
-        let name = format!("regularized-b32-adam-{policy:?}x{n}{variant}");
+        let name = format!("regularized-b32-adamw-{policy:?}x{n}{variant}");
         out.insert(name, format!("{:x}", h.finalize()));
     }
     // f64 gradient checks through the column- and row-split paths.
