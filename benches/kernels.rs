@@ -129,7 +129,7 @@ fn augment(c: &mut Criterion) {
             }
         })
     });
-    for spec in ["flip", "affine", "elastic", "affine+elastic"] {
+    for spec in ["flip", "flip+erase", "affine", "elastic", "affine+elastic"] {
         let items: Vec<String> = spec.split('+').map(String::from).collect();
         let aug = Augmenter::new(Augment::parse(&items).unwrap(), 28, 28);
         let mut key = 0u64;
