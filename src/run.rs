@@ -440,7 +440,10 @@ fn check_outputs(
         inputs.push(("--resume", p.clone()));
     }
     let (out_keys, in_keys) = (keyed(&outputs), keyed(&inputs));
-    let resumed = req.resume.as_ref().and(in_keys.last());
+    let resumed = inputs
+        .iter()
+        .zip(&in_keys)
+        .find_map(|((what, _), k)| (*what == "--resume").then_some(k));
     let bad = |msg: String| RunError::Config(msg);
     for (i, ((flag, p), key)) in outputs.iter().zip(&out_keys).enumerate() {
         let shown = |q: &Path| q.display().to_string();

@@ -300,11 +300,14 @@ pub struct Augmenter {
 /// A stream of random numbers from a key (SplitMix64).
 struct Draws(u64);
 impl Draws {
-    /// Uniform in `[-1, 1)`.
-    fn sym(&mut self) -> f64 {
+    /// Uniform in `[0, 1)`: a multiple of 2^-53.
+    fn unit(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let u = (mix64(self.0) >> 11) as f64 / (1u64 << 53) as f64;
-        2.0 * u - 1.0
+        (mix64(self.0) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in `[-1, 1)` (`2 unit - 1`, exact).
+    fn sym(&mut self) -> f64 {
+        2.0 * self.unit() - 1.0
     }
 }
 
@@ -537,19 +540,17 @@ impl Augmenter {
         if let Some(e) = self.cfg.erase {
             // Drawn after the transform's numbers, so that turning erasing
             // on leaves every other draw where it was.
-            if (d.sym() + 1.0) / 2.0 < e.p {
-                let area = (h * w) as f64 * (e.min + (e.max - e.min) * (d.sym() + 1.0) / 2.0);
+            if d.unit() < e.p {
+                let area = (h * w) as f64 * (e.min + (e.max - e.min) * d.unit());
                 let aspect = (-e.ratio.ln() * d.sym()).exp();
                 let side = |v: f64, n: usize| (v.round() as usize).clamp(1, n);
                 let (eh, ew) = (
                     side((area * aspect).sqrt(), h),
                     side((area / aspect).sqrt(), w),
                 );
-                let corner = |u: f64, room: usize| ((u + 1.0) / 2.0 * (room + 1) as f64) as usize;
-                let (y0, x0) = (
-                    corner(d.sym(), h - eh).min(h - eh),
-                    corner(d.sym(), w - ew).min(w - ew),
-                );
+                // Rounding can carry u (room + 1) up to room + 1: the min.
+                let mut corner = |room: usize| ((d.unit() * (room + 1) as f64) as usize).min(room);
+                let (y0, x0) = (corner(h - eh), corner(w - ew));
                 for y in y0..y0 + eh {
                     out[y * w + x0..y * w + x0 + ew].fill(T::of(0.0));
                 }

@@ -49,7 +49,6 @@ fn blas_config() -> String {
         .to_string()
 }
 
-/// Every case's hash, by case name.
 /// Trains two epochs (of two planned) and hashes each epoch's loss sum and
 /// correct count, then every weight and bias.
 fn two_epochs(tr: &mut Trainer, model: &mut Mlp<f32>, data: &Dataset) -> Sha256 {
@@ -68,6 +67,7 @@ fn two_epochs(tr: &mut Trainer, model: &mut Mlp<f32>, data: &Dataset) -> Sha256 
     h
 }
 
+/// Every case's hash, by case name.
 fn compute(variant: &str) -> BTreeMap<String, String> {
     let data = synthetic(300, 11);
     let mut out = BTreeMap::new();
