@@ -129,7 +129,7 @@ pub struct RunConfig {
     #[arg(long, value_name = "N", value_parser = int_flag::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    /// How matrix products use the threads: `split` (rayon blocks, single-threaded OpenBLAS) or `blas` (OpenBLAS threads).
+    /// How matrix products use the threads: `split` (rayon blocks of single-threaded OpenBLAS calls, or, where the plan measures it faster, OpenBLAS's own threads: `blas_threads=on`) or `blas` (OpenBLAS threads every product, always).
     #[arg(long, default_value = "split", value_name = "POLICY")]
     pub threading: GemmThreading,
     /// One JSON object per epoch and a final summary on stdout (human output goes to stderr).

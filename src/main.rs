@@ -139,7 +139,7 @@ struct ThreadArgs {
     /// Threads for rayon and OpenBLAS together [default: all cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// How matrix products use the threads: `split` (rayon blocks, single-threaded OpenBLAS) or `blas` (OpenBLAS threads).
+    /// How matrix products use the threads: `split` (rayon blocks of single-threaded OpenBLAS calls, or, where the plan measures it faster, OpenBLAS's own threads: `blas_threads=on`) or `blas` (OpenBLAS threads every product, always).
     #[arg(long, default_value = "split", value_name = "POLICY")]
     threading: GemmThreading,
 }

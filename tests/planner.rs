@@ -242,3 +242,49 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
     let err = common::fails(&["tune", "--workload", "T9", "--synthetic"]);
     assert!(err.contains("--workload") && err.contains("T9"), "{err}");
 }
+
+/// The planner's OpenBLAS-threaded candidate is `--threading blas` for
+/// one run: a plan file with `blas_threads = true` on the default (split)
+/// pool gives the bits of `--threading blas`, is recorded in model.toml,
+/// and a resume of that run keeps it.
+#[test]
+fn blas_threads_plan_runs_as_threading_blas_does() {
+    if overrides_set() {
+        return;
+    }
+    let (d, data) = workdir(2000, 300);
+    let cache = d.path().join("cache");
+    let plan = d.path().join("plan.toml");
+    std::fs::write(&plan, "blas_threads = true\n").unwrap();
+    let (a, b) = (
+        d.path().join("a.safetensors"),
+        d.path().join("b.safetensors"),
+    );
+    let train = |save: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v = small_run(&data, &["--threads", "2", "--quiet", "--save", &s(save)]);
+        assert_eq!(v[5], "--batch-size");
+        v[6] = "64".into(); // products worth threading
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    let (out, _) = run(&mut auto(&cache), &args(&train(&a, &["--plan", &s(&plan)])));
+    assert!(plan_line(&out).contains("blas_threads=on"), "{out}");
+    run(
+        &mut auto(&cache),
+        &args(&train(&b, &["--threading", "blas", "--plan", "default"])),
+    );
+    let weights = |p: &Path| {
+        tensors(p)
+            .into_iter()
+            .filter(|t| t.0.starts_with("layers."))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(weights(&a), weights(&b), "blas_threads = --threading blas");
+    let toml = std::fs::read_to_string(a.with_extension("toml")).unwrap();
+    assert!(toml.contains("blas_threads = true"), "{toml}");
+    let (out, _) = run(
+        &mut auto(&cache),
+        &["train", "--resume", &s(&a), "--epochs", "2", "--quiet"],
+    );
+    assert!(plan_line(&out).contains("blas_threads=on"), "{out}");
+}

@@ -109,6 +109,13 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             }
         }
         let (nb, plan) = (ws.blocks(), ws.plan());
+        // The plan's OpenBLAS threads (on a split pool, a step sets them:
+        // the last step may have run under another plan).
+        if let Some(t) = ws.openblas_threads() {
+            if crate::blas::threads() != t {
+                crate::blas::set_threads(t);
+            }
+        }
         assert!(
             nb == 1 || crate::blas::threads() == 1,
             "a step in {nb} blocks needs a single-threaded OpenBLAS: run it inside Threads::install"

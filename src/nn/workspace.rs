@@ -158,6 +158,10 @@ impl<T: Real> Workspace<T> {
     pub fn plan(&self) -> Plan {
         self.plan
     }
+    /// The OpenBLAS thread count its steps set ([`Plan::openblas_threads`]).
+    pub fn openblas_threads(&self) -> Option<usize> {
+        self.plan.openblas_threads(self.pool_blocks)
+    }
     /// Follows `plan` from now on (reallocating the buffers when its row
     /// padding differs).
     pub fn set_plan(&mut self, plan: Plan) {

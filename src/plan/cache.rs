@@ -9,7 +9,7 @@
 //! policy, the precision, the layer widths and the rows of a step.
 //!
 //! A cache that cannot be read, does not parse or was written by another
-//! version of mnist-mlp (whose candidates may differ) is ignored with a
+//! version of mnist-mlp or of its candidate list ([`VERSION`]) is ignored with a
 //! one-line warning and rewritten; one that cannot be written (a read-only
 //! home) costs a warning and a measurement next time, never the run. The
 //! file is replaced atomically (a temporary file renamed over it), so a
@@ -23,6 +23,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, Shape};
+
+/// The version a cache file must carry: mnist-mlp's, and the revision of
+/// the candidate list (a cache measured over fewer candidates is measured
+/// again; revision 2 added OpenBLAS-threaded products).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+candidates.2");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";
@@ -58,7 +63,7 @@ impl Entry {
 pub struct CacheFile {
     /// `mnist-mlp`.
     pub program: String,
-    /// The version of mnist-mlp that wrote it.
+    /// The version of mnist-mlp that wrote it ([`VERSION`]).
     pub version: String,
     /// Plans by key (machine, threads, precision, widths, rows).
     pub entries: BTreeMap<String, Entry>,
@@ -68,7 +73,7 @@ impl Default for CacheFile {
     fn default() -> Self {
         Self {
             program: "mnist-mlp".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: VERSION.into(),
             entries: BTreeMap::new(),
         }
     }
@@ -138,7 +143,7 @@ pub fn load(path: &Path) -> (CacheFile, Option<String>) {
         }
     };
     match serde_json::from_str::<CacheFile>(&text) {
-        Ok(f) if f.program == "mnist-mlp" && f.version == env!("CARGO_PKG_VERSION") => (f, None),
+        Ok(f) if f.program == "mnist-mlp" && f.version == VERSION => (f, None),
         Ok(f) => (
             CacheFile::default(),
             Some(format!(
@@ -146,7 +151,7 @@ pub fn load(path: &Path) -> (CacheFile, Option<String>) {
                 path.display(),
                 f.program,
                 f.version,
-                env!("CARGO_PKG_VERSION")
+                VERSION
             )),
         ),
         Err(e) => (

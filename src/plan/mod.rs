@@ -17,6 +17,7 @@
 //! | `tiles` | f32 products of small batches cut into tiles for OpenBLAS's small-matrix kernels ([`crate::blas::gemm_tile`]) | off |
 //! | `blocks` | blocks per parallel region at most (0: one per thread); fewer blocks than threads leave threads idle, which pays when a step is too small to split (T3's 8 rows on Zen 3) | 0 |
 //! | `pad_bytes` | activation rows whose length is a multiple of this many bytes get one cache line of padding ([`crate::nn::layout`]); 0: none | [`crate::nn::layout::PAD_BYTES`] |
+//! | `blas_threads` | one block per region, each product threaded by OpenBLAS over the pool's threads (what `--threading blas` does for a whole run), instead of rayon blocks of single-threaded products | off |
 //!
 //! The thread count and threading policy (`--threads`, `--threading`) are
 //! the run's own settings, recorded beside the plan in the same places.
@@ -27,7 +28,8 @@
 //! For measurement, [`Plan::from_env`] overrides the defaults from the
 //! environment; it is the only code that reads these variables:
 //! `MLP_COL_SPLIT_ROWS=N`, `MLP_BIG_COLS=MIN[:f|b|fb]`,
-//! `MLP_GW_SPLIT=rows|cols`, `MLP_TILES=0|1`, `MLP_PAD_BYTES=N`.
+//! `MLP_GW_SPLIT=rows|cols`, `MLP_TILES=0|1`, `MLP_PAD_BYTES=N`,
+//! `MLP_BLOCKS=N`, `MLP_BLAS_THREADS=0|1`.
 //!
 //! # Who chooses
 //! The defaults are the plan of `--plan default`: rules that held on every
@@ -51,8 +53,9 @@ pub use choose::{Choice, Chosen};
 use serde::{Deserialize, Serialize};
 
 /// The environment variables [`Plan::from_env`] reads.
-const ENV_VARS: [&str; 6] = [
+const ENV_VARS: [&str; 7] = [
     "MLP_BLOCKS",
+    "MLP_BLAS_THREADS",
     "MLP_COL_SPLIT_ROWS",
     "MLP_BIG_COLS",
     "MLP_GW_SPLIT",
@@ -109,6 +112,11 @@ pub struct Plan {
     pub pad_bytes: usize,
     /// Blocks per parallel region at most (0: one per thread of the pool).
     pub blocks: usize,
+    /// One block per region, and OpenBLAS threads each product over the
+    /// pool's threads (on a pool that splits regions; elsewhere nothing
+    /// changes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blas_threads: bool,
 }
 
 impl Default for Plan {
@@ -123,6 +131,7 @@ impl Default for Plan {
             tiles: false,
             pad_bytes: crate::nn::layout::PAD_BYTES,
             blocks: 0,
+            blas_threads: false,
         }
     }
 }
@@ -171,16 +180,32 @@ impl Plan {
         if let Some(n) = var("MLP_BLOCKS").and_then(|s| s.parse().ok()) {
             self.blocks = n;
         }
+        match var("MLP_BLAS_THREADS").as_deref() {
+            Some("0") => self.blas_threads = false,
+            Some("1") => self.blas_threads = true,
+            _ => {}
+        }
         self
     }
 
     /// Blocks per parallel region on a pool that offers `pool` blocks.
     pub fn blocks_for(&self, pool: usize) -> usize {
         match self.blocks {
+            _ if self.blas_threads => 1,
             0 => pool,
             b => b.min(pool),
         }
         .max(1)
+    }
+
+    /// The OpenBLAS thread count a step under this plan needs on a pool
+    /// that offers `pool` blocks: the pool's threads for `blas_threads`,
+    /// else one (several blocks must not call a threaded OpenBLAS at once;
+    /// one block of a split pool must not either, or it would time, and
+    /// round, like `blas_threads`). `None` where the pool does not split
+    /// (one thread, or `--threading blas`): its own setting stands.
+    pub fn openblas_threads(&self, pool: usize) -> Option<usize> {
+        (pool > 1).then_some(if self.blas_threads { pool } else { 1 })
     }
 
     /// Whether a product `[n, k] x [k, cols]` on `nb` blocks (`fwd`: of the
@@ -216,6 +241,7 @@ impl Plan {
             + usize::from(self.tiles != other.tiles)
             + usize::from(self.pad_bytes != other.pad_bytes)
             + usize::from(self.blocks != other.blocks)
+            + usize::from(self.blas_threads != other.blas_threads)
     }
 
     /// As JSON (for `--json` records).
@@ -229,6 +255,7 @@ impl Plan {
     /// the same code (and give the same bits).
     pub fn effect(&self, shape: &Shape) -> Effect {
         let (w, n, nb) = (&shape.widths, shape.rows, self.blocks_for(shape.blocks));
+        let blas_threads = self.blas_threads && shape.blocks > 1;
         let l = w.len() - 1;
         let mut split = Vec::with_capacity(2 * l);
         for i in 0..l - 1 {
@@ -247,6 +274,7 @@ impl Plan {
         // Tiles need single-threaded f32 calls and a product that tiles.
         let m = n.div_ceil(nb.max(1));
         let tiles = self.tiles
+            && !blas_threads
             && shape.tiles_possible()
             && (0..l).any(|i| {
                 use crate::blas::{gemm_tile, Orient};
@@ -264,6 +292,7 @@ impl Plan {
             .collect();
         Effect {
             blocks: nb,
+            blas_threads,
             split,
             grad_rows,
             tiles,
@@ -302,9 +331,13 @@ impl std::fmt::Display for Plan {
             self.pad_bytes
         )?;
         match self.blocks {
-            0 => write!(f, " blocks=all"),
-            b => write!(f, " blocks={b}"),
+            0 => write!(f, " blocks=all")?,
+            b => write!(f, " blocks={b}")?,
         }
+        if self.blas_threads {
+            write!(f, " blas_threads=on")?;
+        }
+        Ok(())
     }
 }
 
@@ -341,6 +374,8 @@ impl Shape {
 pub struct Effect {
     /// Blocks per region.
     pub blocks: usize,
+    /// Whether OpenBLAS threads the products (one block).
+    pub blas_threads: bool,
     /// Per forward stage (layers `0..L-1`), then per back-propagation stage
     /// (layers `1..L`): split by columns.
     pub split: Vec<bool>,
@@ -356,8 +391,8 @@ pub struct Effect {
 /// the choices that could matter (one block per thread or fewer; all
 /// products by columns or by rows; wide products by columns or not; weight
 /// gradients along the longer side, by rows or by columns; tiles on or off;
-/// row padding or none), one per distinct [`Effect`]. A single block
-/// leaves only tiles and padding.
+/// row padding or none; rayon blocks or OpenBLAS's own threads), one per
+/// distinct [`Effect`]. A single block leaves only tiles and padding.
 pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
     let mut out: Vec<(Plan, Effect)> = vec![(base, base.effect(shape))];
     let splits = [
@@ -389,6 +424,7 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
                             tiles,
                             pad_bytes,
                             blocks,
+                            blas_threads: false,
                         };
                         let e = p.effect(shape);
                         if !out.iter().any(|(_, f)| *f == e) {
@@ -396,6 +432,20 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
                         }
                     }
                 }
+            }
+        }
+    }
+    // OpenBLAS's threads instead of blocks (which leaves only padding).
+    for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
+        for blas_threads in [base.blas_threads, true] {
+            let p = Plan {
+                pad_bytes,
+                blas_threads,
+                ..base
+            };
+            let e = p.effect(shape);
+            if !out.iter().any(|(_, f)| *f == e) {
+                out.push((p, e));
             }
         }
     }
@@ -432,6 +482,7 @@ mod tests {
             ("MLP_TILES", "1"),
             ("MLP_PAD_BYTES", "0"),
             ("MLP_BLOCKS", "1"),
+            ("MLP_BLAS_THREADS", "1"),
         ]));
         assert_eq!(
             p,
@@ -444,6 +495,7 @@ mod tests {
                 tiles: true,
                 pad_bytes: 0,
                 blocks: 1,
+                blas_threads: true,
             }
         );
         let g = base.with_overrides(&env(&[
@@ -488,6 +540,13 @@ mod tests {
                 _ => vec![1, 2, 4, 8, 16],
             };
             assert_eq!(bl, want, "{rows}x{blocks}");
+            // OpenBLAS's threads: a choice where the pool splits.
+            let threaded = effects.iter().filter(|e| e.blas_threads).count();
+            assert_eq!(threaded > 0, blocks > 1, "{rows}x{blocks}");
+            assert!(effects
+                .iter()
+                .filter(|e| e.blas_threads)
+                .all(|e| e.blocks == 1 && !e.tiles && e.split.iter().all(|s| !s)));
         }
         // One block: only tiles and padding can differ (this net's rows
         // are 2 KiB or less apart: padding changes nothing).
