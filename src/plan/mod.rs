@@ -395,6 +395,22 @@ pub struct Effect {
 /// distinct [`Effect`]. A single block leaves only tiles and padding.
 pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
     let mut out: Vec<(Plan, Effect)> = vec![(base, base.effect(shape))];
+    // OpenBLAS's threads instead of blocks (which leaves only padding),
+    // first among the plans one choice away: the other way to use many
+    // threads.
+    for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
+        for blas_threads in [base.blas_threads, true] {
+            let p = Plan {
+                pad_bytes,
+                blas_threads,
+                ..base
+            };
+            let e = p.effect(shape);
+            if !out.iter().any(|(_, f)| *f == e) {
+                out.push((p, e));
+            }
+        }
+    }
     let splits = [
         (base.col_split_rows, base.big_cols),
         (ALWAYS_COLS, None),
@@ -432,20 +448,6 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
                         }
                     }
                 }
-            }
-        }
-    }
-    // OpenBLAS's threads instead of blocks (which leaves only padding).
-    for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
-        for blas_threads in [base.blas_threads, true] {
-            let p = Plan {
-                pad_bytes,
-                blas_threads,
-                ..base
-            };
-            let e = p.effect(shape);
-            if !out.iter().any(|(_, f)| *f == e) {
-                out.push((p, e));
             }
         }
     }
@@ -543,6 +545,7 @@ mod tests {
             // OpenBLAS's threads: a choice where the pool splits.
             let threaded = effects.iter().filter(|e| e.blas_threads).count();
             assert_eq!(threaded > 0, blocks > 1, "{rows}x{blocks}");
+            assert_eq!(c[1].blas_threads, blocks > 1, "first of the nearest");
             assert!(effects
                 .iter()
                 .filter(|e| e.blas_threads)

@@ -1,0 +1,112 @@
+//! What OpenBLAS alone allows a workload on this machine: each product of
+//! its training step timed on its own (one thread, operands hot in cache,
+//! the best of 7 timings of 10 calls), beside a 2048^3 sgemm of the same
+//! library in the same process. Prints each product's GFLOP/s, and the
+//! step's samples/s if it were nothing but these products (no gather, no
+//! elementwise work, no optimizer, no cache misses): the ceiling that this
+//! OpenBLAS puts on the workload, to set beside `bench`'s figure and the
+//! physical limit (`bound_samples_per_s_performed`, whose peak is NumPy's
+//! sgemm). Weights stored `[in, out]` (as the trainer does) and, for
+//! comparison, `[out, in]` (each product then transposes the other way).
+//!
+//!     cargo run --release --example gemm_ceiling -- T5 [ROWS]
+//!
+//! ROWS: the rows of a step (default: the workload's batch; T4's full
+//! batch is 60000).
+use mnist_mlp::workloads::Workload;
+use ndarray::{linalg::general_mat_mul, Array2};
+use std::time::Instant;
+
+/// Best seconds per call of `f` (7 timings of 10 calls, after one call).
+fn best<F: FnMut()>(mut f: F) -> f64 {
+    f();
+    let mut b = f64::MAX;
+    for _ in 0..7 {
+        let t = Instant::now();
+        for _ in 0..10 {
+            f();
+        }
+        b = b.min(t.elapsed().as_secs_f64() / 10.0);
+    }
+    b
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let w = Workload::find(args.first().map_or("T5", |s| s.as_str())).expect("a workload T1..T6");
+    let widths = w.spec().widths;
+    let m: usize = args
+        .get(1)
+        .map(|s| s.parse().expect("ROWS is a number"))
+        .unwrap_or_else(|| w.batch.rows(60_000));
+    mnist_mlp::blas::set_threads(1);
+    println!(
+        "{} ({}), {m} rows; {}",
+        w.id,
+        w.layers,
+        mnist_mlp::blas::config()
+    );
+    let n = 2048;
+    let (a, b) = (
+        Array2::<f32>::from_elem((n, n), 0.5),
+        Array2::<f32>::from_elem((n, n), 0.25),
+    );
+    let mut c = Array2::<f32>::zeros((n, n));
+    let peak = 2.0 * (n * n * n) as f64 / best(|| general_mat_mul(1.0, &a, &b, 0.0, &mut c)) / 1e9;
+    println!("sgemm 2048^3: {peak:.1} GFLOP/s");
+    println!("| layer | forward [in,out] / [out,in] | back-prop | weight gradient |");
+    println!("| --- | --- | --- | --- |");
+    let (mut t_io, mut t_oi, mut flops) = (0.0, 0.0, 0.0);
+    for (l, p) in widths.windows(2).enumerate() {
+        let (i, o) = (p[0], p[1]);
+        let x = Array2::<f32>::from_elem((m, i), 0.5);
+        let d = Array2::<f32>::from_elem((m, o), 0.5);
+        let (w_io, w_oi) = (
+            Array2::<f32>::from_elem((i, o), 0.01),
+            Array2::<f32>::from_elem((o, i), 0.01),
+        );
+        let (mut z, mut dx) = (Array2::<f32>::zeros((m, o)), Array2::<f32>::zeros((m, i)));
+        let (mut g_io, mut g_oi) = (Array2::<f32>::zeros((i, o)), Array2::<f32>::zeros((o, i)));
+        let fl = 2.0 * (m * i * o) as f64;
+        let gf = |t: f64| fl / t / 1e9;
+        let fwd = (
+            best(|| general_mat_mul(1.0, &x, &w_io, 0.0, &mut z)),
+            best(|| general_mat_mul(1.0, &x, &w_oi.t(), 0.0, &mut z)),
+        );
+        // No trainer computes the first layer's input gradient.
+        let bwd = if l == 0 {
+            (0.0, 0.0)
+        } else {
+            (
+                best(|| general_mat_mul(1.0, &d, &w_io.t(), 0.0, &mut dx)),
+                best(|| general_mat_mul(1.0, &d, &w_oi, 0.0, &mut dx)),
+            )
+        };
+        let grad = (
+            best(|| general_mat_mul(1.0, &x.t(), &d, 0.0, &mut g_io)),
+            best(|| general_mat_mul(1.0, &d.t(), &x, 0.0, &mut g_oi)),
+        );
+        let bwd_s = if l == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1} / {:.1}", gf(bwd.0), gf(bwd.1))
+        };
+        println!(
+            "| {i}x{o} | {:.1} / {:.1} | {bwd_s} | {:.1} / {:.1} |",
+            gf(fwd.0),
+            gf(fwd.1),
+            gf(grad.0),
+            gf(grad.1)
+        );
+        t_io += fwd.0 + bwd.0 + grad.0;
+        t_oi += fwd.1 + bwd.1 + grad.1;
+        flops += fl * if l == 0 { 2.0 } else { 3.0 };
+    }
+    let (g_io, g_oi) = (flops / t_io / 1e9, flops / t_oi / 1e9);
+    println!(
+        "all products: {g_io:.1} GFLOP/s ({:.0}% of 2048^3), {:.0} samples/s if a step were only these ([out,in]: {g_oi:.1} GFLOP/s, {:.0} samples/s)",
+        100.0 * g_io / peak,
+        m as f64 / t_io,
+        m as f64 / t_oi
+    );
+}
