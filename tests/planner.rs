@@ -57,6 +57,24 @@ fn small_run(data: &Path, extra: &[&str]) -> Vec<String> {
     base.iter().chain(extra).map(|a| a.to_string()).collect()
 }
 
+/// [`small_run`] at batch `batch` on 2 threads, quiet, saving to `save`,
+/// then `extra`.
+fn saving_run(data: &Path, batch: &str, save: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = small_run(data, &["--threads", "2", "--quiet", "--save", &s(save)]);
+    assert_eq!(v[5], "--batch-size");
+    v[6] = batch.into();
+    v.extend(extra.iter().map(|a| a.to_string()));
+    v
+}
+
+/// The layers' tensors of a saved model (name, shape, bytes).
+fn layer_weights(p: &Path) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    tensors(p)
+        .into_iter()
+        .filter(|t| t.0.starts_with("layers."))
+        .collect()
+}
+
 fn plan_line(stdout: &str) -> &str {
     stdout
         .lines()
@@ -72,11 +90,7 @@ fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
     let (d, data) = workdir(3000, 500);
     let cache = d.path().join("cache");
     let save = d.path().join("a.safetensors");
-    let train = |save: &Path, extra: &[&str]| -> Vec<String> {
-        let mut v = small_run(&data, &["--threads", "2", "--quiet", "--save", &s(save)]);
-        v.extend(extra.iter().map(|a| a.to_string()));
-        v
-    };
+    let train = |save: &Path, extra: &[&str]| saving_run(&data, "8", save, extra);
 
     // First run: measured now, cached, recorded in model.toml.
     let first = train(&save, &[]);
@@ -124,15 +138,9 @@ fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
     );
     assert!(plan_line(&out).contains("(given)"), "{out}");
     assert!(!fresh.exists(), "a pinned plan measures and caches nothing");
-    let weights = |p: &Path| {
-        tensors(p)
-            .into_iter()
-            .filter(|t| t.0.starts_with("layers."))
-            .collect::<Vec<_>>()
-    };
     assert_eq!(
-        weights(&save),
-        weights(&c),
+        layer_weights(&save),
+        layer_weights(&c),
         "pinned = measured, bit for bit"
     );
     // And --config model.toml takes the [plan] table too.
@@ -149,8 +157,8 @@ fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
     );
     assert!(plan_line(&out).contains("(given)"), "{out}");
     assert_eq!(
-        weights(&save),
-        weights(&e),
+        layer_weights(&save),
+        layer_weights(&e),
         "--config repeats the run's bits"
     );
 
@@ -260,26 +268,19 @@ fn blas_threads_plan_runs_as_threading_blas_does() {
         d.path().join("a.safetensors"),
         d.path().join("b.safetensors"),
     );
-    let train = |save: &Path, extra: &[&str]| -> Vec<String> {
-        let mut v = small_run(&data, &["--threads", "2", "--quiet", "--save", &s(save)]);
-        assert_eq!(v[5], "--batch-size");
-        v[6] = "64".into(); // products worth threading
-        v.extend(extra.iter().map(|a| a.to_string()));
-        v
-    };
+    // Batch 64: products worth threading.
+    let train = |save: &Path, extra: &[&str]| saving_run(&data, "64", save, extra);
     let (out, _) = run(&mut auto(&cache), &args(&train(&a, &["--plan", &s(&plan)])));
     assert!(plan_line(&out).contains("blas_threads=on"), "{out}");
     run(
         &mut auto(&cache),
         &args(&train(&b, &["--threading", "blas", "--plan", "default"])),
     );
-    let weights = |p: &Path| {
-        tensors(p)
-            .into_iter()
-            .filter(|t| t.0.starts_with("layers."))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(weights(&a), weights(&b), "blas_threads = --threading blas");
+    assert_eq!(
+        layer_weights(&a),
+        layer_weights(&b),
+        "blas_threads = --threading blas"
+    );
     let toml = std::fs::read_to_string(a.with_extension("toml")).unwrap();
     assert!(toml.contains("blas_threads = true"), "{toml}");
     let (out, _) = run(
