@@ -41,7 +41,8 @@ def run_json(cmd, env):
 
 def batch_rows(reference, workload):
     """Rows of a step of `workload`, from the reference's table."""
-    sys.path.insert(0, reference)
+    if reference not in sys.path:
+        sys.path.insert(0, reference)
     import common  # noqa: E402 (the reference's own module)
     return common.WORKLOADS[workload]["batch"]
 
