@@ -437,15 +437,7 @@ impl Augmenter {
         avx2: bool,
     ) {
         let (h, w) = (self.h, self.w);
-        let pw = w + 3;
-        // The image into the padded buffer (its border stays zero).
-        let padded = grow(&mut s.img, pw * (h + 3));
-        let raw = grow(&mut s.tmp, h * w);
-        src(raw);
-        for y in 0..h {
-            padded[(y + 1) * pw + 1..(y + 1) * pw + 1 + w]
-                .copy_from_slice(&raw[y * w..(y + 1) * w]);
-        }
+        src(grow(&mut s.tmp, h * w));
         let mut d = Draws(key);
         // The affine part: q = c + M (p - c) + t.
         let (mut m, mut t) = ([[1.0f64, 0.0], [0.0, 1.0]], [0.0f64, 0.0]);
@@ -463,6 +455,66 @@ impl Augmenter {
             // (the elastic displacement, symmetric, keeps its sign).
             m[0] = [-m[0][0], -m[0][1]];
             t[0] = -t[0];
+        }
+        if self.cfg.affine.is_none() && self.cfg.elastic.is_none() {
+            // The identity or a mirror: resampling would weigh one source
+            // pixel by exactly 1 and its neighbours by 0, so a copy gives
+            // its bits (`tests::resampling_the_identity_or_a_mirror_is_a_copy`).
+            let raw = &s.tmp[..h * w];
+            let mirror = m[0][0] < 0.0;
+            for (o, i) in out.chunks_exact_mut(w).zip(raw.chunks_exact(w)) {
+                if mirror {
+                    o.iter_mut()
+                        .zip(i.iter().rev())
+                        .for_each(|(o, &v)| *o = T::of(v as f64));
+                } else {
+                    o.iter_mut().zip(i).for_each(|(o, &v)| *o = T::of(v as f64));
+                }
+            }
+        } else {
+            self.resample(s, out, m, t, key, avx2);
+        }
+        if let Some(e) = self.cfg.erase {
+            // Drawn after the transform's numbers, so that turning erasing
+            // on leaves every other draw where it was.
+            if d.unit() < e.p {
+                let area = (h * w) as f64 * (e.min + (e.max - e.min) * d.unit());
+                let aspect = (-e.ratio.ln() * d.sym()).exp();
+                let side = |v: f64, n: usize| (v.round() as usize).clamp(1, n);
+                let (eh, ew) = (
+                    side((area * aspect).sqrt(), h),
+                    side((area / aspect).sqrt(), w),
+                );
+                // Rounding can carry u (room + 1) up to room + 1: the min.
+                let mut corner = |room: usize| ((d.unit() * (room + 1) as f64) as usize).min(room);
+                let (y0, x0) = (corner(h - eh), corner(w - ew));
+                for y in y0..y0 + eh {
+                    out[y * w + x0..y * w + x0 + ew].fill(T::of(0.0));
+                }
+            }
+        }
+    }
+
+    /// Resamples the source image (in `s.tmp`) into `out` through the
+    /// affine map `q = c + m (p - c) + t` and, with `elastic` (whose field
+    /// [`Augmenter::field`] is asked for here), the displacement field:
+    /// bilinear, with zeros outside the image.
+    #[inline(always)]
+    fn resample<T: Real>(
+        &self,
+        s: &mut Scratch,
+        out: &mut [T],
+        m: [[f64; 2]; 2],
+        t: [f64; 2],
+        key: u64,
+        avx2: bool,
+    ) {
+        let (h, w) = (self.h, self.w);
+        let pw = w + 3;
+        // The image into the padded buffer (its border stays zero).
+        let padded = grow(&mut s.img, pw * (h + 3));
+        for (y, row) in s.tmp[..h * w].chunks_exact(w).enumerate() {
+            padded[(y + 1) * pw + 1..(y + 1) * pw + 1 + w].copy_from_slice(row);
         }
         let elastic = match self.cfg.elastic {
             Some(e) => {
@@ -535,25 +587,6 @@ impl Augmenter {
                 let top = at(i) + (at(i + 1) - at(i)) * fx;
                 let bottom = at(i + pw) + (at(i + pw + 1) - at(i + pw)) * fx;
                 *o = T::of((top + (bottom - top) * fy) as f64);
-            }
-        }
-        if let Some(e) = self.cfg.erase {
-            // Drawn after the transform's numbers, so that turning erasing
-            // on leaves every other draw where it was.
-            if d.unit() < e.p {
-                let area = (h * w) as f64 * (e.min + (e.max - e.min) * d.unit());
-                let aspect = (-e.ratio.ln() * d.sym()).exp();
-                let side = |v: f64, n: usize| (v.round() as usize).clamp(1, n);
-                let (eh, ew) = (
-                    side((area * aspect).sqrt(), h),
-                    side((area / aspect).sqrt(), w),
-                );
-                // Rounding can carry u (room + 1) up to room + 1: the min.
-                let mut corner = |room: usize| ((d.unit() * (room + 1) as f64) as usize).min(room);
-                let (y0, x0) = (corner(h - eh), corner(w - ew));
-                for y in y0..y0 + eh {
-                    out[y * w + x0..y * w + x0 + ew].fill(T::of(0.0));
-                }
             }
         }
     }
@@ -961,6 +994,40 @@ mod tests {
                     });
                     assert_eq!(v, s, "{spec} key {key}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn resampling_the_identity_or_a_mirror_is_a_copy() {
+        // What lets `run` copy instead of resampling when there is no
+        // affine or elastic part: the same bits, scalar and AVX2.
+        let a = Augmenter::new(
+            Augment {
+                flip: true,
+                ..Augment::default()
+            },
+            28,
+            28,
+        );
+        let img = digit();
+        let mirrored: Vec<f32> = (0..784).map(|i| img[(i / 28) * 28 + 27 - i % 28]).collect();
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        for simd in [false, avx2] {
+            for (m, want) in [
+                ([[1.0, 0.0], [0.0, 1.0]], &img),
+                ([[-1.0, 0.0], [0.0, 1.0]], &mirrored),
+            ] {
+                let mut out = vec![0.5f32; 784];
+                SCRATCH.with(|sc| {
+                    let sc = &mut *sc.borrow_mut();
+                    grow(&mut sc.tmp, 784).copy_from_slice(&img);
+                    a.resample(sc, &mut out, m, [0.0, 0.0], 0, simd);
+                });
+                assert_eq!(&out, want, "avx2 {simd}, m {m:?}");
             }
         }
     }
