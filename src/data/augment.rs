@@ -20,7 +20,9 @@
 //!   `scipy.ndimage.gaussian_filter(mode="constant")` in the common
 //!   implementations) and scaled by `alpha`: the displacement `(dx, dy)`;
 //! - flip: the image mirrored left-right with probability 1/2 (for
-//!   clothes, not digits);
+//!   clothes, not digits); without an affine or elastic part the image is
+//!   copied, mirrored or not, which is what the resampling would give bit
+//!   for bit (a weight of exactly 1 on one source pixel);
 //! - erase (random erasing, Zhong et al. 2017): with probability `p`, after
 //!   the resampling, a rectangle of the output is set to 0 (the
 //!   background): its area a fraction `U(min, max)` of the image's, its
