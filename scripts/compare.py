@@ -39,14 +39,6 @@ def run_json(cmd, env):
     return [json.loads(l) for l in lines]
 
 
-def batch_rows(reference, workload):
-    """Rows of a step of `workload`, from the reference's table."""
-    if reference not in sys.path:
-        sys.path.insert(0, reference)
-    import common  # noqa: E402 (the reference's own module)
-    return common.WORKLOADS[workload]["batch"]
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -81,7 +73,7 @@ def main():
                               "--epochs", str(a.epochs), "--json"], env)[0]
                 ours.append(r["samples_per_s"])
                 if r.get("step_ms_p10"):
-                    fast.append(batch_rows(a.reference, w) / (r["step_ms_p10"] / 1e3))
+                    fast.append(r["rows_per_step"] / (r["step_ms_p10"] / 1e3))
                 raw.append(r)
                 r = run_json([sys.executable, os.path.join(a.reference, "bench_numpy.py"), "--workload", w,
                               "--threads", str(t), "--epochs", str(a.epochs)], env)[0]

@@ -68,6 +68,28 @@ pub fn config() -> String {
     }
 }
 
+/// The peak sgemm rate of this OpenBLAS on `threads` threads, in GFLOP/s:
+/// the best of `reps` timings of `C = A B` with `n x n` operands (after one
+/// untimed call), as `../shared/reference/bench_limit.py` times NumPy's.
+/// OpenBLAS's own thread count is restored afterwards. Call it outside
+/// [`crate::parallel::Threads::install`] (it threads OpenBLAS itself).
+pub fn sgemm_peak(threads: usize, n: usize, reps: usize) -> f64 {
+    let before = self::threads();
+    set_threads(threads);
+    let a = ndarray::Array2::<f32>::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 17) as f32);
+    let b = ndarray::Array2::<f32>::from_shape_fn((n, n), |(i, j)| ((i * 5 + j) % 13) as f32);
+    let mut c = ndarray::Array2::<f32>::zeros((n, n));
+    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) {
+        let t = std::time::Instant::now();
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    set_threads(before);
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
 /// Products with `m * n * k` at most this reach OpenBLAS's unpacked "small
 /// matrix" kernels (OpenBLAS >= 0.3.16 on AVX-512 cores).
 pub const SMALL_GEMM_MNK: usize = 1_000_000;
@@ -251,6 +273,14 @@ mod tests {
     /// Every orientation cut into tiles gives the exact product (fast only
     /// where OpenBLAS has the small-matrix kernels, exact everywhere):
     /// integer-valued operands, so any order of summation is exact.
+    #[test]
+    fn the_sgemm_peak_is_a_rate_and_leaves_openblas_as_it_was() {
+        set_threads(1);
+        let g = sgemm_peak(2, 96, 2);
+        assert!(g.is_finite() && g > 0.0, "{g}");
+        assert_eq!(threads(), 1);
+    }
+
     #[test]
     fn tiled_products_equal_plain_ones() {
         let (m, k, n) = (100, 300, 200);

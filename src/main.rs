@@ -320,6 +320,10 @@ struct BenchArgs {
     plan: Option<String>,
     #[command(flatten)]
     data: DataArgs,
+    /// Also measure this machine's peak sgemm rate (2048^3 through the linked OpenBLAS, on the run's threads, before and after the timed epochs; the best counts) and print the run as a fraction of the physical limit: that peak over the FLOPs a trainer performs per sample. About a second per measurement on one thread.
+    #[arg(long)]
+    limit: bool,
+    /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
 }
@@ -327,7 +331,8 @@ struct BenchArgs {
 #[derive(Args)]
 #[command(
     after_help = "Every candidate is a plan that makes the step run different code for this shape \
-(products split by rows or columns, weight gradients split by rows or columns, tiles, row padding); \
+(products split by rows or columns, weight gradients split by rows or columns, tiles, row padding, \
+fewer blocks than threads, OpenBLAS's own threads instead of blocks); \
 they are timed in interleaved rounds, the slower half dropped after each level, and the fastest \
 is chosen unless it beats the default plan by less than 1%. The choice is stored in the plan cache \
 ($XDG_CACHE_HOME/mnist-mlp/plans.json, else ~/.cache/mnist-mlp/plans.json), which `train` and `bench` read.\n\n\
@@ -1136,13 +1141,18 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let dir = data::resolve_data_dir(a.data.data_dir.as_deref());
     let train = training_set(a.synthetic, &a.data, a.seed, "time")?;
     let choice = Choice::from_flag(a.plan.as_deref())?;
-    let r = workloads::run(w, &train, &threads, a.epochs, a.seed, &choice).with_context(|| {
+    let peak = || mnist_mlp::blas::sgemm_peak(threads.n(), 2048, 3);
+    let before = a.limit.then(peak);
+    let mut r = workloads::run(w, &train, &threads, a.epochs, a.seed, &choice).with_context(|| {
         format!(
             "--workload {} on {}: the standard workloads are defined on MNIST's shape (784 inputs, 10 classes; --synthetic times them without data)",
             w.id,
             if a.synthetic { "synthetic data".to_string() } else { dir.display().to_string() }
         )
     })?;
+    if let Some(before) = before {
+        r.set_limit(vec![before, peak()]);
+    }
     for w in &r.plan_warnings {
         eprintln!("{w}");
     }
@@ -1163,6 +1173,24 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         );
         if let (Some(p10), Some(med)) = (r.step_ms_p10, r.step_ms_median) {
             println!("steps: median {med:.3} ms, fastest tenth under {p10:.3} ms");
+        }
+        if let Some(l) = &r.limit {
+            let peaks: Vec<String> = l
+                .sgemm_gflop_per_s
+                .iter()
+                .map(|g| format!("{g:.1}"))
+                .collect();
+            println!(
+                "physical limit: {:.0} samples/s (sgemm 2048^3 {} GFLOP/s on {} thread{} with this OpenBLAS, the best counts; {} FLOPs performed per sample): this run {:.0}% of it{}",
+                l.samples_per_s,
+                peaks.join(" / "),
+                r.threads,
+                if r.threads == 1 { "" } else { "s" },
+                r.performed_flops_per_sample,
+                100.0 * l.fraction,
+                l.fast_steps_fraction
+                    .map_or(String::new(), |f| format!(", its fastest tenth of steps {:.0}%", 100.0 * f))
+            );
         }
     }
     Ok(())

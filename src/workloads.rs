@@ -149,6 +149,16 @@ pub struct BenchResult {
     pub flops_per_sample: u64,
     /// `flops_per_sample * samples_per_s`, in GFLOP/s.
     pub gflop_per_s_effective: f64,
+    /// The FLOPs per sample a trainer performs (no input gradient for the
+    /// first layer): the physical limit's denominator.
+    pub performed_flops_per_sample: u64,
+    /// `performed_flops_per_sample * samples_per_s`, in GFLOP/s.
+    pub gflop_per_s_performed: f64,
+    /// Rows of a step (the batch; the training set for full batch).
+    pub rows_per_step: usize,
+    /// The run against the physical limit (`bench --limit`), if measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
     /// Memory the run accounts for: training data (f32 images and their
     /// bytes), parameters, and the trainer's buffers and moments (MiB).
     pub accounted_mib: f64,
@@ -165,6 +175,39 @@ pub struct BenchResult {
     pub step_ms_p10: Option<f64>,
     /// Median step (ms).
     pub step_ms_median: Option<f64>,
+}
+
+/// A run against the physical limit: this machine's peak sgemm rate over
+/// the FLOPs a trainer performs per sample.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Limit {
+    /// Each measurement of the peak (GFLOP/s; 2048^3 through the linked
+    /// OpenBLAS on the run's threads).
+    pub sgemm_gflop_per_s: Vec<f64>,
+    /// The limit in samples/s, from the best measurement.
+    pub samples_per_s: f64,
+    /// The run's samples/s over the limit.
+    pub fraction: f64,
+    /// The pace of the fastest tenth of the steps over the limit (`None`
+    /// with one step per epoch).
+    pub fast_steps_fraction: Option<f64>,
+}
+
+impl BenchResult {
+    /// Records the run against the limit that the peak sgemm measurements
+    /// `peaks` (GFLOP/s) give.
+    pub fn set_limit(&mut self, peaks: Vec<f64>) {
+        let best = peaks.iter().copied().fold(0.0, f64::max);
+        let limit = best * 1e9 / self.performed_flops_per_sample as f64;
+        self.limit = Some(Limit {
+            sgemm_gflop_per_s: peaks,
+            samples_per_s: limit,
+            fraction: self.samples_per_s / limit,
+            fast_steps_fraction: self
+                .step_ms_p10
+                .map(|ms| self.rows_per_step as f64 / (ms / 1e3) / limit),
+        });
+    }
 }
 
 impl Workload {
@@ -239,6 +282,7 @@ pub fn run(
     }
     let med = quantile(&secs, 0.5).expect("at least one timed epoch");
     let fps = w.spec().train_flops_per_sample();
+    let performed = w.spec().performed_flops_per_sample();
     let params: usize = model.layers.iter().map(|l| l.w.len() + l.b.len()).sum();
     let data =
         train.images.len() * 4 + train.pixels.as_ref().map_or(0, |p| p.len()) + train.labels.len();
@@ -259,6 +303,10 @@ pub fn run(
         final_batch_loss: last,
         flops_per_sample: fps,
         gflop_per_s_effective: train.len() as f64 * fps as f64 / med / 1e9,
+        performed_flops_per_sample: performed,
+        gflop_per_s_performed: train.len() as f64 * performed as f64 / med / 1e9,
+        rows_per_step: w.batch.rows(train.len()),
+        limit: None,
         accounted_mib: crate::memory::mib(accounted as u64),
         rss_mib: crate::memory::rss_mib(),
         peak_rss_mib: crate::memory::peak_rss_mib(),
@@ -289,6 +337,15 @@ mod tests {
             f,
             vec![4_972_032, 238_200, 4_972_032, 1_041_600, 11_169_792, 4_972_032]
         );
+        // The reference's `performed_flops_per_sample` (bench_limit.py).
+        let p: Vec<u64> = WORKLOADS
+            .iter()
+            .map(|w| w.spec().performed_flops_per_sample())
+            .collect();
+        assert_eq!(
+            p,
+            vec![4_169_216, 159_800, 4_169_216, 728_000, 9_564_160, 4_169_216]
+        );
     }
 
     #[test]
@@ -304,9 +361,29 @@ mod tests {
         // 30 steps per epoch, the first of each left out: 29 steps at the
         // median time fit in the longest epoch (with room for the spread).
         assert!(29.0 * med / 1e3 <= r.epoch_secs.iter().copied().fold(0.0, f64::max) * 1.5);
+        // Against a limit: peaks of 10 and 20 GFLOP/s, the best counts.
+        let mut r = r;
+        assert_eq!(
+            (r.rows_per_step, r.performed_flops_per_sample),
+            (100, 159_800)
+        );
+        r.set_limit(vec![10.0, 20.0]);
+        let l = r.limit.clone().unwrap();
+        assert_eq!(l.samples_per_s, 20e9 / 159_800.0);
+        assert_eq!(l.fraction, r.samples_per_s / l.samples_per_s);
+        let fast = 100.0 / (p10 / 1e3) / l.samples_per_s;
+        assert_eq!(l.fast_steps_fraction, Some(fast));
+        assert!(
+            fast >= l.fraction * 0.5,
+            "fast steps {fast} vs epochs {}",
+            l.fraction
+        );
         // One step per epoch: no step times.
         let t4 = Workload::find("T4").unwrap();
-        let r = run(t4, &data, &threads, 1, 7, &Choice::Default).unwrap();
+        let mut r = run(t4, &data, &threads, 1, 7, &Choice::Default).unwrap();
         assert_eq!((r.step_ms_p10, r.step_ms_median), (None, None));
+        assert_eq!(r.rows_per_step, 3_000);
+        r.set_limit(vec![10.0]);
+        assert_eq!(r.limit.unwrap().fast_steps_fraction, None);
     }
 }

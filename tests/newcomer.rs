@@ -1,6 +1,7 @@
 //! What a newcomer hit (issue #22): a test class the training set never
 //! has is warned about; `--version` names the build. On the small dataset
-//! of `common`.
+//! of `common`. And what a newcomer asks of `bench` (issue #20): how near
+//! the machine's limit it runs.
 
 mod common;
 
@@ -450,4 +451,59 @@ fn completions_are_scripts_the_shells_accept() {
             .code(),
         Some(2)
     );
+}
+
+#[test]
+fn bench_limit_measures_the_peak_and_gives_the_fraction() {
+    // (#20) `bench --limit`: the sgemm peak before and after, the physical
+    // limit from the best, and the run as a fraction of it.
+    let out = ok(&[
+        "bench",
+        "--workload",
+        "T2",
+        "--synthetic",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--plan",
+        "default",
+        "--limit",
+        "--json",
+    ]);
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let l = &r["limit"];
+    let peaks: Vec<f64> = l["sgemm_gflop_per_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(peaks.len(), 2, "{r}");
+    assert!(peaks.iter().all(|g| *g > 0.0), "{r}");
+    let best = peaks.iter().copied().fold(0.0, f64::max);
+    let limit = l["samples_per_s"].as_f64().unwrap();
+    assert!((limit - best * 1e9 / 159_800.0).abs() < 1e-6 * limit, "{r}");
+    let fraction = l["fraction"].as_f64().unwrap();
+    assert!((fraction - r["samples_per_s"].as_f64().unwrap() / limit).abs() < 1e-9);
+    assert!(fraction > 0.0 && fraction < 2.0, "{r}");
+    // Without the flag, nothing is measured.
+    let out = ok(&[
+        "bench",
+        "--workload",
+        "T2",
+        "--synthetic",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--plan",
+        "default",
+        "--json",
+    ]);
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(r.get("limit").is_none(), "{r}");
+    assert_eq!(r["performed_flops_per_sample"], 159_800);
 }

@@ -280,6 +280,13 @@ impl NetSpec {
             .map(|w| (w[0] * w[1]) as u64)
             .sum::<u64>()
     }
+    /// Training FLOPs a trainer performs per sample: [`Self::train_flops_per_sample`]
+    /// less the first layer's input gradient (`2 x inputs x first width`),
+    /// which nobody computes. The physical limit's denominator
+    /// (`bound_samples_per_s_performed` of the NumPy reference).
+    pub fn performed_flops_per_sample(&self) -> u64 {
+        self.train_flops_per_sample() - 2 * (self.widths[0] * self.widths[1]) as u64
+    }
     /// One row per dense layer: what a model summary shows.
     pub fn summary_rows(&self) -> Vec<LayerSummary> {
         (0..self.layers())
