@@ -453,11 +453,10 @@ fn completions_are_scripts_the_shells_accept() {
     );
 }
 
-#[test]
-fn bench_limit_measures_the_peak_and_gives_the_fraction() {
-    // (#20) `bench --limit`: the sgemm peak before and after, the physical
-    // limit from the best, and the run as a fraction of it.
-    let out = ok(&[
+/// `bench --json` of T2 on synthetic data, one thread, one epoch, the
+/// built-in plan, with `extra`.
+fn bench_t2(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "bench",
         "--workload",
         "T2",
@@ -468,11 +467,18 @@ fn bench_limit_measures_the_peak_and_gives_the_fraction() {
         "1",
         "--plan",
         "default",
-        "--limit",
         "--json",
-    ]);
-    let r: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    ];
+    args.extend(extra);
+    let out = ok(&args);
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+}
+
+#[test]
+fn bench_limit_measures_the_peak_and_gives_the_fraction() {
+    // (#20) `bench --limit`: the sgemm peak before and after, the physical
+    // limit from the best, and the run as a fraction of it.
+    let r = bench_t2(&["--limit"]);
     let l = &r["limit"];
     let peaks: Vec<f64> = l["sgemm_gflop_per_s"]
         .as_array()
@@ -489,21 +495,7 @@ fn bench_limit_measures_the_peak_and_gives_the_fraction() {
     assert!((fraction - r["samples_per_s"].as_f64().unwrap() / limit).abs() < 1e-9);
     assert!(fraction > 0.0 && fraction < 2.0, "{r}");
     // Without the flag, nothing is measured.
-    let out = ok(&[
-        "bench",
-        "--workload",
-        "T2",
-        "--synthetic",
-        "--epochs",
-        "1",
-        "--threads",
-        "1",
-        "--plan",
-        "default",
-        "--json",
-    ]);
-    let r: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let r = bench_t2(&[]);
     assert!(r.get("limit").is_none(), "{r}");
     assert_eq!(r["performed_flops_per_sample"], 159_800);
 }
