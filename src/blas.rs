@@ -270,9 +270,6 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
-    /// Every orientation cut into tiles gives the exact product (fast only
-    /// where OpenBLAS has the small-matrix kernels, exact everywhere):
-    /// integer-valued operands, so any order of summation is exact.
     #[test]
     fn the_sgemm_peak_is_a_rate_and_leaves_openblas_as_it_was() {
         set_threads(1);
@@ -281,6 +278,9 @@ mod tests {
         assert_eq!(threads(), 1);
     }
 
+    /// Every orientation cut into tiles gives the exact product (fast only
+    /// where OpenBLAS has the small-matrix kernels, exact everywhere):
+    /// integer-valued operands, so any order of summation is exact.
     #[test]
     fn tiled_products_equal_plain_ones() {
         let (m, k, n) = (100, 300, 200);
