@@ -394,21 +394,27 @@ pub struct Effect {
 /// row padding or none; rayon blocks or OpenBLAS's own threads), one per
 /// distinct [`Effect`]. A single block leaves only tiles and padding.
 pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
-    let mut out: Vec<(Plan, Effect)> = vec![(base, base.effect(shape))];
+    let mut out: Vec<(Plan, Effect)> = Vec::new();
+    // A plan is kept only if it does something no plan before it does.
+    let mut add = |p: Plan| {
+        let e = p.effect(shape);
+        if !out.iter().any(|(_, f)| *f == e) {
+            out.push((p, e));
+        }
+    };
+    add(base);
+    let pads = [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES];
     // OpenBLAS's threads instead of blocks (which leaves only padding),
     // first among the plans one choice away: the other way to use many
-    // threads.
-    for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
+    // threads. The base's own setting goes first, so that where OpenBLAS's
+    // threads change nothing (one block) the plan kept does not name them.
+    for pad_bytes in pads {
         for blas_threads in [base.blas_threads, true] {
-            let p = Plan {
+            add(Plan {
                 pad_bytes,
                 blas_threads,
                 ..base
-            };
-            let e = p.effect(shape);
-            if !out.iter().any(|(_, f)| *f == e) {
-                out.push((p, e));
-            }
+            });
         }
     }
     let splits = [
@@ -430,8 +436,8 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
         for (col_split_rows, big_cols) in splits {
             for weight_grad_split in grads {
                 for tiles in [false, true] {
-                    for pad_bytes in [base.pad_bytes, 0, crate::nn::layout::PAD_BYTES] {
-                        let p = Plan {
+                    for pad_bytes in pads {
+                        add(Plan {
                             col_split_rows,
                             big_cols,
                             big_fwd: big_cols.is_some() || base.big_fwd,
@@ -441,11 +447,7 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
                             pad_bytes,
                             blocks,
                             blas_threads: false,
-                        };
-                        let e = p.effect(shape);
-                        if !out.iter().any(|(_, f)| *f == e) {
-                            out.push((p, e));
-                        }
+                        });
                     }
                 }
             }
