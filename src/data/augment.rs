@@ -847,6 +847,13 @@ mod tests {
             .collect()
     }
 
+    /// A 28x28 image mirrored left-right.
+    fn mirrored(img: &[f32]) -> Vec<f32> {
+        img.chunks_exact(28)
+            .flat_map(|row| row.iter().rev().copied())
+            .collect()
+    }
+
     fn run(cfg: Augment, key: u64) -> Vec<f32> {
         let a = Augmenter::new(cfg, 28, 28);
         let img = digit();
@@ -1013,7 +1020,7 @@ mod tests {
             28,
         );
         let img = digit();
-        let mirrored: Vec<f32> = (0..784).map(|i| img[(i / 28) * 28 + 27 - i % 28]).collect();
+        let mirrored = mirrored(&img);
         #[cfg(target_arch = "x86_64")]
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
@@ -1051,9 +1058,7 @@ mod tests {
             ..Augment::default()
         };
         // Flipped or not, by the key; twice flipped is the image.
-        let flipped: Vec<f32> = (0..784)
-            .map(|i| digit()[(i / 28) * 28 + 27 - i % 28])
-            .collect();
+        let flipped = mirrored(&digit());
         let outs: Vec<Vec<f32>> = (0..8).map(|k| run(flip, k)).collect();
         assert!(outs.iter().all(|o| *o == digit() || *o == flipped));
         assert!(outs.contains(&flipped) && outs.contains(&digit()));
