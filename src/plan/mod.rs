@@ -330,12 +330,11 @@ impl std::fmt::Display for Plan {
             if self.tiles { "on" } else { "off" },
             self.pad_bytes
         )?;
-        match self.blocks {
-            0 => write!(f, " blocks=all")?,
-            b => write!(f, " blocks={b}")?,
-        }
-        if self.blas_threads {
-            write!(f, " blas_threads=on")?;
+        // OpenBLAS's threads make a region one block, whatever `blocks` says.
+        match (self.blas_threads, self.blocks) {
+            (true, _) => write!(f, " blas_threads=on")?,
+            (false, 0) => write!(f, " blocks=all")?,
+            (false, b) => write!(f, " blocks={b}")?,
         }
         Ok(())
     }
@@ -556,6 +555,25 @@ mod tests {
         // One block: only tiles and padding can differ (this net's rows
         // are 2 KiB or less apart: padding changes nothing).
         assert_eq!(candidates(Plan::default(), &shape(256, 1)).len(), 2);
+    }
+
+    #[test]
+    fn the_line_names_blocks_only_where_they_apply() {
+        let base = Plan::default();
+        assert!(base.to_string().ends_with(" blocks=all"), "{base}");
+        let two = Plan { blocks: 2, ..base };
+        assert!(two.to_string().ends_with(" blocks=2"), "{two}");
+        // OpenBLAS's threads run one block, whatever `blocks` holds.
+        for blocks in [0, 2] {
+            let t = Plan {
+                blas_threads: true,
+                blocks,
+                ..base
+            };
+            let line = t.to_string();
+            assert!(line.ends_with(" blas_threads=on"), "{line}");
+            assert!(!line.contains("blocks="), "{line}");
+        }
     }
 
     #[test]
