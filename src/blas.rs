@@ -52,6 +52,94 @@ pub fn threads() -> usize {
     unsafe { openblas_get_num_threads() as usize }
 }
 
+/// The right to call OpenBLAS at one thread count, held while the calls
+/// run ([`lease`]); returned when dropped.
+///
+/// OpenBLAS's thread count is one setting of the whole process, read by
+/// every call. Two users that need different counts at the same time (a
+/// step of single-threaded blocks beside a product that OpenBLAS threads:
+/// two trainers in one process, the planner timing both kinds, tests run
+/// side by side) would each run under the other's count: other bits than a
+/// run alone, and a threaded OpenBLAS called from several threads at once.
+/// So every step holds a lease for its count: leases of one count run
+/// together, one of another count waits until they are all returned, and
+/// leases are granted in the order they were asked for, so a waiting count
+/// is not starved by a stream of the other. Leases do not nest: a thread
+/// that holds one must not ask for another.
+#[must_use = "the lease ends when dropped"]
+pub struct Lease(());
+
+/// The leases out: the count they hold, how many, and the queue (tickets
+/// handed out and the one served next) with its sleepers.
+struct Leases {
+    count: usize,
+    holders: usize,
+    next: u64,
+    serving: u64,
+    sleepers: usize,
+}
+
+static LEASES: std::sync::Mutex<Leases> = std::sync::Mutex::new(Leases {
+    count: 0,
+    holders: 0,
+    next: 0,
+    serving: 0,
+    sleepers: 0,
+});
+static TURN: std::sync::Condvar = std::sync::Condvar::new();
+
+fn leases() -> std::sync::MutexGuard<'static, Leases> {
+    // The state stays consistent across a panic (no step runs under the lock).
+    LEASES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A lease of OpenBLAS at `n` threads (setting it when no lease is out), or
+/// with `None` at whatever count is in force (for a single caller, to
+/// which the count makes no difference). Waits while leases of another count
+/// are out, or leases asked for earlier wait. No allocation.
+pub fn lease(n: Option<usize>) -> Lease {
+    let n = n.map(|n| n.max(1));
+    let mut s = leases();
+    let ticket = s.next;
+    s.next += 1;
+    while !(s.serving == ticket && (s.holders == 0 || n.is_none_or(|n| n == s.count))) {
+        s.sleepers += 1;
+        s = TURN
+            .wait(s)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.sleepers -= 1;
+    }
+    if s.holders == 0 {
+        s.count = match n {
+            Some(n) => {
+                if threads() != n {
+                    set_threads(n);
+                }
+                n
+            }
+            None => threads(),
+        };
+    }
+    s.holders += 1;
+    s.serving += 1;
+    if s.sleepers > 0 {
+        TURN.notify_all();
+    }
+    Lease(())
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut s = leases();
+        s.holders -= 1;
+        if s.holders == 0 && s.sleepers > 0 {
+            TURN.notify_all();
+        }
+    }
+}
+
 /// The OpenBLAS build and the kernel set it chose, as OpenBLAS describes
 /// itself (`OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64`).
 pub fn config() -> String {
@@ -70,12 +158,11 @@ pub fn config() -> String {
 
 /// The peak sgemm rate of this OpenBLAS on `threads` threads, in GFLOP/s:
 /// the best of `reps` timings of `C = A B` with `n x n` operands (after one
-/// untimed call), as `../shared/reference/bench_limit.py` times NumPy's.
-/// OpenBLAS's own thread count is restored afterwards. Call it outside
-/// [`crate::parallel::Threads::install`] (it threads OpenBLAS itself).
+/// untimed call), as `../shared/reference/bench_limit.py` times NumPy's,
+/// under a [`lease`] of that count (steps of another count wait, and wait
+/// for it). Call it outside a step.
 pub fn sgemm_peak(threads: usize, n: usize, reps: usize) -> f64 {
-    let before = self::threads();
-    set_threads(threads);
+    let _lease = lease(Some(threads));
     let a = ndarray::Array2::<f32>::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 17) as f32);
     let b = ndarray::Array2::<f32>::from_shape_fn((n, n), |(i, j)| ((i * 5 + j) % 13) as f32);
     let mut c = ndarray::Array2::<f32>::zeros((n, n));
@@ -86,7 +173,6 @@ pub fn sgemm_peak(threads: usize, n: usize, reps: usize) -> f64 {
         general_mat_mul(1.0, &a, &b, 0.0, &mut c);
         best = best.min(t.elapsed().as_secs_f64());
     }
-    set_threads(before);
     2.0 * (n as f64).powi(3) / best / 1e9
 }
 
@@ -271,11 +357,48 @@ mod tests {
     use ndarray::Array2;
 
     #[test]
-    fn the_sgemm_peak_is_a_rate_and_leaves_openblas_as_it_was() {
-        set_threads(1);
+    fn the_sgemm_peak_is_a_rate() {
         let g = sgemm_peak(2, 96, 2);
         assert!(g.is_finite() && g > 0.0, "{g}");
+    }
+
+    /// A lease of another count waits for the one out, then finds OpenBLAS
+    /// at its count; a lease of the same count runs beside it.
+    #[test]
+    fn leases_of_another_count_wait_and_of_the_same_count_share() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::time::Duration;
+        let first = lease(Some(1));
         assert_eq!(threads(), 1);
+        let returned = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                let _l = lease(Some(3));
+                // Granted only once `first` is back, and at its own count.
+                assert!(returned.load(SeqCst), "granted while a lease of 1 was out");
+                threads()
+            });
+            let same = s.spawn(|| {
+                // Asked for after `other`'s ticket may be, so it may queue
+                // behind it; either way it gets one thread.
+                let _l = lease(Some(1));
+                threads()
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(threads(), 1, "changed under a lease");
+            returned.store(true, SeqCst);
+            drop(first);
+            assert_eq!(other.join().unwrap(), 3);
+            assert_eq!(same.join().unwrap(), 1);
+        });
+        // A lease of any count joins whatever is in force.
+        let any = lease(None);
+        assert_eq!(
+            leases().count,
+            threads(),
+            "the count in force is the one recorded"
+        );
+        drop(any);
     }
 
     /// Every orientation cut into tiles gives the exact product (fast only

@@ -10,7 +10,10 @@
 //!   OpenBLAS; the elementwise work runs on the calling thread.
 //!
 //! OpenBLAS is never called from several threads at once unless it is
-//! single-threaded, which is the only concurrent use it supports.
+//! single-threaded, which is the only concurrent use it supports: its
+//! thread count is one setting of the process, and every step holds a
+//! [`crate::blas::lease`] of the count it needs, so that steps of another
+//! count (another trainer, the planner, a test beside it) wait.
 
 use std::ops::Range;
 
@@ -103,36 +106,45 @@ impl Threads {
     pub fn on_each(&self, f: impl Fn() + Sync) {
         self.pool.broadcast(|_| f());
     }
-    /// Runs `f` in the pool with OpenBLAS set for this policy. Training
-    /// steps split into several blocks must run inside (they check).
+    /// Runs `f` in the pool, where steps call OpenBLAS at this policy's
+    /// thread count (one for `Split`, the pool's for `Blas`: each step
+    /// takes a [`crate::blas::lease`] of it). Training steps split into
+    /// several blocks must run inside (they check).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        crate::blas::set_threads(match self.policy {
+        let blas = match self.policy {
             GemmThreading::Split => 1,
             GemmThreading::Blas => self.n,
-        });
+        };
         self.pool.install(|| {
-            /// Restores the flag however `f` ends (a panic included).
-            struct Restore(bool);
+            /// Restores the setting however `f` ends (a panic included).
+            struct Restore(usize);
             impl Drop for Restore {
                 fn drop(&mut self) {
                     INSTALLED.set(self.0);
                 }
             }
-            let _restore = Restore(INSTALLED.replace(true));
+            let _restore = Restore(INSTALLED.replace(blas));
             f()
         })
     }
 }
 
 thread_local! {
-    /// Whether this thread runs inside [`Threads::install`].
-    static INSTALLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Inside [`Threads::install`]: the OpenBLAS thread count of its
+    /// policy; 0 outside.
+    static INSTALLED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether the calling thread runs inside [`Threads::install`] (so that
-/// parallel regions use its pool, with OpenBLAS set for its policy).
+/// parallel regions use its pool, with OpenBLAS at its policy's count).
 pub fn installed() -> bool {
-    INSTALLED.get()
+    INSTALLED.get() > 0
+}
+
+/// Inside [`Threads::install`], the OpenBLAS thread count its policy
+/// wants; `None` outside.
+pub fn installed_blas_threads() -> Option<usize> {
+    Some(INSTALLED.get()).filter(|&n| n > 0)
 }
 
 /// Available cores.

@@ -64,6 +64,8 @@ pub(crate) enum Stage {
 /// (`D_L` shares `A_L`'s buffer), the batch, and one statistics slot per
 /// block.
 pub(crate) struct Frame<'a, 'b, T: Real> {
+    /// OpenBLAS's thread count for this step, held until it ends.
+    _lease: crate::blas::Lease,
     net: &'a Mlp<T>,
     layers: [DensePtrs<T>; MAX_LAYERS],
     x: RawMat<T>,
@@ -109,13 +111,13 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             }
         }
         let (nb, plan) = (ws.blocks(), ws.plan());
-        // The plan's OpenBLAS threads (on a split pool, a step sets them:
-        // the last step may have run under another plan).
-        if let Some(t) = ws.openblas_threads() {
-            if crate::blas::threads() != t {
-                crate::blas::set_threads(t);
-            }
-        }
+        // OpenBLAS at the plan's thread count on a split pool (the last
+        // step may have run under another plan), else at the pool's, for
+        // as long as the step runs.
+        let lease = crate::blas::lease(
+            ws.openblas_threads()
+                .or_else(crate::parallel::installed_blas_threads),
+        );
         assert!(
             nb == 1 || crate::blas::threads() == 1,
             "a step in {nb} blocks needs a single-threaded OpenBLAS: run it inside Threads::install"
@@ -127,6 +129,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         // Input dropout writes into the input: it needs a copy of the data.
         let p = ws.frame_parts(batch, drops[0].is_some());
         Self {
+            _lease: lease,
             net,
             layers,
             x: p.x,
