@@ -353,9 +353,9 @@ struct TuneArgs {
     optimizer: String,
     #[command(flatten)]
     threads: ThreadArgs,
-    /// Seconds the measurement may take (a training run gives it 2% of its estimated time, under a second).
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
-    budget: f64,
+    /// Seconds the measurement may take [default: 5, or more where steps are long: enough to time every candidate and the two fastest three times more] (a training run gives it 2% of its estimated time, under a second).
+    #[arg(long, value_name = "SECONDS")]
+    budget: Option<f64>,
     /// Write the chosen plan here (TOML), for `train --plan FILE`.
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -1254,11 +1254,8 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     use mnist_mlp::optim::{OptConfig, OptKind};
     use mnist_mlp::plan::{cache, measure};
     use mnist_mlp::train::BatchSize;
-    if !(a.budget > 0.0 && a.budget <= 600.0) {
-        bail!(
-            "--budget must be more than 0 and at most 600 seconds, not {}",
-            a.budget
-        );
+    if let Some(b) = a.budget.filter(|b| !(*b > 0.0 && *b <= 600.0)) {
+        bail!("--budget must be more than 0 and at most 600 seconds, not {b}");
     }
     let (spec, batch, opt, what) = match &a.workload {
         Some(id) => {
@@ -1303,12 +1300,6 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         mnist_mlp::nn::Mlp::<f32>::new(spec, Loss::CrossEntropy, mnist_mlp::nn::Init::He, 0)?;
     let rows = batch.rows(train.len());
     let base = mnist_mlp::plan::Plan::default();
-    eprintln!(
-        "tuning {what}, batch {batch}, {} threads ({:?}), budget {} s ...",
-        threads.n(),
-        threads.policy(),
-        a.budget
-    );
     let target = measure::Target {
         model: &model,
         opt: &opt,
@@ -1316,8 +1307,32 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         train: &train,
         threads: &threads,
     };
-    let m = measure::measure(target, base, &|_| a.budget);
     let shape = target.shape();
+    let n = mnist_mlp::plan::candidates(base, &shape).len();
+    eprintln!(
+        "tuning {what}, batch {batch}, {} threads ({:?}), {n} candidates, budget {} ...",
+        threads.n(),
+        threads.policy(),
+        a.budget
+            .map_or("5 s or what long steps need".to_string(), |b| format!(
+                "{b} s"
+            ))
+    );
+    let budget = |step_s: f64| a.budget.unwrap_or_else(|| measure::tune_budget(step_s, n));
+    let m = measure::measure(target, base, &budget);
+    // Nothing timed (candidates left out, or no sample fitted) is no choice.
+    if n > 1 && m.outcome.timings.iter().all(|t| t.samples.is_empty()) {
+        let need = measure::tune_budget(m.step_s, n).ceil();
+        bail!(
+            "a budget of {:.0} s is too short to time one sample of each candidate (a step takes about {:.2} s; {}): nothing cached",
+            budget(m.step_s),
+            m.step_s,
+            match a.budget {
+                Some(_) => format!("leave --budget out, or give at least {need}"),
+                None => "a smaller network or batch, or more threads, would fit".to_string(),
+            }
+        );
+    }
     let key = cache::key(&shape);
     let stored = match cache::path() {
         Some(p) => match cache::store(&p, &key, cache::Entry::of(&m)) {

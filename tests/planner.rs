@@ -249,6 +249,35 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
     assert!(plan_line(&out).contains("(given)"), "{out}");
     let err = common::fails(&["tune", "--workload", "T9", "--synthetic"]);
     assert!(err.contains("--workload") && err.contains("T9"), "{err}");
+
+    // A budget that cannot time one sample of each candidate is an error,
+    // and caches nothing (it would pass off the built-in plan as measured).
+    let empty = d.path().join("empty-cache");
+    let out = auto(&empty)
+        .args([
+            "tune",
+            "--layers",
+            "784,relu,64,relu,32,softmax,10",
+            "--batch-size",
+            "full",
+            "--threads",
+            "2",
+            "--budget",
+            "0.001",
+            "--data-dir",
+            &s(&data),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("too short to time")
+            && err.contains("--budget")
+            && err.contains("nothing cached"),
+        "{err}"
+    );
+    assert!(!empty.join("mnist-mlp/plans.json").exists());
 }
 
 /// The planner's OpenBLAS-threaded candidate is `--threading blas` for

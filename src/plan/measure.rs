@@ -41,6 +41,8 @@ pub struct Measured {
     pub seconds: f64,
     /// Candidates left out because one step each would not fit the budget.
     pub left_out: usize,
+    /// Seconds of one step of the base plan (the second, warm one).
+    pub step_s: f64,
 }
 
 impl Measured {
@@ -93,6 +95,17 @@ pub fn run_budget(step_s: f64, steps: usize) -> f64 {
     (0.02 * step_s * steps as f64).clamp(0.1, 0.9)
 }
 
+/// The default budget of `mnist-mlp tune` (seconds), for a step of
+/// `step_s` seconds and `n` candidates: 5 s, or, where steps are long,
+/// enough for the whole search ([`super::search::steps_of_long_search`]:
+/// every candidate timed, the last two [`super::search::ROUNDS`] rounds
+/// more); at most 600 s.
+pub fn tune_budget(step_s: f64, n: usize) -> f64 {
+    // The base's two steps before the search, 10% for the untimed work.
+    let steps = 2 + super::search::steps_of_long_search(n);
+    (step_s * steps as f64 * 1.1).clamp(5.0, 600.0)
+}
+
 /// Times every candidate of [`candidates`]`(base, shape)` on `target`
 /// (a copy of its model) within `budget(step_seconds)` seconds, and
 /// chooses one.
@@ -121,6 +134,7 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
     let full = rows == n;
     let blocks = threads.blocks();
     let mut left_out = 0;
+    let mut step_s = 0.0;
     let outcome = threads.install(|| {
         let mut next = 0usize;
         let mut step = |plan: Plan, k: usize, spaces: &mut BTreeMap<usize, Workspace<f32>>| {
@@ -161,6 +175,7 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
         let t1 = Instant::now();
         step(base, 1, &mut spaces);
         let est = t1.elapsed().as_secs_f64().max(1e-9);
+        step_s = est;
         let limit = budget(est);
         // The warm-up (one step each) may take at most a third of the budget.
         let fit = ((limit / 3.0 / est).floor() as usize).max(1);
@@ -183,6 +198,7 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
         outcome,
         seconds: t0.elapsed().as_secs_f64(),
         left_out,
+        step_s,
     }
 }
 
@@ -192,6 +208,15 @@ mod tests {
     use crate::nn::{Init, Loss, NetSpec};
     use crate::optim::OptKind;
     use crate::parallel::GemmThreading;
+
+    #[test]
+    fn tune_budgets_fit_the_whole_search_of_long_steps() {
+        assert_eq!(tune_budget(1e-3, 15), 5.0, "short steps: 5 s");
+        let steps = 2 + crate::plan::search::steps_of_long_search(6);
+        assert!((tune_budget(0.5, 6) - 0.5 * steps as f64 * 1.1).abs() < 1e-9);
+        assert!(tune_budget(0.5, 6) > 5.0);
+        assert_eq!(tune_budget(100.0, 6), 600.0, "at most 600 s");
+    }
 
     #[test]
     fn measures_every_candidate_within_the_budget_and_leaves_the_model_alone() {

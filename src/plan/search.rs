@@ -142,6 +142,24 @@ impl Outcome {
     }
 }
 
+/// Steps a full search of `n` candidates runs when a step is long (one
+/// step per sample): the warm-up, then every level as [`search`] plays it
+/// (each sample an untimed step and a timed one), the last pair with
+/// [`ROUNDS`] rounds.
+pub fn steps_of_long_search(n: usize) -> usize {
+    let (mut alive, mut level, mut steps) = (n, 0, n);
+    while alive > 1 {
+        let rounds = if alive <= 2 { ROUNDS } else { rounds_of(level) };
+        steps += alive * rounds * 2;
+        if alive <= 2 {
+            break;
+        }
+        alive = alive.div_ceil(2).max(2);
+        level += 1;
+    }
+    steps
+}
+
 /// Times `n` candidates with `step(i, k)`, which runs `k` steps of
 /// candidate `i`, and chooses one. `budget` maps the estimated seconds of a
 /// step to the seconds the search may take.
@@ -304,6 +322,30 @@ mod tests {
         assert_eq!(o.timings[5].levels, 1);
         assert!(o.timings[2].levels >= 3, "{o:?}");
         assert!(o.timings.iter().all(|t| t.levels >= 1));
+    }
+
+    #[test]
+    fn a_budget_of_steps_of_long_search_plays_every_level() {
+        // One-second steps, cold or not: the budget the count gives (and
+        // no more) lets every candidate take a sample and the last pair
+        // its full last level.
+        let clock = Fake(Cell::new(0.0));
+        for n in [2, 3, 6, 15] {
+            let mut step = |_: usize, k: usize| clock.0.set(clock.0.get() + k as f64);
+            let budget = steps_of_long_search(n) as f64;
+            let o = search(n, &|_| budget, &clock, &mut step);
+            assert_eq!(o.steps, steps_of_long_search(n), "n={n}");
+            assert!(o.timings.iter().all(|t| !t.samples.is_empty()), "n={n}");
+            let last = o
+                .timings
+                .iter()
+                .filter(|t| t.samples.len() >= ROUNDS)
+                .count();
+            assert!(last >= 2, "n={n}: {o:?}");
+            // A step less, and the last level is cut short.
+            let o = search(n, &|_| budget - 1.0, &clock, &mut step);
+            assert!(o.steps < steps_of_long_search(n), "n={n}");
+        }
     }
 
     #[test]
