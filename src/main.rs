@@ -1324,7 +1324,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     if n > 1 && m.outcome.timings.iter().all(|t| t.samples.is_empty()) {
         let need = measure::tune_budget(m.step_s, n).ceil();
         bail!(
-            "a budget of {:.0} s is too short to time one sample of each candidate (a step takes about {:.2} s; {}): nothing cached",
+            "a budget of {:.0} s is too short to time any candidate (a step takes about {:.2} s; {}): nothing cached",
             budget(m.step_s),
             m.step_s,
             match a.budget {
