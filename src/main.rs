@@ -1324,8 +1324,8 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     if n > 1 && m.outcome.timings.iter().all(|t| t.samples.is_empty()) {
         let need = measure::tune_budget(m.step_s, n).ceil();
         bail!(
-            "a budget of {:.0} s is too short to time any candidate (a step takes about {:.2} s; {}): nothing cached",
-            budget(m.step_s),
+            "a budget of {} s is too short to time any candidate (a step takes about {:.2} s; {}): nothing cached",
+            (budget(m.step_s) * 1e3).round() / 1e3,
             m.step_s,
             match a.budget {
                 Some(_) => format!("leave --budget out, or give at least {need}"),
