@@ -253,8 +253,9 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
     // A budget that cannot time one sample of each candidate is an error,
     // and caches nothing (it would pass off the built-in plan as measured).
     let empty = d.path().join("empty-cache");
-    let out = auto(&empty)
-        .args([
+    let err = common::fails_with(
+        &mut auto(&empty),
+        &[
             "tune",
             "--layers",
             "784,relu,64,relu,32,softmax,10",
@@ -266,11 +267,8 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
             "0.001",
             "--data-dir",
             &s(&data),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+        ],
+    );
     assert!(
         err.contains("too short to time")
             && err.contains("--budget")

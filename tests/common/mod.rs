@@ -36,7 +36,12 @@ pub fn ok(args: &[&str]) -> Output {
 /// Runs the binary expecting an error (exit status 1, not a panic's 101);
 /// returns its stderr.
 pub fn fails(args: &[&str]) -> String {
-    let out = bin().args(args).output().unwrap();
+    fails_with(&mut bin(), args)
+}
+
+/// [`fails`] with the command `c` (the binary with its own environment).
+pub fn fails_with(c: &mut Command, args: &[&str]) -> String {
+    let out = c.args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
     err
