@@ -138,7 +138,7 @@ thread_local! {
 /// Whether the calling thread runs inside [`Threads::install`] (so that
 /// parallel regions use its pool, with OpenBLAS at its policy's count).
 pub fn installed() -> bool {
-    INSTALLED.get() > 0
+    installed_blas_threads().is_some()
 }
 
 /// Inside [`Threads::install`], the OpenBLAS thread count its policy
