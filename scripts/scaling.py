@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Thread scaling: `mnist-mlp bench --limit` at 1, 2, 4, ... threads.
+
+For each round, each thread count and each workload, runs
+
+    mnist-mlp bench --workload W --threads N --epochs E --limit --json
+
+(the planner on: `--plan auto` unless MNIST_MLP_PLAN says otherwise; the
+peak sgemm rate of the linked OpenBLAS on the same N threads measured
+before and after the epochs, the best counting) and prints, per workload
+and thread count, the medians over the rounds: samples/s, the speedup over
+one thread and the parallel efficiency (speedup / N), the physical limit at
+N threads and the run's fraction of it, the fraction of its fast steps
+(10th-percentile step; none for a full batch), how the sgemm peak itself
+scaled, and the plan the planner chose. Rounds go over every thread count
+in turn, so a slow minute of a shared machine falls on all of them alike.
+
+    cargo build --release
+    MNIST_DIR=../shared/datasets/mnist python3 scripts/scaling.py --threads 1 2 4 8 16
+
+Options: --workloads T1 T4 T5 (default), --rounds R (default 2), --epochs E
+(timed epochs per run, default 2), --binary PATH, --json FILE (every raw
+result), --max-seconds S (start no run after S seconds: the table then
+holds what was measured, and says which runs are missing).
+Needs nothing but the binary, its OpenBLAS and the data: it runs on a
+machine without Rust or NumPy.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bench(binary, workload, threads, epochs):
+    cmd = [binary, "bench", "--workload", workload, "--threads", str(threads),
+           "--epochs", str(epochs), "--limit", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
+    r = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
+    # The plan as `bench` prints it on stderr: "plan <fields> (<source>)".
+    line = next((l for l in out.stderr.splitlines() if l.startswith("plan ")), "plan ?")
+    r["plan_line"] = line[len("plan "):].split(" (")[0]
+    return r
+
+
+def default_threads():
+    n = os.cpu_count() or 1
+    ts, t = [], 1
+    while t < n:
+        ts.append(t)
+        t *= 2
+    return ts + [n]
+
+
+def pct(x):
+    return f"{100 * x:.0f}%" if x is not None else "-"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, nargs="+", default=default_threads())
+    p.add_argument("--workloads", nargs="+", default=["T1", "T4", "T5"])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--json", help="write every raw result here")
+    p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "mnist-mlp"))
+    a = p.parse_args()
+    if 1 not in a.threads:
+        sys.exit("--threads must include 1: speedups are over one thread")
+
+    start = time.time()
+    runs = {}  # (workload, threads) -> [result]
+    raw, skipped = [], 0
+    for rnd in range(a.rounds):
+        for t in a.threads:
+            for w in a.workloads:
+                if a.max_seconds is not None and time.time() - start > a.max_seconds:
+                    skipped += 1
+                    continue
+                r = bench(a.binary, w, t, a.epochs)
+                r["round"] = rnd
+                raw.append(r)
+                runs.setdefault((w, t), []).append(r)
+                print(f"[{time.time() - start:6.0f} s] round {rnd + 1} {w} {t:>2} threads: "
+                      f"{r['samples_per_s']:,.0f} samples/s, {pct(r['limit']['fraction'])} of the limit",
+                      file=sys.stderr, flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(raw, f, indent=1)
+    if not raw:
+        sys.exit("no run fitted in --max-seconds")
+
+    first = raw[0]
+    print(f"machine: {first['cpu']}, {os.cpu_count()} logical CPUs; {first['blas']}")
+    print(f"`scripts/scaling.py --threads {' '.join(map(str, a.threads))} --workloads {' '.join(a.workloads)} "
+          f"--rounds {a.rounds} --epochs {a.epochs}`; medians over the rounds"
+          + (f"; {skipped} runs left out for --max-seconds" if skipped else ""))
+    print()
+    print("| workload | threads | runs | samples/s | speedup | parallel efficiency | limit samples/s "
+          "(sgemm GFLOP/s) | % of limit | fast steps % | sgemm scaling | plan |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for w in a.workloads:
+        base = runs.get((w, 1))
+        base_sps = statistics.median(r["samples_per_s"] for r in base) if base else None
+        base_peak = statistics.median(max(r["limit"]["sgemm_gflop_per_s"]) for r in base) if base else None
+        for t in a.threads:
+            rs = runs.get((w, t))
+            if not rs:
+                continue
+            sps = statistics.median(r["samples_per_s"] for r in rs)
+            lim = statistics.median(r["limit"]["samples_per_s"] for r in rs)
+            peak = statistics.median(max(r["limit"]["sgemm_gflop_per_s"]) for r in rs)
+            frac = statistics.median(r["limit"]["fraction"] for r in rs)
+            fast = [r["limit"].get("fast_steps_fraction") for r in rs]
+            fast = statistics.median(fast) if all(f is not None for f in fast) else None
+            speedup = sps / base_sps if base_sps else None
+            plans = sorted({r["plan_line"] for r in rs})
+            print(f"| {w} | {t} | {len(rs)} | {sps:,.0f} | "
+                  + (f"{speedup:.2f}x | {pct(speedup / t)}" if speedup else "- | -")
+                  + f" | {lim:,.0f} ({peak:.0f}) | {pct(frac)} | {pct(fast)} | "
+                  + (f"{peak / base_peak:.2f}x" if base_peak else "-")
+                  + f" | {'; '.join(plans)} |")
+
+
+if __name__ == "__main__":
+    main()
