@@ -1128,12 +1128,7 @@ fn cmd_fetch(a: FetchArgs) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    let w = Workload::find(&a.workload).with_context(|| {
-        format!(
-            "--workload: unknown workload `{}` (expected T1, T2, T3, T4 or T5)",
-            a.workload
-        )
-    })?;
+    let w = Workload::named(&a.workload)?;
     if a.epochs == 0 {
         bail!("--epochs must be at least 1 (timed epochs after the warm-up)");
     }
@@ -1259,9 +1254,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     }
     let (spec, batch, opt, what) = match &a.workload {
         Some(id) => {
-            let w = Workload::find(id).with_context(|| {
-                format!("--workload: unknown workload `{id}` (expected T1..T6)")
-            })?;
+            let w = Workload::named(id)?;
             (
                 w.spec(),
                 w.batch,

@@ -81,10 +81,25 @@ pub const WORKLOADS: [Workload; 6] = [
     },
 ];
 
+crate::error::message_error!(
+    /// A `--workload` that names none of [`WORKLOADS`] (the message lists them).
+    UnknownWorkload
+);
+
 impl Workload {
     /// The workload named `id` (any case).
     pub fn find(id: &str) -> Option<&'static Workload> {
         WORKLOADS.iter().find(|w| w.id.eq_ignore_ascii_case(id))
+    }
+    /// The workload `--workload id` names, or an error that lists them all.
+    pub fn named(id: &str) -> Result<&'static Workload, UnknownWorkload> {
+        Self::find(id).ok_or_else(|| {
+            let ids: Vec<&str> = WORKLOADS.iter().map(|w| w.id).collect();
+            UnknownWorkload(format!(
+                "--workload: unknown workload `{id}` (expected one of {})",
+                ids.join(", ")
+            ))
+        })
     }
     /// Its network.
     pub fn spec(&self) -> NetSpec {
@@ -345,6 +360,20 @@ mod tests {
         assert_eq!(
             p,
             vec![4_169_216, 159_800, 4_169_216, 728_000, 9_564_160, 4_169_216]
+        );
+    }
+
+    #[test]
+    fn an_unknown_workload_is_refused_with_the_list_of_every_workload() {
+        assert_eq!(Workload::named("t6").unwrap().id, "T6");
+        let e = Workload::named("T7").unwrap_err();
+        let ids: Vec<String> = (1..=WORKLOADS.len()).map(|i| format!("T{i}")).collect();
+        assert_eq!(
+            e.message(),
+            format!(
+                "--workload: unknown workload `T7` (expected one of {})",
+                ids.join(", ")
+            )
         );
     }
 

@@ -347,6 +347,14 @@ fn cli_values_out_of_range_are_refused() {
             "--epochs must be at least 1",
         ),
         (
+            vec!["bench", "--workload", "T7"],
+            "unknown workload `T7` (expected one of T1, T2, T3, T4, T5, T6)",
+        ),
+        (
+            vec!["tune", "--workload", "T0"],
+            "unknown workload `T0` (expected one of T1",
+        ),
+        (
             vec!["train", "--schedule", "cosine:10", "--epochs", "6"],
             "must be shorter than the run (--epochs 6)",
         ),
