@@ -545,6 +545,7 @@ impl Augmenter {
             let out = &mut out[row];
             // Eight pixels at a time with AVX2's gathers (the same
             // arithmetic, so the same bits), the rest one by one.
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
             let mut start = 0;
             #[cfg(target_arch = "x86_64")]
             if avx2 {
