@@ -1313,8 +1313,9 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     );
     let budget = |step_s: f64| a.budget.unwrap_or_else(|| measure::tune_budget(step_s, n));
     let m = measure::measure(target, base, &budget);
-    // Nothing timed (candidates left out, or no sample fitted) is no choice.
-    if n > 1 && m.outcome.timings.iter().all(|t| t.samples.is_empty()) {
+    // Fewer than two candidates timed (the rest left out, or no sample
+    // fitted) is no choice.
+    if m.had_choice() && !m.compared() {
         let need = measure::tune_budget(m.step_s, n).ceil();
         bail!(
             "a budget of {} s is too short to time any candidate (a step takes about {:.2} s; {}): nothing cached",

@@ -105,6 +105,16 @@ pub enum Source {
         /// Seconds of one step.
         step_s: f64,
     },
+    /// Not chosen: the shape has candidates, but fewer than two could be
+    /// timed within the run's budget (the warm-up took it, or one step
+    /// each would not fit). The built-in plan runs; nothing is cached, so
+    /// a later run measures again.
+    Untimed {
+        /// Candidates the shape has (those left out for time included).
+        candidates: usize,
+        /// Seconds spent trying.
+        seconds: f64,
+    },
     /// Measured now (and cached at `cached`, if it could be written).
     Measured {
         /// The measurement.
@@ -141,6 +151,9 @@ impl Chosen {
             Source::TooLong { step_s } => format!(
                 "the built-in plan: a step takes {step_s:.2} s or more, too long to time the candidates within 2% of this run; `mnist-mlp tune` measures it once and caches the choice"
             ),
+            Source::Untimed { candidates, seconds } => format!(
+                "the built-in plan: {candidates} candidates, but no two could be timed within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
+            ),
             Source::Measured { measured, cached } => format!(
                 "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}",
                 measured.candidates.len(),
@@ -168,6 +181,11 @@ impl Chosen {
             Source::Env => ("environment", 0.0, None),
             Source::Cached { entry, .. } => ("cached", 0.0, Some(entry.speedup)),
             Source::TooLong { .. } => ("default (step too long to measure)", 0.0, None),
+            Source::Untimed { seconds, .. } => (
+                "default (no two candidates timed within the budget)",
+                *seconds,
+                None,
+            ),
             Source::Measured { measured, .. } => (
                 "measured",
                 measured.seconds,
@@ -254,6 +272,17 @@ pub fn choose(
         return unmeasured(Source::TooLong { step_s: optimistic }, warnings);
     }
     let measured = measure(target, Plan::default(), budget);
+    // A plan kept without a comparison is no choice, and caching it would
+    // stop every later run from measuring.
+    if measured.had_choice() && !measured.compared() {
+        return unmeasured(
+            Source::Untimed {
+                candidates: measured.candidates.len() + measured.left_out,
+                seconds: measured.seconds,
+            },
+            warnings,
+        );
+    }
     let cached = cache_path.and_then(
         |path| match cache::store(path, &key, Entry::of(&measured)) {
             Ok(()) => Some(path.to_path_buf()),
@@ -392,5 +421,48 @@ mod tests {
         assert_eq!(with(&Choice::Pinned(pinned)).plan, pinned);
         let c = with(&Choice::Default);
         assert_eq!(c.plan, Plan::default());
+    }
+
+    #[test]
+    fn a_measurement_that_times_no_two_candidates_is_not_cached() {
+        if Plan::env_overridden() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.json");
+        let data = crate::workloads::synthetic(400, 3);
+        let threads = Threads::new(2, GemmThreading::Split).unwrap();
+        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
+        let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
+        let opt = OptConfig::new(OptKind::Sgd, 0.1);
+        let target = Target {
+            model: &model,
+            opt: &opt,
+            rows: 8,
+            train: &data,
+            threads: &threads,
+        };
+        let n = super::super::candidates(Plan::default(), &target.shape()).len();
+        assert!(n > 1);
+        // Three steps per candidate: the warm-up fits (a third), a round of
+        // samples (each at least 2 ms of steps, plus an untimed one) does not.
+        let c = choose(&Choice::Auto, target, Some(&path), &|e| e * 3.0 * n as f64);
+        assert_eq!(c.plan, Plan::default());
+        assert!(
+            matches!(c.source, Source::Untimed { candidates, .. } if candidates == n),
+            "{c:?}"
+        );
+        assert!(c.line().contains("nothing cached"), "{}", c.line());
+        assert!(!path.exists(), "nothing cached");
+        // With room for the search, the same shape is measured and cached.
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.2);
+        assert!(matches!(
+            c.source,
+            Source::Measured {
+                cached: Some(_),
+                ..
+            }
+        ));
+        assert!(path.exists());
     }
 }
