@@ -312,10 +312,8 @@ pub fn for_run(choice: &Choice, target: Target, steps: usize) -> Chosen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::Mlp;
-    use crate::nn::{Init, Loss, NetSpec};
     use crate::optim::{OptConfig, OptKind};
-    use crate::parallel::{GemmThreading, Threads};
+    use crate::plan::measure::Fixture;
 
     #[test]
     fn plan_files_take_a_plan_table_or_bare_keys() {
@@ -350,18 +348,12 @@ mod tests {
     fn auto_measures_once_then_reads_the_cache_and_survives_a_bad_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mnist-mlp/plans.json");
-        let data = crate::workloads::synthetic(400, 3);
-        let threads = Threads::new(2, GemmThreading::Split).unwrap();
-        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
-        let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
-        let opt = OptConfig::new(OptKind::Sgd, 0.1);
-        let target = Target {
-            model: &model,
-            opt: &opt,
-            rows: 8,
-            train: &data,
-            threads: &threads,
-        };
+        let f = Fixture::new(
+            "784,relu,32,softmax,10",
+            OptConfig::new(OptKind::Sgd, 0.1),
+            400,
+        );
+        let target = f.target(8);
         let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.2);
         if Plan::env_overridden() {
             assert!(matches!(go(Some(&path)).source, Source::Env));
@@ -430,18 +422,12 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plans.json");
-        let data = crate::workloads::synthetic(400, 3);
-        let threads = Threads::new(2, GemmThreading::Split).unwrap();
-        let spec = NetSpec::parse("784,relu,32,softmax,10").unwrap();
-        let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
-        let opt = OptConfig::new(OptKind::Sgd, 0.1);
-        let target = Target {
-            model: &model,
-            opt: &opt,
-            rows: 8,
-            train: &data,
-            threads: &threads,
-        };
+        let f = Fixture::new(
+            "784,relu,32,softmax,10",
+            OptConfig::new(OptKind::Sgd, 0.1),
+            400,
+        );
+        let target = f.target(8);
         let n = super::super::candidates(Plan::default(), &target.shape()).len();
         assert!(n > 1);
         // Three steps per candidate: the warm-up fits (a third), a round of

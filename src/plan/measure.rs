@@ -219,12 +219,45 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
     }
 }
 
+/// What the planner's tests time: a small network on synthetic data, a
+/// two-thread pool.
+#[cfg(test)]
+pub(crate) struct Fixture {
+    data: Dataset,
+    threads: Threads,
+    model: Mlp<f32>,
+    opt: OptConfig,
+}
+
+#[cfg(test)]
+impl Fixture {
+    /// `layers` (softmax output) trained by `opt` on `n` synthetic samples.
+    pub fn new(layers: &str, opt: OptConfig, n: usize) -> Self {
+        use crate::nn::{Init, Loss, NetSpec};
+        let spec = NetSpec::parse(layers).unwrap();
+        Self {
+            data: crate::workloads::synthetic(n, 3),
+            threads: Threads::new(2, crate::parallel::GemmThreading::Split).unwrap(),
+            model: Mlp::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap(),
+            opt,
+        }
+    }
+    /// Its steps of `rows` rows.
+    pub fn target(&self, rows: usize) -> Target<'_> {
+        Target {
+            model: &self.model,
+            opt: &self.opt,
+            rows,
+            train: &self.data,
+            threads: &self.threads,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{Init, Loss, NetSpec};
     use crate::optim::OptKind;
-    use crate::parallel::GemmThreading;
 
     #[test]
     fn tune_budgets_fit_the_whole_search_of_long_steps() {
@@ -237,19 +270,13 @@ mod tests {
 
     #[test]
     fn measures_every_candidate_within_the_budget_and_leaves_the_model_alone() {
-        let data = crate::workloads::synthetic(600, 3);
-        let threads = Threads::new(2, GemmThreading::Split).unwrap();
-        let spec = NetSpec::parse("784,relu,64,relu,32,softmax,10").unwrap();
-        let model = Mlp::<f32>::new(spec, Loss::CrossEntropy, Init::He, 1).unwrap();
-        let before = model.clone();
-        let opt = OptConfig::new(OptKind::Adam, 1e-3);
-        let target = Target {
-            model: &model,
-            opt: &opt,
-            rows: 8,
-            train: &data,
-            threads: &threads,
-        };
+        let f = Fixture::new(
+            "784,relu,64,relu,32,softmax,10",
+            OptConfig::new(OptKind::Adam, 1e-3),
+            600,
+        );
+        let target = f.target(8);
+        let (model, before) = (target.model, target.model.clone());
         let m = measure(target, Plan::default(), &|_| 0.3);
         assert!(m.candidates.len() > 1, "batch 8 on 2 threads has choices");
         assert_eq!(m.candidates[0], Plan::default());
@@ -262,7 +289,7 @@ mod tests {
         assert!(timed == 0 || timed == m.candidates.len(), "{timed}");
         assert_eq!(m.compared(), timed >= 2);
         let w = |m: &Mlp<f32>| m.layers.iter().map(|l| l.w.sum()).collect::<Vec<_>>();
-        assert_eq!(w(&model), w(&before), "the run's model is not touched");
+        assert_eq!(w(model), w(&before), "the run's model is not touched");
         // A budget too small for one step each keeps the nearest candidates.
         let m = measure(target, Plan::default(), &|e| e * 3.5);
         assert_eq!(m.candidates.len(), 1, "{:?}", m.candidates);
