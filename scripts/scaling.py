@@ -102,6 +102,10 @@ def main():
     print(f"`scripts/scaling.py --threads {' '.join(map(str, a.threads))} --workloads {' '.join(a.workloads)} "
           f"--rounds {a.rounds} --epochs {a.epochs}`; medians over the rounds"
           + (f"; {skipped} runs left out for --max-seconds" if skipped else ""))
+    over = [t for t in a.threads if t > (os.cpu_count() or 1)]
+    if over:
+        print(f"threads {', '.join(map(str, over))}: more than the {os.cpu_count()} logical CPUs, "
+              "so threads share cores (correctness, not speed)")
     print()
     print("| workload | threads | runs | samples/s | speedup | parallel efficiency | limit samples/s "
           "(sgemm GFLOP/s) | % of limit | fast steps % | sgemm scaling | plan |")
