@@ -49,8 +49,16 @@ def bench(binary, workload, threads, epochs):
     return r
 
 
+def cpus():
+    """The logical CPUs this process may run on (its affinity, where known)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def default_threads():
-    n = os.cpu_count() or 1
+    n = cpus()
     ts, t = [], 1
     while t < n:
         ts.append(t)
@@ -98,13 +106,13 @@ def main():
         sys.exit("no run fitted in --max-seconds")
 
     first = raw[0]
-    print(f"machine: {first['cpu']}, {os.cpu_count()} logical CPUs; {first['blas']}")
+    print(f"machine: {first['cpu']}, {cpus()} logical CPUs; {first['blas']}")
     print(f"`scripts/scaling.py --threads {' '.join(map(str, a.threads))} --workloads {' '.join(a.workloads)} "
           f"--rounds {a.rounds} --epochs {a.epochs}`; medians over the rounds"
           + (f"; {skipped} runs left out for --max-seconds" if skipped else ""))
-    over = [t for t in a.threads if t > (os.cpu_count() or 1)]
+    over = [t for t in a.threads if t > cpus()]
     if over:
-        print(f"threads {', '.join(map(str, over))}: more than the {os.cpu_count()} logical CPUs, "
+        print(f"threads {', '.join(map(str, over))}: more than the {cpus()} logical CPUs, "
               "so threads share cores (correctness, not speed)")
     print()
     print("| workload | threads | runs | samples/s | speedup | parallel efficiency | limit samples/s "
