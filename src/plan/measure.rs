@@ -269,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn measures_every_candidate_within_the_budget_and_leaves_the_model_alone() {
+    fn measures_within_the_budget_times_all_or_none_of_a_level_and_leaves_the_model_alone() {
         let f = Fixture::new(
             "784,relu,64,relu,32,softmax,10",
             OptConfig::new(OptKind::Adam, 1e-3),
