@@ -25,9 +25,12 @@ use serde::{Deserialize, Serialize};
 use super::{Plan, Shape};
 
 /// The version a cache file must carry: mnist-mlp's, and the revision of
-/// the candidate list (a cache measured over fewer candidates is measured
-/// again; revision 2 added OpenBLAS-threaded products).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+candidates.2");
+/// the candidate list and of what an entry means (a cache measured under
+/// an older revision is measured again; revision 2 added OpenBLAS-threaded
+/// products; revision 3 stores only choices made by comparing timed
+/// candidates, where revision 2 also stored the built-in plan of a
+/// measurement that timed none).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+candidates.3");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";
@@ -39,7 +42,8 @@ pub struct Entry {
     pub plan: Plan,
     /// Its fastest step over the default plan's (>= 1).
     pub speedup: f64,
-    /// Candidates timed.
+    /// Candidates measured: at least two of them timed, or the shape's
+    /// only one.
     pub candidates: usize,
     /// When it was measured (seconds since 1970).
     pub measured_at: u64,
