@@ -277,7 +277,7 @@ pub fn choose(
     if measured.had_choice() && !measured.compared() {
         return unmeasured(
             Source::Untimed {
-                candidates: measured.candidates.len() + measured.left_out,
+                candidates: measured.shape_candidates(),
                 seconds: measured.seconds,
             },
             warnings,
@@ -315,6 +315,16 @@ mod tests {
     use crate::optim::{OptConfig, OptKind};
     use crate::plan::measure::Fixture;
 
+    /// A network of one small hidden layer trained by SGD: what `choose`'s
+    /// tests measure.
+    fn small_sgd() -> Fixture {
+        Fixture::new(
+            "784,relu,32,softmax,10",
+            OptConfig::new(OptKind::Sgd, 0.1),
+            400,
+        )
+    }
+
     #[test]
     fn plan_files_take_a_plan_table_or_bare_keys() {
         let dir = tempfile::tempdir().unwrap();
@@ -348,11 +358,7 @@ mod tests {
     fn auto_measures_once_then_reads_the_cache_and_survives_a_bad_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mnist-mlp/plans.json");
-        let f = Fixture::new(
-            "784,relu,32,softmax,10",
-            OptConfig::new(OptKind::Sgd, 0.1),
-            400,
-        );
+        let f = small_sgd();
         let target = f.target(8);
         let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.2);
         if Plan::env_overridden() {
@@ -422,11 +428,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plans.json");
-        let f = Fixture::new(
-            "784,relu,32,softmax,10",
-            OptConfig::new(OptKind::Sgd, 0.1),
-            400,
-        );
+        let f = small_sgd();
         let target = f.target(8);
         let n = super::super::candidates(Plan::default(), &target.shape()).len();
         assert!(n > 1);

@@ -50,10 +50,13 @@ impl Measured {
     pub fn plan(&self) -> Plan {
         self.candidates[self.outcome.chosen]
     }
-    /// Whether the shape had a choice to make (more than one candidate,
-    /// counting those left out for time).
+    /// The shape's candidates: those measured and those left out for time.
+    pub fn shape_candidates(&self) -> usize {
+        self.candidates.len() + self.left_out
+    }
+    /// Whether the shape had a choice to make (more than one candidate).
     pub fn had_choice(&self) -> bool {
-        self.candidates.len() + self.left_out > 1
+        self.shape_candidates() > 1
     }
     /// Whether at least two candidates were timed: a choice by comparison.
     /// Not so when the budget fitted only the base, or when the warm-up
