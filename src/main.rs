@@ -1313,12 +1313,12 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     );
     let budget = |step_s: f64| a.budget.unwrap_or_else(|| measure::tune_budget(step_s, n));
     let m = measure::measure(target, base, &budget);
-    // Fewer than two candidates timed (the rest left out, or no sample
-    // fitted) is no choice.
-    if m.had_choice() && !m.compared() {
+    // A search that could not decide between two candidates (the rest
+    // left out, or the last pair's rounds cut short) is no choice.
+    if m.had_choice() && !m.decided() {
         let need = measure::tune_budget(m.step_s, n).ceil();
         bail!(
-            "a budget of {} s is too short to time any candidate (a step takes about {:.2} s; {}): nothing cached",
+            "a budget of {} s is too short to compare two candidates (a step takes about {:.2} s; {}): nothing cached",
             (budget(m.step_s) * 1e3).round() / 1e3,
             m.step_s,
             match a.budget {
@@ -1380,15 +1380,27 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
             t.levels
         );
     }
+    // The decision: the last pair's rounds side by side.
+    let versus = match m.outcome.challenger {
+        0 => String::new(),
+        i => format!(
+            " (#{i} against #0 round by round: {:.3}x, median of {} rounds)",
+            m.outcome.paired_speedup(),
+            m.outcome.paired.len()
+        ),
+    };
     println!(
-        "chosen #{}: {} ({:.3}x the default plan's fastest step); {} steps of {} per sample, {:.2} s{}",
+        "chosen #{}: {}{versus}; {} steps of {} per sample, {:.2} s{}",
         m.outcome.chosen,
         m.plan(),
-        m.outcome.speedup(),
         m.outcome.steps,
         m.outcome.steps_per_sample,
         m.seconds,
-        if m.left_out > 0 { format!(", {} candidates left out for time", m.left_out) } else { String::new() }
+        if m.left_out > 0 {
+            format!(", {} candidates left out for time", m.left_out)
+        } else {
+            String::new()
+        }
     );
     match stored {
         Some(p) => println!("cached in {} for {key}", p.display()),

@@ -270,7 +270,7 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
         ],
     );
     assert!(
-        err.contains("too short to time")
+        err.contains("too short to compare")
             && err.contains("--budget")
             && err.contains("nothing cached"),
         "{err}"

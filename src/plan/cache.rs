@@ -29,8 +29,10 @@ use super::{Plan, Shape};
 /// an older revision is measured again; revision 2 added OpenBLAS-threaded
 /// products; revision 3 stores only choices made by comparing timed
 /// candidates, where revision 2 also stored the built-in plan of a
-/// measurement that timed none).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+candidates.3");
+/// measurement that timed none; revision 4 stores choices made round by
+/// round, where revision 3's rested on each candidate's fastest sample,
+/// which one lucky sample could decide).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.4");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";

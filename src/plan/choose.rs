@@ -105,11 +105,12 @@ pub enum Source {
         /// Seconds of one step.
         step_s: f64,
     },
-    /// Not chosen: the shape has candidates, but fewer than two could be
-    /// timed within the run's budget (the warm-up took it, or one step
-    /// each would not fit). The built-in plan runs; nothing is cached, so
-    /// a later run measures again.
-    Untimed {
+    /// Not chosen: the shape has candidates, but the search could not
+    /// decide between two of them within the run's budget (a whole search
+    /// of two would not fit, or the steps ran slower than the first two
+    /// said and the budget ran out first). The built-in plan runs; nothing
+    /// is cached, so a later run measures again.
+    Undecided {
         /// Candidates the shape has (those left out for time included).
         candidates: usize,
         /// Seconds spent trying.
@@ -149,10 +150,10 @@ impl Chosen {
                 path.display()
             ),
             Source::TooLong { step_s } => format!(
-                "the built-in plan: a step takes {step_s:.2} s or more, too long to time the candidates within 2% of this run; `mnist-mlp tune` measures it once and caches the choice"
+                "the built-in plan: a step takes {step_s:.2} s or more, too long to time the candidates within this run's budget; `mnist-mlp tune` measures it once and caches the choice"
             ),
-            Source::Untimed { candidates, seconds } => format!(
-                "the built-in plan: {candidates} candidates, but no two could be timed within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
+            Source::Undecided { candidates, seconds } => format!(
+                "the built-in plan: {candidates} candidates, but no two could be compared within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
             ),
             Source::Measured { measured, cached } => format!(
                 "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}",
@@ -181,8 +182,8 @@ impl Chosen {
             Source::Env => ("environment", 0.0, None),
             Source::Cached { entry, .. } => ("cached", 0.0, Some(entry.speedup)),
             Source::TooLong { .. } => ("default (step too long to measure)", 0.0, None),
-            Source::Untimed { seconds, .. } => (
-                "default (no two candidates timed within the budget)",
+            Source::Undecided { seconds, .. } => (
+                "default (no two candidates compared within the budget)",
                 *seconds,
                 None,
             ),
@@ -272,11 +273,11 @@ pub fn choose(
         return unmeasured(Source::TooLong { step_s: optimistic }, warnings);
     }
     let measured = measure(target, Plan::default(), budget);
-    // A plan kept without a comparison is no choice, and caching it would
+    // A plan kept without a decision is no choice, and caching it would
     // stop every later run from measuring.
-    if measured.had_choice() && !measured.compared() {
+    if measured.had_choice() && !measured.decided() {
         return unmeasured(
-            Source::Untimed {
+            Source::Undecided {
                 candidates: measured.shape_candidates(),
                 seconds: measured.seconds,
             },
@@ -422,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn a_measurement_that_times_no_two_candidates_is_not_cached() {
+    fn a_measurement_that_cannot_decide_is_not_cached() {
         if Plan::env_overridden() {
             return;
         }
@@ -432,12 +433,13 @@ mod tests {
         let target = f.target(8);
         let n = super::super::candidates(Plan::default(), &target.shape()).len();
         assert!(n > 1);
-        // Three steps per candidate: the warm-up fits (a third), a round of
-        // samples (each at least 2 ms of steps, plus an untimed one) does not.
+        // Three steps per candidate: the warm-up would fit, the search of
+        // two (each sample at least 2 ms of steps, plus an untimed one,
+        // three rounds) does not.
         let c = choose(&Choice::Auto, target, Some(&path), &|e| e * 3.0 * n as f64);
         assert_eq!(c.plan, Plan::default());
         assert!(
-            matches!(c.source, Source::Untimed { candidates, .. } if candidates == n),
+            matches!(c.source, Source::Undecided { candidates, .. } if candidates == n),
             "{c:?}"
         );
         assert!(c.line().contains("nothing cached"), "{}", c.line());

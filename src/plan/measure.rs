@@ -13,9 +13,12 @@
 //! allocation inside the timed samples.
 //!
 //! Cost: the warm-up (one step per candidate) and the timed levels stay
-//! within the budget the caller gives; when even one step per candidate
-//! would not fit, the candidates furthest from the base plan are left out
-//! (they are ordered nearest first by [`super::candidates`]).
+//! within the budget the caller gives. Two steps of the base estimate a
+//! step; when the whole search of every candidate
+//! ([`super::search::steps_of_search`]) would not fit in what is left, the
+//! candidates furthest from the base plan are left out (they are ordered
+//! nearest first by [`super::candidates`]) until it does, so that the
+//! search can decide rather than run out of time halfway.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -23,7 +26,7 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::search::{search, Outcome, Wall};
+use super::search::{search, steps_of_search, Outcome, Wall};
 use super::{candidates, Plan, Shape};
 use crate::data::Dataset;
 use crate::nn::{Batch, Mlp, Rows, Update, Workspace};
@@ -39,7 +42,8 @@ pub struct Measured {
     pub outcome: Outcome,
     /// Wall seconds of the whole measurement, setting up included.
     pub seconds: f64,
-    /// Candidates left out because one step each would not fit the budget.
+    /// Candidates left out because the search of all would not fit the
+    /// budget.
     pub left_out: usize,
     /// Seconds of one step of the base plan (the second, warm one).
     pub step_s: f64,
@@ -58,17 +62,13 @@ impl Measured {
     pub fn had_choice(&self) -> bool {
         self.shape_candidates() > 1
     }
-    /// Whether at least two candidates were timed: a choice by comparison.
-    /// Not so when the budget fitted only the base, or when the warm-up
-    /// (one step of each candidate) took all of it, as on a machine much
-    /// slower than its first steps said.
-    pub fn compared(&self) -> bool {
-        self.outcome
-            .timings
-            .iter()
-            .filter(|t| !t.samples.is_empty())
-            .count()
-            >= 2
+    /// Whether the search decided between at least two candidates
+    /// ([`Outcome::decided`]: its last pair played its rounds). Not so when
+    /// the budget fitted only the base, or when the steps ran slower than
+    /// the base's first two said (as under an emulator) and the budget ran
+    /// out before the last pair's rounds.
+    pub fn decided(&self) -> bool {
+        self.candidates.len() >= 2 && self.outcome.decided()
     }
 }
 
@@ -107,12 +107,17 @@ pub fn shape_of(model: &Mlp<f32>, rows: usize, threads: &Threads) -> Shape {
     }
 }
 
+/// The share of a run's estimated training time its measurement may take
+/// (within [`run_budget`]'s bounds).
+pub const RUN_SHARE: f64 = 0.05;
+
 /// The default budget of a run's measurement (seconds), for a step of
-/// `step_s` seconds in a run of `steps` steps: 2% of the run's estimated
-/// training time, at least 0.1 s (a short run's choice still needs a few
-/// samples per candidate), never a second or more.
+/// `step_s` seconds in a run of `steps` steps: [`RUN_SHARE`] of the run's
+/// estimated training time, at least 0.1 s, never a second or more. Paid
+/// once per machine and shape (the choice is cached). A budget too small
+/// for the whole search times fewer candidates, the nearest the base.
 pub fn run_budget(step_s: f64, steps: usize) -> f64 {
-    (0.02 * step_s * steps as f64).clamp(0.1, 0.9)
+    (RUN_SHARE * step_s * steps as f64).clamp(0.1, 0.9)
 }
 
 /// The default budget of `mnist-mlp tune` (seconds), for a step of
@@ -197,17 +202,18 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
         let est = t1.elapsed().as_secs_f64().max(1e-9);
         step_s = est;
         let limit = budget(est);
-        // The warm-up (one step each) may take at most a third of the budget.
-        let fit = ((limit / 3.0 / est).floor() as usize).max(1);
-        if cands.len() > fit {
-            left_out = cands.len() - fit;
-            cands.truncate(fit);
-        }
+        let spent = t.elapsed().as_secs_f64();
+        // As many candidates, nearest the base first, as a whole search
+        // at this step's pace fits in what is left.
+        let k = super::search::steps_per_sample(est);
+        let fits = |n: usize| steps_of_search(n, k) as f64 * est <= limit - spent;
+        let fit = (1..=cands.len()).rev().find(|&n| fits(n)).unwrap_or(1);
+        left_out = cands.len() - fit;
+        cands.truncate(fit);
         if cands.len() == 1 {
             return super::search::Outcome::unmeasured(1);
         }
         let clock = Wall::new();
-        let spent = t.elapsed().as_secs_f64();
         let cands = &cands;
         search(cands.len(), &|_| limit - spent, &clock, &mut |i, k| {
             step(cands[i], k, &mut spaces)
@@ -287,10 +293,11 @@ mod tests {
         // Each level times every candidate still in it, or none (the
         // budget ran out before it): never some of them. (Whether the
         // first level fits 0.3 s depends on the machine: under an
-        // emulator the warm-up alone takes it, and `compared` says so.)
+        // emulator the warm-up alone takes it, and `decided` says so.)
         let timed = m.outcome.timings.iter().filter(|t| t.levels >= 1).count();
         assert!(timed == 0 || timed == m.candidates.len(), "{timed}");
-        assert_eq!(m.compared(), timed >= 2);
+        assert!(!m.decided() || timed >= 2);
+        assert!(m.decided() || m.plan() == Plan::default());
         let w = |m: &Mlp<f32>| m.layers.iter().map(|l| l.w.sum()).collect::<Vec<_>>();
         assert_eq!(w(model), w(&before), "the run's model is not touched");
         // A budget too small for one step each keeps the nearest candidates.

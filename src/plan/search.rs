@@ -12,17 +12,31 @@
 //! - interleaves: in each round every surviving candidate takes one sample,
 //!   in an order rotated from round to round, so a slow spell of the machine
 //!   falls on each candidate in turn;
-//! - ranks by the fastest sample (a fast quantile: the least disturbed);
+//! - ranks for the halving by the fastest sample (a fast quantile: the
+//!   least disturbed);
 //! - halves: after each level the slower half is dropped (the base plan,
 //!   candidate 0, always stays, in place of the slowest kept), until two
 //!   remain, which get a last level of [`ROUNDS`] to [`FINAL_ROUNDS`]
 //!   rounds (as many as half the budget left allows); levels grow from one round (a screen:
 //!   a candidate twice as slow goes at once, one a disturbance slowed
 //!   survives in the faster half) to [`ROUNDS`] rounds;
-//! - stays in budget: a level that would not fit in what is left of the
-//!   budget is shortened to the rounds that fit, or not started;
-//! - keeps the base unless a candidate beats it by more than [`TIE`]: a new
-//!   plan changes the last bits of the results, so it must earn its keep.
+//! - stays in budget, keeping the last pair's [`ROUNDS`] rounds in
+//!   reserve (each candidate's sample priced at its own median so far):
+//!   a middle level that would not fit beside the reserve is skipped for
+//!   the last pair at once (the base and the fastest other so far); a
+//!   screen that would not fit times only the nearest candidates that do;
+//!   a last level that would not fit is shortened to the rounds that fit;
+//! - decides on the last pair's rounds, side by side: the base stays unless
+//!   the other candidate's sample is faster than the base's in the same
+//!   round by more than [`TIE`], in the median over at least [`ROUNDS`]
+//!   rounds. A machine's slow and fast spells last longer than a round
+//!   (four steps) but come and go within the search, so one candidate may
+//!   get a fast spell's sample the other never did: fastest samples rank
+//!   the screen, but a choice rests on rounds both played. A new plan
+//!   changes the last bits of the results, so it must earn its keep;
+//! - says when it could not decide: a last pair cut below [`ROUNDS`] rounds
+//!   by the budget keeps the base, undecided ([`Outcome::decided`]), so
+//!   that nothing is cached from it.
 //!
 //! The clock is a parameter ([`Clock`]), so the tests drive the search with
 //! a fake one whose candidates have known speeds and noise.
@@ -45,8 +59,8 @@ fn rounds_of(level: usize) -> usize {
 /// shortest disturbances are small against it.
 pub const MIN_SAMPLE_S: f64 = 0.002;
 
-/// A candidate replaces the base plan only when its fastest sample is more
-/// than this fraction faster than the base's.
+/// A candidate replaces the base plan only when its samples are more than
+/// this fraction faster than the base's, round by round (the median ratio).
 pub const TIE: f64 = 0.01;
 
 /// A source of time in seconds.
@@ -110,6 +124,12 @@ pub struct Outcome {
     pub steps: usize,
     /// Seconds the search took.
     pub seconds: f64,
+    /// The candidate the base met in the last pair (0 when no last level
+    /// ran).
+    pub challenger: usize,
+    /// The last pair's rounds: the challenger's sample over the base's,
+    /// round by round (empty when no last level ran).
+    pub paired: Vec<f64>,
 }
 
 impl Outcome {
@@ -127,37 +147,73 @@ impl Outcome {
             steps_per_sample: 0,
             steps: 0,
             seconds: 0.0,
+            challenger: 0,
+            paired: Vec::new(),
         }
     }
 
-    /// How much faster the chosen candidate's fastest sample is than the
-    /// base's (1.0 when the base is chosen, or nothing was timed).
+    /// Whether the search decided: one candidate (nothing to decide), or a
+    /// last pair that played at least [`ROUNDS`] rounds side by side.
+    pub fn decided(&self) -> bool {
+        self.timings.len() == 1 || self.paired.len() >= ROUNDS
+    }
+
+    /// The base's step over the challenger's, the median of their rounds
+    /// (1.0 without a last level): above 1, the challenger is faster.
+    pub fn paired_speedup(&self) -> f64 {
+        crate::workloads::quantile(&self.paired, 0.5)
+            .filter(|r| *r > 0.0)
+            .map_or(1.0, |r| 1.0 / r)
+    }
+
+    /// How much faster the chosen plan's step is than the base's, round by
+    /// round (1.0 when the base is chosen).
     pub fn speedup(&self) -> f64 {
-        let (b, c) = (self.timings[0].best(), self.timings[self.chosen].best());
-        if b.is_finite() && c.is_finite() && c > 0.0 {
-            b / c
-        } else {
+        if self.chosen == 0 {
             1.0
+        } else {
+            self.paired_speedup()
         }
     }
 }
 
-/// Steps a full search of `n` candidates runs when a step is long (one
-/// step per sample): the warm-up, then every level as [`search`] plays it
-/// (each sample an untimed step and a timed one), the last pair with
-/// [`ROUNDS`] rounds.
-pub fn steps_of_long_search(n: usize) -> usize {
-    let (mut alive, mut level, mut steps) = (n, 0, n);
+/// Samples a full search of `n` candidates takes: every level as
+/// [`search`] plays it, the last pair with [`ROUNDS`] rounds (the fewest
+/// that decide).
+fn samples_of_search(n: usize) -> usize {
+    let (mut alive, mut level, mut samples) = (n, 0, 0);
     while alive > 1 {
         let rounds = if alive <= 2 { ROUNDS } else { rounds_of(level) };
-        steps += alive * rounds * 2;
+        samples += alive * rounds;
         if alive <= 2 {
             break;
         }
         alive = alive.div_ceil(2).max(2);
         level += 1;
     }
-    steps
+    samples
+}
+
+/// Steps per sample for steps of `step_s` seconds: enough for
+/// [`MIN_SAMPLE_S`].
+pub fn steps_per_sample(step_s: f64) -> usize {
+    ((MIN_SAMPLE_S / step_s.max(1e-9)).ceil() as usize).max(1)
+}
+
+/// Steps a full search of `n` candidates runs with `k` steps per sample:
+/// the warm-up (one step each), then every level as [`search`] plays it
+/// (each sample an untimed step and `k` timed ones), the last pair with
+/// [`ROUNDS`] rounds.
+pub fn steps_of_search(n: usize, k: usize) -> usize {
+    if n <= 1 {
+        return n;
+    }
+    n + samples_of_search(n) * (k + 1)
+}
+
+/// [`steps_of_search`] when a step is long (one step per sample).
+pub fn steps_of_long_search(n: usize) -> usize {
+    steps_of_search(n, 1)
 }
 
 /// Times `n` candidates with `step(i, k)`, which runs `k` steps of
@@ -190,27 +246,59 @@ pub fn search(
     let est = crate::workloads::quantile(&warm, 0.5)
         .unwrap_or(0.0)
         .max(1e-9);
-    let k = ((MIN_SAMPLE_S / est).ceil() as usize).max(1);
+    let k = steps_per_sample(est);
     let budget = budget(est);
     let mut alive: Vec<usize> = (0..n).collect();
-    // Seconds a sample takes, its untimed step included.
-    let mut per_sample = est * (k + 1) as f64;
+    // Seconds a sample of a candidate takes, its untimed step included:
+    // k + 1 times its median sample so far (else the warm-up's median
+    // step), times how much longer the last level's samples took in all
+    // than their own figures say (the untimed steps after a switch).
+    let mut scale = 1.0;
+    let sample_s = |t: &Timing, scale: f64| scale * (k + 1) as f64 * t.median().unwrap_or(est);
     let mut rotation = 0;
     let mut level = 0;
+    let (mut challenger, mut paired) = (0, Vec::new());
     while alive.len() > 1 {
         let left = budget - (clock.seconds() - start);
-        let cost = |r: usize| (alive.len() * r) as f64 * per_sample;
+        let round_s = |set: &[usize]| {
+            set.iter()
+                .map(|&i| sample_s(&timings[i], scale))
+                .sum::<f64>()
+        };
+        if alive.len() > 2 {
+            // The last pair's ROUNDS rounds stay in reserve: the base and
+            // the fastest other so far (the nearest, before any sample).
+            let other = alive[1..]
+                .iter()
+                .copied()
+                .min_by(|&a, &b| timings[a].best().total_cmp(&timings[b].best()))
+                .unwrap_or(alive[1]);
+            let reserve = ROUNDS as f64 * round_s(&[0, other]);
+            let fits = |set: &[usize]| rounds_of(level) as f64 * round_s(set) + reserve <= left;
+            if !fits(&alive) {
+                if level > 0 {
+                    // Ranked already: straight to the last pair.
+                    alive = vec![0, other];
+                } else {
+                    // No ranking yet: the nearest candidates that fit.
+                    while alive.len() > 2 && !fits(&alive) {
+                        alive.pop();
+                    }
+                }
+            }
+        }
         // The last pair gets at least ROUNDS rounds, and up to FINAL_ROUNDS
         // while they take no more than half of what is left.
         let last = alive.len() <= 2;
+        let one = round_s(&alive);
         let mut rounds = if last {
-            ((0.5 * left / cost(1)).floor() as usize).clamp(ROUNDS, FINAL_ROUNDS)
+            ((0.5 * left / one).floor() as usize).clamp(ROUNDS, FINAL_ROUNDS)
         } else {
             rounds_of(level)
         };
-        if cost(rounds) > left {
+        if rounds as f64 * one > left {
             // Shortened to fit, or not started.
-            rounds = (left / cost(1)).floor() as usize;
+            rounds = (left / one).floor() as usize;
             if rounds == 0 {
                 break;
             }
@@ -232,9 +320,19 @@ pub fn search(
         for &i in &alive {
             timings[i].levels += 1;
         }
-        per_sample = (clock.seconds() - t_level) / (alive.len() * rounds) as f64;
+        let figures: f64 = alive
+            .iter()
+            .flat_map(|&i| &timings[i].samples[timings[i].samples.len() - rounds..])
+            .sum();
+        scale = (clock.seconds() - t_level) / ((k + 1) as f64 * figures).max(1e-12);
         level += 1;
         if alive.len() <= 2 {
+            // The last pair (the base, candidate 0, and one other): this
+            // level's rounds side by side.
+            let (base, other) = (&timings[alive[0]].samples, &timings[alive[1]].samples);
+            let (b, o) = (&base[base.len() - rounds..], &other[other.len() - rounds..]);
+            paired = o.iter().zip(b).map(|(o, b)| o / b).collect();
+            challenger = alive[1];
             break;
         }
         // Keep the faster half, the base among them.
@@ -248,23 +346,19 @@ pub fn search(
         ranked.sort_unstable();
         alive = ranked;
     }
-    let fastest = alive
-        .iter()
-        .copied()
-        .min_by(|&a, &b| timings[a].best().total_cmp(&timings[b].best()))
-        .unwrap_or(0);
-    let chosen = if timings[fastest].best() < timings[0].best() * (1.0 - TIE) {
-        fastest
-    } else {
-        0
-    };
-    Outcome {
+    let mut outcome = Outcome {
         timings,
-        chosen,
+        chosen: 0,
         steps_per_sample: k,
         steps,
         seconds: clock.seconds() - start,
+        challenger,
+        paired,
+    };
+    if outcome.decided() && outcome.paired_speedup() * (1.0 - TIE) > 1.0 {
+        outcome.chosen = challenger;
     }
+    outcome
 }
 
 #[cfg(test)]
@@ -280,12 +374,13 @@ mod tests {
         }
     }
 
-    /// Candidates with the given step costs (seconds); every `spike`th
-    /// sample is slowed by `factor` (a noisy neighbour), and each
-    /// candidate's first step costs 3x (cold caches).
-    fn run(costs: &[f64], spike: usize, factor: f64, budget: f64) -> (Outcome, f64) {
+    /// Candidates with the given step costs (seconds); one call in `spike`
+    /// (chosen by a fixed hash of the call's number: no period for the
+    /// rounds to fall into) is slowed by `factor` (a noisy neighbour), and
+    /// each candidate's first step costs 3x (cold caches).
+    fn run(costs: &[f64], spike: u64, factor: f64, budget: f64) -> (Outcome, f64) {
         let clock = Fake(Cell::new(100.0));
-        let mut calls = 0;
+        let mut calls = 0u64;
         let mut warmed = vec![false; costs.len()];
         let mut step = |i: usize, k: usize| {
             calls += 1;
@@ -294,7 +389,7 @@ mod tests {
                 warmed[i] = true;
                 t *= 3.0;
             }
-            if spike > 0 && calls % spike == 0 {
+            if spike > 0 && mix(calls) % spike == 0 {
                 t *= factor;
             }
             clock.0.set(clock.0.get() + t);
@@ -302,6 +397,14 @@ mod tests {
         let o = search(costs.len(), &|_| budget, &clock, &mut step);
         let spent = clock.seconds() - 100.0;
         (o, spent)
+    }
+
+    /// SplitMix64's finalizer: a fixed, well-mixed hash.
+    fn mix(x: u64) -> u64 {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     #[test]
@@ -368,25 +471,86 @@ mod tests {
         assert_eq!(o.steps_per_sample, 67, "ceil(2 ms / 30 us warm-up)");
         assert!(spent <= 0.05, "{spent}");
         assert_eq!(o.chosen, 1);
-        // A budget too small for a full level shortens the first one; too
-        // small for one round leaves the base.
-        // (Warm-up 1.05 s; a round, untimed steps included, is estimated
-        // at 1.8 s and takes 0.7 s.)
+        // A budget too small for the screen and the last pair's reserve
+        // keeps the nearest two; too small for their ROUNDS rounds leaves
+        // the base, undecided, though candidate 1 is twice as fast.
+        // (Warm-up 1.05 s from cold steps: a sample is estimated at 0.6 s,
+        // the reserve at 3.6 s.)
         let (o, spent) = run(&[0.1, 0.05, 0.2], 0, 1.0, 3.0);
         assert!(spent <= 3.0, "{spent}");
-        assert_eq!(
-            o.timings[1].samples.len(),
-            3,
-            "a one-round screen fits after the warm-up, then two rounds of the last two"
-        );
-        assert_eq!(
-            o.timings[2].samples.len(),
-            1,
-            "the slowest went after the screen"
-        );
-        assert_eq!(o.chosen, 1);
+        assert!(o.timings[2].samples.is_empty(), "{o:?}");
+        assert_eq!(o.challenger, 1);
+        assert!(o.paired.len() < ROUNDS && !o.decided(), "{o:?}");
+        assert_eq!((o.chosen, o.speedup()), (0, 1.0));
         let (o, _) = run(&[0.1, 0.05], 0, 1.0, 0.5);
         assert_eq!((o.chosen, o.timings[1].samples.len()), (0, 0));
+        assert!(!o.decided());
+    }
+
+    #[test]
+    fn a_budget_short_of_the_middle_levels_goes_from_the_screen_to_the_last_pair() {
+        // Steps of 9-30 ms, no cold first steps: the warm-up takes 102 ms;
+        // the screen (138 ms estimated from the warm-up's median, 204 ms
+        // taken) fits beside the last pair's reserve (138 ms), but after
+        // it the second level (120 ms) and the reserve (114 ms) do not
+        // both fit in the 122 ms left: the base and the screen's fastest
+        // other play the last level.
+        let costs = [10e-3, 9e-3, 11e-3, 12e-3, 30e-3, 30e-3];
+        let clock = Fake(Cell::new(0.0));
+        let mut step = |i: usize, k: usize| clock.0.set(clock.0.get() + costs[i] * k as f64);
+        let budget = 0.428;
+        let o = search(costs.len(), &|_| budget, &clock, &mut step);
+        assert!(o.seconds <= budget, "{}", o.seconds);
+        assert_eq!(o.timings[2].levels, 1, "{o:?}");
+        assert_eq!((o.challenger, o.paired.len()), (1, ROUNDS), "{o:?}");
+        assert!(o.decided());
+        assert_eq!(o.chosen, 1);
+        assert!((o.speedup() - 10.0 / 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_fast_spell_one_candidate_had_alone_does_not_choose_it() {
+        // Two plans equally fast; the other's first timed sample falls in
+        // a spell at twice the machine's speed, which the base never gets.
+        // By fastest samples it would win 2x; round by round it ties.
+        let clock = Fake(Cell::new(0.0));
+        let mut timed = 0;
+        let mut step = |i: usize, k: usize| {
+            // 4 ms steps: one per sample.
+            let mut t = 4e-3 * k as f64;
+            if i == 1 {
+                timed += 1;
+                // Calls of candidate 1: warm-up, then untimed and timed
+                // steps in turn; its second call of k steps is its first
+                // timed sample.
+                if timed == 3 {
+                    t *= 0.5;
+                }
+            }
+            clock.0.set(clock.0.get() + t);
+        };
+        let o = search(2, &|_| 1.0, &clock, &mut step);
+        assert_eq!(o.steps_per_sample, 1);
+        assert!((o.timings[1].best() - 2e-3).abs() < 1e-12, "{o:?}");
+        assert!(o.decided());
+        assert_eq!(o.chosen, 0, "{o:?}");
+        assert_eq!(o.speedup(), 1.0);
+        assert!((o.paired_speedup() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_slow_spell_that_both_of_a_round_share_does_not_hide_a_faster_plan() {
+        // The other plan is 5% faster; the machine runs at half speed for
+        // the first half of the search, over whole rounds at a time.
+        let clock = Fake(Cell::new(0.0));
+        let mut step = |i: usize, k: usize| {
+            let slow = if clock.0.get() < 0.02 { 2.0 } else { 1.0 };
+            let cost = if i == 1 { 0.95e-3 } else { 1e-3 };
+            clock.0.set(clock.0.get() + cost * k as f64 * slow);
+        };
+        let o = search(2, &|_| 1.0, &clock, &mut step);
+        assert_eq!(o.chosen, 1, "{o:?}");
+        assert!((o.speedup() - 1.0 / 0.95).abs() < 1e-6, "{}", o.speedup());
     }
 
     #[test]
