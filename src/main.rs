@@ -353,7 +353,7 @@ struct TuneArgs {
     optimizer: String,
     #[command(flatten)]
     threads: ThreadArgs,
-    /// Seconds the measurement may take [default: 5, or more where steps are long: enough to time every candidate and the two fastest three times more] (a training run gives it 2% of its estimated time, under a second).
+    /// Seconds the measurement may take [default: 5, or more where steps are long: enough to time every candidate and the last two three rounds side by side] (a training run gives it 5% of its estimated time, under a second).
     #[arg(long, value_name = "SECONDS")]
     budget: Option<f64>,
     /// Write the chosen plan here (TOML), for `train --plan FILE`.
