@@ -106,10 +106,11 @@ pub enum Source {
         step_s: f64,
     },
     /// Not chosen: the shape has candidates, but the search could not
-    /// decide between two of them within the run's budget (a whole search
-    /// of two would not fit, or the steps ran slower than the first two
-    /// said and the budget ran out first). The built-in plan runs; nothing
-    /// is cached, so a later run measures again.
+    /// decide within the run's budget (a whole search of two would not
+    /// fit, the steps ran slower than the first two said and the budget
+    /// ran out first, or another plan won a last level too short to
+    /// replace the built-in one). The built-in plan runs; nothing is
+    /// cached, so a later run measures again.
     Undecided {
         /// Candidates the shape has (those left out for time included).
         candidates: usize,
@@ -153,7 +154,7 @@ impl Chosen {
                 "the built-in plan: a step takes {step_s:.2} s or more, too long to time the candidates within this run's budget; `mnist-mlp tune` measures it once and caches the choice"
             ),
             Source::Undecided { candidates, seconds } => format!(
-                "the built-in plan: {candidates} candidates, but no two could be compared within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
+                "the built-in plan: {candidates} candidates, not decided within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
             ),
             Source::Measured { measured, cached } => format!(
                 "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}",
@@ -182,11 +183,9 @@ impl Chosen {
             Source::Env => ("environment", 0.0, None),
             Source::Cached { entry, .. } => ("cached", 0.0, Some(entry.speedup)),
             Source::TooLong { .. } => ("default (step too long to measure)", 0.0, None),
-            Source::Undecided { seconds, .. } => (
-                "default (no two candidates compared within the budget)",
-                *seconds,
-                None,
-            ),
+            Source::Undecided { seconds, .. } => {
+                ("default (not decided within the budget)", *seconds, None)
+            }
             Source::Measured { measured, .. } => (
                 "measured",
                 measured.seconds,
@@ -361,7 +360,7 @@ mod tests {
         let path = dir.path().join("mnist-mlp/plans.json");
         let f = small_sgd();
         let target = f.target(8);
-        let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.2);
+        let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.8);
         if Plan::env_overridden() {
             assert!(matches!(go(Some(&path)).source, Source::Env));
             return;
@@ -416,7 +415,7 @@ mod tests {
             tiles: true,
             ..Plan::default()
         };
-        let with = |c: &Choice| choose(c, target, None, &|_| 0.2);
+        let with = |c: &Choice| choose(c, target, None, &|_| 0.8);
         assert_eq!(with(&Choice::Pinned(pinned)).plan, pinned);
         let c = with(&Choice::Default);
         assert_eq!(c.plan, Plan::default());
@@ -445,7 +444,7 @@ mod tests {
         assert!(c.line().contains("nothing cached"), "{}", c.line());
         assert!(!path.exists(), "nothing cached");
         // With room for the search, the same shape is measured and cached.
-        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.2);
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
         assert!(matches!(
             c.source,
             Source::Measured {

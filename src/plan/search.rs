@@ -16,8 +16,8 @@
 //!   least disturbed);
 //! - halves: after each level the slower half is dropped (the base plan,
 //!   candidate 0, always stays, in place of the slowest kept), until two
-//!   remain, which get a last level of [`ROUNDS`] to [`FINAL_ROUNDS`]
-//!   rounds (as many as half the budget left allows); levels grow from one round (a screen:
+//!   remain, which get a last level of at least [`ROUNDS`] rounds (as many
+//!   as half the budget left allows); levels grow from one round (a screen:
 //!   a candidate twice as slow goes at once, one a disturbance slowed
 //!   survives in the faster half) to [`ROUNDS`] rounds;
 //! - stays in budget, keeping the last pair's [`ROUNDS`] rounds in
@@ -34,9 +34,15 @@
 //!   get a fast spell's sample the other never did: fastest samples rank
 //!   the screen, but a choice rests on rounds both played. A new plan
 //!   changes the last bits of the results, so it must earn its keep;
+//!   The last level takes half of what is left of the budget (at least
+//!   [`ROUNDS`] rounds), and replaces the base only if it spanned
+//!   [`MIN_SWITCH_S`]: a neighbour that takes a core for a tenth of a
+//!   second makes a plan with fewer threads win every round of a short
+//!   level (seen: T2 on two threads chose one block, 1.7x slower after);
 //! - says when it could not decide: a last pair cut below [`ROUNDS`] rounds
-//!   by the budget keeps the base, undecided ([`Outcome::decided`]), so
-//!   that nothing is cached from it.
+//!   by the budget, or one whose challenger won in too short a level,
+//!   keeps the base, undecided ([`Outcome::decided`]), so that nothing is
+//!   cached from it.
 //!
 //! The clock is a parameter ([`Clock`]), so the tests drive the search with
 //! a fake one whose candidates have known speeds and noise.
@@ -48,7 +54,13 @@ use std::time::Instant;
 pub const ROUNDS: usize = 3;
 
 /// Rounds of the last level (the last two candidates), at most.
-pub const FINAL_ROUNDS: usize = 8;
+pub const FINAL_ROUNDS: usize = 1000;
+
+/// Seconds the last level must span for the base to be replaced: a
+/// neighbour that takes a core for a fraction of a second makes a plan
+/// with fewer threads look faster for as long, and a choice is cached for
+/// good. A shorter last level can keep the base, never replace it.
+pub const MIN_SWITCH_S: f64 = 0.25;
 
 /// Rounds of level `level` (0 first).
 fn rounds_of(level: usize) -> usize {
@@ -130,6 +142,8 @@ pub struct Outcome {
     /// The last pair's rounds: the challenger's sample over the base's,
     /// round by round (empty when no last level ran).
     pub paired: Vec<f64>,
+    /// Seconds the last level took (0 when none ran).
+    pub last_s: f64,
 }
 
 impl Outcome {
@@ -149,13 +163,23 @@ impl Outcome {
             seconds: 0.0,
             challenger: 0,
             paired: Vec::new(),
+            last_s: 0.0,
         }
     }
 
     /// Whether the search decided: one candidate (nothing to decide), or a
-    /// last pair that played at least [`ROUNDS`] rounds side by side.
+    /// last pair that played at least [`ROUNDS`] rounds side by side and
+    /// either kept the base or, to replace it, spanned [`MIN_SWITCH_S`].
     pub fn decided(&self) -> bool {
-        self.timings.len() == 1 || self.paired.len() >= ROUNDS
+        self.timings.len() == 1
+            || (self.paired.len() >= ROUNDS
+                && (!self.challenger_wins() || self.last_s >= MIN_SWITCH_S))
+    }
+
+    /// Whether the challenger beat the base round by round by more than
+    /// [`TIE`].
+    fn challenger_wins(&self) -> bool {
+        self.paired_speedup() * (1.0 - TIE) > 1.0
     }
 
     /// The base's step over the challenger's, the median of their rounds
@@ -257,7 +281,7 @@ pub fn search(
     let sample_s = |t: &Timing, scale: f64| scale * (k + 1) as f64 * t.median().unwrap_or(est);
     let mut rotation = 0;
     let mut level = 0;
-    let (mut challenger, mut paired) = (0, Vec::new());
+    let (mut challenger, mut paired, mut last_s) = (0, Vec::new(), 0.0);
     while alive.len() > 1 {
         let left = budget - (clock.seconds() - start);
         let round_s = |set: &[usize]| {
@@ -287,15 +311,13 @@ pub fn search(
                 }
             }
         }
-        // The last pair gets at least ROUNDS rounds, and up to FINAL_ROUNDS
-        // while they take no more than half of what is left.
+        // The last pair gets at least ROUNDS rounds, then goes on, a round
+        // at a time while one fits, until it has spanned half of what is
+        // left (at least MIN_SWITCH_S where the budget allows): the longer
+        // it spans, the less a passing disturbance decides.
         let last = alive.len() <= 2;
         let one = round_s(&alive);
-        let mut rounds = if last {
-            ((0.5 * left / one).floor() as usize).clamp(ROUNDS, FINAL_ROUNDS)
-        } else {
-            rounds_of(level)
-        };
+        let mut rounds = if last { ROUNDS } else { rounds_of(level) };
         if rounds as f64 * one > left {
             // Shortened to fit, or not started.
             rounds = (left / one).floor() as usize;
@@ -303,8 +325,15 @@ pub fn search(
                 break;
             }
         }
+        let span = if last {
+            (0.5 * left).max(MIN_SWITCH_S.min(left))
+        } else {
+            0.0
+        };
         let t_level = clock.seconds();
-        for _ in 0..rounds {
+        let mut played = 0;
+        loop {
+            let t_round = clock.seconds();
             for j in 0..alive.len() {
                 let i = alive[(j + rotation) % alive.len()];
                 // One untimed step first: the candidate before this one
@@ -316,7 +345,17 @@ pub fn search(
             }
             rotation += 1;
             steps += alive.len() * (k + 1);
+            played += 1;
+            let now = clock.seconds();
+            let more = last
+                && played < FINAL_ROUNDS
+                && now - t_level < span
+                && now - t_round <= budget - (now - start);
+            if played >= rounds && !more {
+                break;
+            }
         }
+        let rounds = played;
         for &i in &alive {
             timings[i].levels += 1;
         }
@@ -333,6 +372,7 @@ pub fn search(
             let (b, o) = (&base[base.len() - rounds..], &other[other.len() - rounds..]);
             paired = o.iter().zip(b).map(|(o, b)| o / b).collect();
             challenger = alive[1];
+            last_s = clock.seconds() - t_level;
             break;
         }
         // Keep the faster half, the base among them.
@@ -354,8 +394,9 @@ pub fn search(
         seconds: clock.seconds() - start,
         challenger,
         paired,
+        last_s,
     };
-    if outcome.decided() && outcome.paired_speedup() * (1.0 - TIE) > 1.0 {
+    if outcome.decided() && outcome.challenger_wins() {
         outcome.chosen = challenger;
     }
     outcome
@@ -470,18 +511,25 @@ mod tests {
         let (o, spent) = run(&costs, 0, 1.0, 0.05);
         assert_eq!(o.steps_per_sample, 67, "ceil(2 ms / 30 us warm-up)");
         assert!(spent <= 0.05, "{spent}");
+        // The other wins its rounds, but a last level inside 0.05 s is too
+        // short to replace the base: undecided.
+        assert_eq!((o.challenger, o.chosen), (1, 0));
+        assert!(o.paired.len() >= ROUNDS && o.last_s < MIN_SWITCH_S);
+        assert!(!o.decided());
+        let (o, _) = run(&costs, 0, 1.0, 1.0);
+        assert!(o.last_s >= MIN_SWITCH_S && o.decided());
         assert_eq!(o.chosen, 1);
         // A budget too small for the screen and the last pair's reserve
-        // keeps the nearest two; too small for their ROUNDS rounds leaves
-        // the base, undecided, though candidate 1 is twice as fast.
-        // (Warm-up 1.05 s from cold steps: a sample is estimated at 0.6 s,
-        // the reserve at 3.6 s.)
+        // keeps the nearest two. (Warm-up 1.05 s from cold steps: a sample
+        // is estimated at 0.6 s, the reserve at 3.6 s, and one round said
+        // to fit; rounds take 0.3 s, so the last level goes on while one
+        // fits, and decides.)
         let (o, spent) = run(&[0.1, 0.05, 0.2], 0, 1.0, 3.0);
         assert!(spent <= 3.0, "{spent}");
         assert!(o.timings[2].samples.is_empty(), "{o:?}");
-        assert_eq!(o.challenger, 1);
-        assert!(o.paired.len() < ROUNDS && !o.decided(), "{o:?}");
-        assert_eq!((o.chosen, o.speedup()), (0, 1.0));
+        assert_eq!((o.challenger, o.paired.len()), (1, 4), "{o:?}");
+        assert!(o.decided());
+        assert_eq!(o.chosen, 1);
         let (o, _) = run(&[0.1, 0.05], 0, 1.0, 0.5);
         assert_eq!((o.chosen, o.timings[1].samples.len()), (0, 0));
         assert!(!o.decided());
@@ -489,23 +537,23 @@ mod tests {
 
     #[test]
     fn a_budget_short_of_the_middle_levels_goes_from_the_screen_to_the_last_pair() {
-        // Steps of 9-30 ms, no cold first steps: the warm-up takes 102 ms;
-        // the screen (138 ms estimated from the warm-up's median, 204 ms
-        // taken) fits beside the last pair's reserve (138 ms), but after
-        // it the second level (120 ms) and the reserve (114 ms) do not
-        // both fit in the 122 ms left: the base and the screen's fastest
-        // other play the last level.
-        let costs = [10e-3, 9e-3, 11e-3, 12e-3, 30e-3, 30e-3];
+        // Steps of 27-90 ms, no cold first steps: the warm-up takes
+        // 306 ms; the screen (414 ms estimated from the warm-up's median,
+        // 612 ms taken) fits beside the last pair's reserve (414 ms), but
+        // after it the second level (360 ms) and the reserve (342 ms) do
+        // not both fit in the 366 ms left: the base and the screen's
+        // fastest other play the last level.
+        let costs = [30e-3, 27e-3, 33e-3, 36e-3, 90e-3, 90e-3];
         let clock = Fake(Cell::new(0.0));
         let mut step = |i: usize, k: usize| clock.0.set(clock.0.get() + costs[i] * k as f64);
-        let budget = 0.428;
+        let budget = 1.284;
         let o = search(costs.len(), &|_| budget, &clock, &mut step);
         assert!(o.seconds <= budget, "{}", o.seconds);
         assert_eq!(o.timings[2].levels, 1, "{o:?}");
         assert_eq!((o.challenger, o.paired.len()), (1, ROUNDS), "{o:?}");
         assert!(o.decided());
         assert_eq!(o.chosen, 1);
-        assert!((o.speedup() - 10.0 / 9.0).abs() < 1e-9);
+        assert!((o.speedup() - 30.0 / 27.0).abs() < 1e-9);
     }
 
     #[test]
@@ -556,14 +604,23 @@ mod tests {
     #[test]
     fn a_pair_gets_a_full_last_level() {
         // Two candidates go straight to the last level: at least ROUNDS
-        // samples each, more while the budget allows (here all 8).
+        // samples each, more while they take at most half of what is left.
         let (o, spent) = run(&[1e-3, 0.9e-3], 0, 1.0, 1.0);
         assert_eq!(o.chosen, 1);
-        assert_eq!(o.timings[0].samples.len(), FINAL_ROUNDS);
+        let n = o.timings[0].samples.len();
+        assert!(n > ROUNDS && n <= FINAL_ROUNDS, "{n}");
+        assert!(o.last_s <= 0.5 && o.last_s > 0.4, "{}", o.last_s);
         assert!(spent <= 1.0);
-        // A tight budget: ROUNDS if they fit.
-        let (o, _) = run(&[1e-2, 0.9e-2], 0, 1.0, 0.45);
-        assert_eq!(o.timings[1].samples.len(), ROUNDS, "{o:?}");
+        // A tight budget: the last level spans MIN_SWITCH_S, and decides.
+        let (o, spent) = run(&[1e-2, 0.9e-2], 0, 1.0, 0.45);
+        assert!(spent <= 0.45 && o.last_s >= MIN_SWITCH_S, "{o:?}");
+        assert_eq!(o.chosen, 1);
+        // Tighter: ROUNDS fit but not MIN_SWITCH_S, so the faster other
+        // cannot replace the base.
+        let (o, spent) = run(&[1e-2, 0.9e-2], 0, 1.0, 0.25);
+        assert!(spent <= 0.25 && o.paired.len() >= ROUNDS, "{o:?}");
+        assert!(!o.decided());
+        assert_eq!(o.chosen, 0);
     }
 
     #[test]
