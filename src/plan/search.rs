@@ -20,8 +20,9 @@
 //!   as half the budget left allows); levels grow from one round (a screen:
 //!   a candidate twice as slow goes at once, one a disturbance slowed
 //!   survives in the faster half) to [`ROUNDS`] rounds;
-//! - stays in budget, keeping the last pair's [`ROUNDS`] rounds in
-//!   reserve (each candidate's sample priced at its own median so far):
+//! - stays in budget, keeping the last pair's [`ROUNDS`] rounds (and at
+//!   least [`MIN_SWITCH_S`]) in reserve (each candidate's sample priced at
+//!   its own median so far):
 //!   a middle level that would not fit beside the reserve is skipped for
 //!   the last pair at once (the base and the fastest other so far); a
 //!   screen that would not fit times only the nearest candidates that do;
@@ -290,14 +291,15 @@ pub fn search(
                 .sum::<f64>()
         };
         if alive.len() > 2 {
-            // The last pair's ROUNDS rounds stay in reserve: the base and
-            // the fastest other so far (the nearest, before any sample).
+            // The last pair's ROUNDS rounds, and at least MIN_SWITCH_S,
+            // stay in reserve: the base and the fastest other so far (the
+            // nearest, before any sample).
             let other = alive[1..]
                 .iter()
                 .copied()
                 .min_by(|&a, &b| timings[a].best().total_cmp(&timings[b].best()))
                 .unwrap_or(alive[1]);
-            let reserve = ROUNDS as f64 * round_s(&[0, other]);
+            let reserve = (ROUNDS as f64 * round_s(&[0, other])).max(MIN_SWITCH_S);
             let fits = |set: &[usize]| rounds_of(level) as f64 * round_s(set) + reserve <= left;
             if !fits(&alive) {
                 if level > 0 {
