@@ -31,8 +31,11 @@ use super::{Plan, Shape};
 /// candidates, where revision 2 also stored the built-in plan of a
 /// measurement that timed none; revision 4 stores choices made round by
 /// round, where revision 3's rested on each candidate's fastest sample,
-/// which one lucky sample could decide).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.4");
+/// which one lucky sample could decide; revision 5 replaces the built-in
+/// plan only after a last level of at least
+/// [`super::search::MIN_SWITCH_S`], where revision 4 let a few
+/// milliseconds' rounds do it).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.5");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";
