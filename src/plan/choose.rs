@@ -107,7 +107,7 @@ pub enum Source {
     },
     /// Not chosen: the shape has candidates, but the search could not
     /// decide within the run's budget (a whole search of two would not
-    /// fit, the steps ran slower than the first two said and the budget
+    /// fit, the steps ran slower than the warm-up said and the budget
     /// ran out first, or another plan won a last level too short to
     /// replace the built-in one). The built-in plan runs; nothing is
     /// cached, so a later run measures again.

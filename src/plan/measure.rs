@@ -13,8 +13,8 @@
 //! allocation inside the timed samples.
 //!
 //! Cost: the warm-up (one step per candidate) and the timed levels stay
-//! within the budget the caller gives. Two steps of the base estimate a
-//! step; when the whole search of every candidate
+//! within the budget the caller gives. The base warms up for [`WARM_S`]
+//! and its last steps estimate a step; when the whole search of every candidate
 //! ([`super::search::steps_of_search`]) would not fit in what is left, the
 //! candidates furthest from the base plan are left out (they are ordered
 //! nearest first by [`super::candidates`]) until it does, so that the
@@ -45,7 +45,8 @@ pub struct Measured {
     /// Candidates left out because the search of all would not fit the
     /// budget.
     pub left_out: usize,
-    /// Seconds of one step of the base plan (the second, warm one).
+    /// Seconds of one step of the base plan, warm (the median of its last
+    /// three warm-up steps).
     pub step_s: f64,
 }
 
@@ -65,7 +66,7 @@ impl Measured {
     /// Whether the search decided between at least two candidates
     /// ([`Outcome::decided`]: its last pair played its rounds). Not so when
     /// the budget fitted only the base, or when the steps ran slower than
-    /// the base's first two said (as under an emulator) and the budget ran
+    /// the base's warm-up said (as under an emulator) and the budget ran
     /// out before the last pair's rounds.
     pub fn decided(&self) -> bool {
         self.candidates.len() >= 2 && self.outcome.decided()
@@ -106,6 +107,11 @@ pub fn shape_of(model: &Mlp<f32>, rows: usize, threads: &Threads) -> Shape {
         elem_bytes: 4,
     }
 }
+
+/// Seconds the base plan runs before anything is timed (at least two
+/// steps): on two Zen 3 cores, the default network's first 3-7 steps
+/// after loading took 1.5-3x the steps after them (about 40 ms in all).
+pub const WARM_S: f64 = 0.05;
 
 /// The share of a run's estimated training time its measurement may take
 /// (within [`run_budget`]'s bounds).
@@ -199,14 +205,23 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
                 );
             }
         };
-        // Two steps of the base: the first touches the data, the weights
-        // and the buffers; the second estimates a step, which sizes the
-        // budget and the candidate list.
+        // The base warms up: its first step touches the data, the weights
+        // and the buffers, and a core that sat idle (while the data
+        // loaded on one) takes tens of milliseconds to come up to speed.
+        // It runs for WARM_S (two steps at least); the median of its last
+        // three steps estimates a step, which sizes the budget and the
+        // candidate list.
         let t = Instant::now();
-        step(base, 1, &mut spaces);
-        let t1 = Instant::now();
-        step(base, 1, &mut spaces);
-        let est = t1.elapsed().as_secs_f64().max(1e-9);
+        let mut times = Vec::new();
+        while times.len() < 2 || t.elapsed().as_secs_f64() < WARM_S {
+            let s = Instant::now();
+            step(base, 1, &mut spaces);
+            times.push(s.elapsed().as_secs_f64());
+        }
+        let last = &times[times.len().saturating_sub(3).max(1)..];
+        let est = crate::workloads::quantile(last, 0.5)
+            .unwrap_or(0.0)
+            .max(1e-9);
         step_s = est;
         let limit = budget(est);
         let spent = t.elapsed().as_secs_f64();
