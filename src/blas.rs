@@ -142,18 +142,31 @@ impl Drop for Lease {
 
 /// The OpenBLAS build and the kernel set it chose, as OpenBLAS describes
 /// itself (`OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64`).
+///
+/// Read once per process: `openblas_get_config` rebuilds the string in one
+/// static buffer on every call (`strcpy`, then `strcat` of the core name and
+/// thread count), so two threads calling it at once can read each other's
+/// half-built string. Under qemu, where that window is wide, tests run in
+/// parallel saw a plan cache miss its own entry (a key built from such a
+/// string).
 pub fn config() -> String {
-    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
-    unsafe {
-        let p = openblas_get_config();
-        if p.is_null() {
-            return String::new();
-        }
-        std::ffi::CStr::from_ptr(p)
-            .to_string_lossy()
-            .trim()
-            .to_string()
-    }
+    static CONFIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated
+            // string; the OnceLock lets one thread at a time read it here.
+            unsafe {
+                let p = openblas_get_config();
+                if p.is_null() {
+                    return String::new();
+                }
+                std::ffi::CStr::from_ptr(p)
+                    .to_string_lossy()
+                    .trim()
+                    .to_string()
+            }
+        })
+        .clone()
 }
 
 /// The peak sgemm rate of this OpenBLAS on `threads` threads, in GFLOP/s:
@@ -355,6 +368,22 @@ impl Gemm {
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn config_is_one_string_from_many_threads_at_once() {
+        let first = config();
+        assert!(first.contains("OpenBLAS"), "{first}");
+        let seen: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| (0..200).map(|_| config()).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert!(seen.iter().all(|c| *c == first), "{first}");
+    }
 
     #[test]
     fn the_sgemm_peak_is_a_rate() {

@@ -309,7 +309,9 @@ mod tests {
         let target = f.target(8);
         let (model, before) = (target.model, target.model.clone());
         let m = measure(target, Plan::default(), &|_| 0.3);
-        assert!(m.candidates.len() > 1, "batch 8 on 2 threads has choices");
+        // (How many are timed depends on the machine's pace: the
+        // candidates the shape has do not.)
+        assert!(m.shape_candidates() > 1, "batch 8 on 2 threads has choices");
         assert_eq!(m.candidates[0], Plan::default());
         assert!(m.seconds < 1.0, "{}", m.seconds);
         // The candidates timed are the nearest the base: a screen that

@@ -35,18 +35,11 @@ use mnist_mlp::train::{BatchSize, Trainer};
 use mnist_mlp::workloads::{synthetic, WORKLOADS};
 use sha2::{Digest, Sha256};
 
-extern "C" {
-    fn openblas_get_config() -> *const std::os::raw::c_char;
-}
-
 /// The OpenBLAS build and the kernel set it chose (`OpenBLAS 0.3.21
-/// DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64`).
+/// DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64`), read once
+/// ([`mnist_mlp::blas::config`]: OpenBLAS's own call is not thread-safe).
 fn blas_config() -> String {
-    // SAFETY: OpenBLAS returns a static NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(openblas_get_config()) }
-        .to_string_lossy()
-        .trim()
-        .to_string()
+    mnist_mlp::blas::config()
 }
 
 /// Trains two epochs (of two planned) and hashes each epoch's loss sum and
