@@ -34,12 +34,13 @@
 //!   (four steps) but come and go within the search, so one candidate may
 //!   get a fast spell's sample the other never did: fastest samples rank
 //!   the screen, but a choice rests on rounds both played. A new plan
-//!   changes the last bits of the results, so it must earn its keep;
+//!   changes the last bits of the results, so it must earn its keep.
 //!   The last level takes half of what is left of the budget (at least
 //!   [`ROUNDS`] rounds), and replaces the base only if it spanned
 //!   [`MIN_SWITCH_S`]: a neighbour that takes a core for a tenth of a
 //!   second makes a plan with fewer threads win every round of a short
-//!   level (seen: T2 on two threads chose one block, 1.7x slower after);
+//!   level (seen: T2 on two threads chose one block, 1.3x slower in whole
+//!   epochs);
 //! - says when it could not decide: a last pair cut below [`ROUNDS`] rounds
 //!   by the budget, or one whose challenger won in too short a level,
 //!   keeps the base, undecided ([`Outcome::decided`]), so that nothing is
