@@ -1315,7 +1315,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     let m = measure::measure(target, base, &budget);
     // A search that could not decide between two candidates (the rest
     // left out, or the last pair's rounds cut short) is no choice.
-    if m.had_choice() && !m.decided() {
+    if m.undecided() {
         let need = measure::tune_budget(m.step_s, n).ceil();
         bail!(
             "a budget of {} s is too short to compare two candidates (a step takes about {:.2} s; {}): nothing cached",

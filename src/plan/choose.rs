@@ -274,7 +274,7 @@ pub fn choose(
     let measured = measure(target, Plan::default(), budget);
     // A plan kept without a decision is no choice, and caching it would
     // stop every later run from measuring.
-    if measured.had_choice() && !measured.decided() {
+    if measured.undecided() {
         return unmeasured(
             Source::Undecided {
                 candidates: measured.shape_candidates(),

@@ -60,8 +60,14 @@ impl Measured {
         self.candidates.len() + self.left_out
     }
     /// Whether the shape had a choice to make (more than one candidate).
-    pub fn had_choice(&self) -> bool {
+    fn had_choice(&self) -> bool {
         self.shape_candidates() > 1
+    }
+    /// Whether the shape had a choice to make but the search did not
+    /// decide it: no choice to keep, so nothing is cached (a run keeps the
+    /// built-in plan, `tune` fails).
+    pub fn undecided(&self) -> bool {
+        self.had_choice() && !self.decided()
     }
     /// Whether the search decided between at least two candidates
     /// ([`Outcome::decided`]: its last pair played its rounds). Not so when
