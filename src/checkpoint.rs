@@ -590,6 +590,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, CheckpointError> 
             loss,
             layers,
             reg: Default::default(),
+            grads_zero: true,
         },
         config,
         extras: Extras {

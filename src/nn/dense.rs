@@ -32,7 +32,9 @@ pub struct Dense<T: Real> {
     pub w: Array2<T>,
     /// `[fan_out]`.
     pub b: Array1<T>,
-    /// `dL/dW`, `[fan_in, fan_out]` (filled unless plain SGD folds the update into its GEMM).
+    /// `dL/dW`, `[fan_in, fan_out]`: the gradient after a gradient-only
+    /// step; zero after a training step, whose optimizer consumes it (plain
+    /// SGD folds the update into its GEMM and never writes it).
     pub gw: Array2<T>,
     /// `dL/db`, `[fan_out]`.
     pub gb: Array1<T>,

@@ -31,6 +31,14 @@ pub struct Mlp<T: Real> {
     pub layers: Vec<Dense<T>>,
     /// What training adds beyond the optimizer (dropout is in `spec`).
     pub reg: Regularizers,
+    /// Whether every layer's `gw` is zero: true for a fresh network and
+    /// after a step whose optimizer consumed the gradient
+    /// ([`Optimizer::update_block`] leaves zeros), false after a
+    /// [`Update::GradOnly`] step, which leaves the gradient there. When it
+    /// holds, the next step's weight-gradient products accumulate onto `gw`
+    /// (`beta = 1`), the same bits as `beta = 0` (`0 + x = x`) without
+    /// OpenBLAS's pass that zeroes the output first.
+    pub(crate) grads_zero: bool,
 }
 
 /// Regularizers that act in training steps only (evaluation, `eval` and
@@ -77,6 +85,7 @@ impl<T: Real> Mlp<T> {
             loss,
             layers,
             reg: Regularizers::default(),
+            grads_zero: true,
         })
     }
 
@@ -95,6 +104,7 @@ impl<T: Real> Mlp<T> {
             loss: self.loss,
             layers: self.layers.iter().map(|l| l.cast()).collect(),
             reg: self.reg,
+            grads_zero: self.grads_zero,
         }
     }
 
@@ -125,6 +135,12 @@ impl<T: Real> Mlp<T> {
         }
         let layers = self.ptrs();
         Frame::new(self, layers, ws, batch, true).train(update);
+        match update {
+            Update::GradOnly => self.grads_zero = false,
+            // Folded SGD never touches `gw`.
+            Update::Apply(opt) if opt.folded_sgd().is_none() => self.grads_zero = true,
+            Update::Apply(_) => {}
+        }
         ws.total()
     }
 
@@ -275,5 +291,78 @@ mod tests {
     #[test]
     fn gathered_batches_agree_f64() {
         gathered_batches_agree::<f64>();
+    }
+
+    /// Three training steps of `kind` in `blocks` blocks on a synthetic set,
+    /// after a gradient-only step when `grad_first`; with `zero_by_blas`,
+    /// every product starts from OpenBLAS's own zeroing (`beta = 0`).
+    /// Returns the weights, and whether every `gw` held only zeros after.
+    fn three_steps(
+        kind: crate::optim::OptKind,
+        blocks: usize,
+        grad_first: bool,
+        zero_by_blas: bool,
+    ) -> (Vec<Array2<f32>>, bool) {
+        use crate::optim::{OptConfig, Optimizer};
+        let n = 48;
+        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        let labels = (0..n).map(|i| (i % 10) as u8).collect();
+        let data = crate::data::Dataset::from_u8(n, 4, 5, &px, labels);
+        let spec = NetSpec::parse("20,relu,24,relu,16,softmax,10").unwrap();
+        let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 3).unwrap();
+        let mut opt = Optimizer::new(OptConfig::new(kind, 0.01), &net.param_shapes());
+        let mut ws = Workspace::new(&spec, 12, blocks);
+        let threads =
+            crate::parallel::Threads::new(blocks, crate::parallel::GemmThreading::Split).unwrap();
+        let batch = |s: usize| Batch {
+            data: data.images.view(),
+            pixels: None,
+            labels: &data.labels,
+            rows: Rows::Range(12 * s, 12 * s + 12),
+            augment: None,
+            key: s as u64,
+        };
+        threads.install(|| {
+            if grad_first {
+                net.train_step(&mut ws, &batch(3), Update::GradOnly);
+                assert!(net.layers.iter().all(|l| l.gw.iter().any(|&g| g != 0.0)));
+            }
+            for s in 0..3 {
+                if zero_by_blas {
+                    net.grads_zero = false;
+                }
+                opt.begin_step();
+                net.train_step(&mut ws, &batch(s), Update::Apply(&opt));
+            }
+        });
+        let zero = net.layers.iter().all(|l| l.gw.iter().all(|&g| g == 0.0));
+        (net.layers.iter().map(|l| l.w.clone()).collect(), zero)
+    }
+
+    /// Every optimizer but folded SGD leaves `gw` zero, and the products
+    /// that add onto those zeros give the bits of products OpenBLAS zeroes
+    /// first, after a gradient-only step too (whose gradient must not be
+    /// added in).
+    #[test]
+    fn steps_add_onto_the_zeros_the_optimizer_leaves() {
+        use crate::optim::OptKind;
+        for kind in [
+            OptKind::Momentum,
+            OptKind::Nesterov,
+            OptKind::RmsProp,
+            OptKind::Adam,
+            OptKind::AdamW,
+        ] {
+            for blocks in [1, 2] {
+                let (w, zero) = three_steps(kind, blocks, false, false);
+                assert!(zero, "{kind:?} left a gradient in gw");
+                assert_eq!(w, three_steps(kind, blocks, false, true).0, "{kind:?}");
+                assert_eq!(w, three_steps(kind, blocks, true, false).0, "{kind:?}");
+            }
+        }
+        // Folded SGD never writes gw: a gradient-only step's stays there.
+        let (w, zero) = three_steps(OptKind::Sgd, 2, true, false);
+        assert!(!zero);
+        assert_eq!(w, three_steps(OptKind::Sgd, 2, false, false).0);
     }
 }

@@ -283,6 +283,11 @@ impl<T: Real> Optimizer<T> {
     /// those blocks of the parameter and its gradient. `decay`: weights (L2
     /// and weight decay apply), not biases.
     ///
+    /// The gradient is consumed: `g` is zero afterwards, written in the same
+    /// pass that reads it, so that the next step's weight-gradient product
+    /// can accumulate onto it (`beta = 1`) instead of OpenBLAS zeroing its
+    /// output in a pass of its own (see [`crate::nn::step`]).
+    ///
     /// # Safety
     /// Between [`Optimizer::begin_step`] calls, blocks updated concurrently
     /// must be disjoint, and `p`, `g` must be valid blocks of that shape.
@@ -371,34 +376,35 @@ unsafe fn update_rows<T: Real>(u: BlockUpdate<T>) {
         s0,
         s1,
     } = u;
+    // Each loop reads the gradient and leaves a zero in its place.
     for r in 0..p.rows {
         let pr = p.row_mut(r);
-        let gr = g.row(r);
+        let gr = g.row_mut(r);
         match c.kind {
             OptKind::Sgd => {
-                for (p, &g) in pr.iter_mut().zip(gr) {
-                    sgd::update(p, g, lr, l2);
+                for (p, g) in pr.iter_mut().zip(gr) {
+                    sgd::update(p, std::mem::take(g), lr, l2);
                 }
             }
             OptKind::Momentum | OptKind::Nesterov => {
                 let (mu, nest) = (T::of(c.momentum), c.kind == OptKind::Nesterov);
                 let v = s0.row_mut(r);
-                for ((p, &g), v) in pr.iter_mut().zip(gr).zip(v) {
-                    momentum::update(p, v, g, lr, mu, l2, nest);
+                for ((p, g), v) in pr.iter_mut().zip(gr).zip(v) {
+                    momentum::update(p, v, std::mem::take(g), lr, mu, l2, nest);
                 }
             }
             OptKind::RmsProp => {
                 let (rho, eps) = (T::of(c.rho), T::of(c.eps));
                 let s = s0.row_mut(r);
-                for ((p, &g), s) in pr.iter_mut().zip(gr).zip(s) {
-                    rmsprop::update(p, s, g, lr, rho, eps, l2);
+                for ((p, g), s) in pr.iter_mut().zip(gr).zip(s) {
+                    rmsprop::update(p, s, std::mem::take(g), lr, rho, eps, l2);
                 }
             }
             OptKind::Adam | OptKind::AdamW => {
                 let m = s0.row_mut(r);
                 let v = s1.row_mut(r);
-                for (((p, &g), m), v) in pr.iter_mut().zip(gr).zip(m).zip(v) {
-                    adam::update(p, m, v, g, &k);
+                for (((p, g), m), v) in pr.iter_mut().zip(gr).zip(m).zip(v) {
+                    adam::update(p, m, v, std::mem::take(g), &k);
                 }
             }
         }
