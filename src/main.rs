@@ -1380,6 +1380,9 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
             t.levels
         );
     }
+    println!(
+        "(vs base: the base's fastest sample over this one's, which ranks the levels; the choice rests on the last pair's rounds side by side)"
+    );
     // The decision: the last pair's rounds side by side.
     let versus = match m.outcome.challenger {
         0 => String::new(),
