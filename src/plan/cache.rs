@@ -4,9 +4,20 @@
 //! The file is `$XDG_CACHE_HOME/mnist-mlp/plans.json`, else
 //! `~/.cache/mnist-mlp/plans.json`: a JSON object with this program's name
 //! and version and an `entries` map from a key to what was chosen. The key
-//! names everything a plan's speed depends on: the CPU model, OpenBLAS's
-//! version and kernel set (its configuration string), the thread count and
-//! policy, the precision, the layer widths and the rows of a step.
+//! names everything a plan's speed depends on: the CPU ([`cpu_model`]: its
+//! model name, and on x86 its family, model and stepping, since a VM's
+//! "AMD EPYC" names every Zen generation alike), OpenBLAS's version and
+//! kernel set (its configuration string), the thread count and policy, the
+//! precision, the layer widths and the rows of a step.
+//!
+//! What the key cannot name is where a VM runs: the same key on another
+//! host, or on other cores of one, can make another plan the fastest
+//! (session 23 measured T3 on two threads 1.5x faster than on one, and on
+//! the next machine of the same key 1.14x slower). So an entry records the
+//! boot it was measured in ([`boot_id`], Linux's
+//! `/proc/sys/kernel/random/boot_id`), and [`super::choose`] measures a
+//! shape again, once, on a later boot; where there is no boot id (other
+//! systems) an entry stays until the cache's version changes.
 //!
 //! A cache that cannot be read, does not parse or was written by another
 //! version of mnist-mlp or of its candidate list ([`VERSION`]) is ignored with a
@@ -34,8 +45,9 @@ use super::{Plan, Shape};
 /// which one lucky sample could decide; revision 5 replaces the built-in
 /// plan only after a last level of at least
 /// [`super::search::MIN_SWITCH_S`], where revision 4 let a few
-/// milliseconds' rounds do it).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.5");
+/// milliseconds' rounds do it; revision 6 keys the CPU by family, model
+/// and stepping too, and records each entry's boot).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.6");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";
@@ -52,6 +64,10 @@ pub struct Entry {
     pub candidates: usize,
     /// When it was measured (seconds since 1970).
     pub measured_at: u64,
+    /// The boot it was measured in ([`boot_id`]; `None` where the system
+    /// has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 impl Entry {
@@ -62,7 +78,14 @@ impl Entry {
             speedup: m.outcome.speedup(),
             candidates: m.candidates.len(),
             measured_at: now(),
+            boot: boot_id(),
         }
+    }
+
+    /// Whether the entry was measured in another boot than `boot` (the
+    /// current one): false when either is unknown.
+    pub fn from_another_boot(&self, boot: Option<&str>) -> bool {
+        matches!((self.boot.as_deref(), boot), (Some(a), Some(b)) if a != b)
     }
 }
 
@@ -101,19 +124,63 @@ pub fn path() -> Option<PathBuf> {
     path_from(&|k| std::env::var_os(k))
 }
 
-/// The processor's model name (`/proc/cpuinfo`'s `model name`, else the
-/// architecture).
+/// The processor, as the cache key names it: `/proc/cpuinfo`'s model name
+/// and its identity numbers: on x86 family, model and stepping (e.g.
+/// `AMD EPYC (family 26 model 2 stepping 1)`), on Arm implementer, part
+/// and variant; the architecture where there is no `/proc/cpuinfo`.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .filter(|m| !m.is_empty())
+        .and_then(|s| cpu_from_cpuinfo(&s))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// [`cpu_model`] from the text of a `/proc/cpuinfo` (its first processor's
+/// lines); `None` when it names no model.
+pub fn cpu_from_cpuinfo(text: &str) -> Option<String> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+            .filter(|v| !v.is_empty())
+    };
+    let name = field("model name").or_else(|| field("Model"));
+    let ids = |keys: [(&str, &str); 3]| -> Option<String> {
+        let parts: Option<Vec<String>> = keys
+            .iter()
+            .map(|(k, label)| field(k).map(|v| format!("{label} {v}")))
+            .collect();
+        parts.map(|p| p.join(" "))
+    };
+    let id = ids([
+        ("cpu family", "family"),
+        ("model", "model"),
+        ("stepping", "stepping"),
+    ])
+    .or_else(|| {
+        ids([
+            ("CPU implementer", "implementer"),
+            ("CPU part", "part"),
+            ("CPU variant", "variant"),
+        ])
+    });
+    match (name, id) {
+        (Some(n), Some(i)) => Some(format!("{n} ({i})")),
+        (Some(n), None) => Some(n),
+        (None, Some(i)) => Some(format!("{} ({i})", std::env::consts::ARCH)),
+        (None, None) => None,
+    }
+}
+
+/// This boot's id (Linux's `/proc/sys/kernel/random/boot_id`), `None`
+/// elsewhere.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// The key of `shape` on this machine.
@@ -234,7 +301,57 @@ mod tests {
             speedup: 1.2,
             candidates: 12,
             measured_at: 1,
+            boot: Some("b1".into()),
         }
+    }
+
+    #[test]
+    fn the_cpu_is_named_by_model_and_numbers() {
+        let x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\ncpu family\t: 99\n";
+        assert_eq!(
+            cpu_from_cpuinfo(x86).as_deref(),
+            Some("AMD EPYC (family 26 model 2 stepping 1)")
+        );
+        let zen3 = x86.replace(": 26", ": 25").replace(": 2\n", ": 1\n");
+        assert_ne!(
+            cpu_from_cpuinfo(&zen3),
+            cpu_from_cpuinfo(x86),
+            "same name, another generation"
+        );
+        let arm = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\n";
+        assert_eq!(
+            cpu_from_cpuinfo(arm),
+            Some(format!(
+                "{} (implementer 0x41 part 0xd0c variant 0x3)",
+                std::env::consts::ARCH
+            ))
+        );
+        assert_eq!(
+            cpu_from_cpuinfo("model name\t: Some CPU\n").as_deref(),
+            Some("Some CPU")
+        );
+        assert_eq!(cpu_from_cpuinfo("processor : 0\n"), None);
+        assert!(!cpu_model().is_empty());
+    }
+
+    #[test]
+    fn entries_of_another_boot_are_told_apart() {
+        let e = entry();
+        assert!(e.from_another_boot(Some("b2")));
+        assert!(!e.from_another_boot(Some("b1")));
+        assert!(
+            !e.from_another_boot(None),
+            "no boot id now: nothing to compare"
+        );
+        let none = Entry {
+            boot: None,
+            ..entry()
+        };
+        assert!(!none.from_another_boot(Some("b2")));
+        // An entry written without a boot reads back as one.
+        let text = r#"{"plan": {}, "speedup": 1.0, "candidates": 2, "measured_at": 5}"#;
+        let read: Entry = serde_json::from_str(text).unwrap();
+        assert_eq!(read.boot, None);
     }
 
     #[test]

@@ -249,33 +249,61 @@ pub fn choose(
             warnings,
         }
     };
+    // An entry from an earlier boot: measured again, and used only where
+    // the new measurement decides nothing.
+    let mut stale = None;
     if let Some(path) = cache_path {
         let (file, warning) = cache::load(path);
         warnings.extend(warning);
         if let Some(entry) = file.entries.get(&key) {
-            return Chosen {
+            let cached = Chosen {
                 plan: entry.plan,
                 source: Source::Cached {
                     path: path.to_path_buf(),
                     entry: entry.clone(),
                 },
-                warnings,
+                warnings: Vec::new(),
             };
+            // Where a VM runs can change which plan is fastest, and the
+            // key cannot see it.
+            if !entry.from_another_boot(cache::boot_id().as_deref()) {
+                return Chosen { warnings, ..cached };
+            }
+            warnings.push(format!(
+                "note: plan cache {}: this shape's plan was measured on an earlier boot (a VM may since run on another host); measuring it again",
+                path.display()
+            ));
+            stale = Some(cached);
         }
     }
+    let fallback = |source: Source, mut warnings: Vec<String>| -> Chosen {
+        match &stale {
+            Some(c) => {
+                warnings.push(
+                    "note: not decided again within this run's budget; the earlier boot's plan runs"
+                        .to_string(),
+                );
+                Chosen {
+                    warnings,
+                    ..c.clone()
+                }
+            }
+            None => unmeasured(source, warnings),
+        }
+    };
     // A step's time at a rate few CPUs reach per core: when even two
     // candidates could not be timed within the budget at that rate (a
     // full-batch run of a few steps), nothing is measured.
     let optimistic = rows as f64 * model.spec.train_flops_per_sample() as f64
         / (threads.n() as f64 * OPTIMISTIC_FLOPS_PER_CORE);
     if 2.0 * (2.0 + super::search::ROUNDS as f64) * optimistic > budget(optimistic) {
-        return unmeasured(Source::TooLong { step_s: optimistic }, warnings);
+        return fallback(Source::TooLong { step_s: optimistic }, warnings);
     }
     let measured = measure(target, Plan::default(), budget);
     // A plan kept without a decision is no choice, and caching it would
     // stop every later run from measuring.
     if measured.undecided() {
-        return unmeasured(
+        return fallback(
             Source::Undecided {
                 candidates: measured.shape_candidates(),
                 seconds: measured.seconds,
@@ -453,5 +481,73 @@ mod tests {
             }
         ));
         assert!(path.exists());
+    }
+
+    #[test]
+    fn a_choice_from_an_earlier_boot_is_measured_again() {
+        let Some(boot) = cache::boot_id() else {
+            return; // no boot id here: entries never go stale
+        };
+        if Plan::env_overridden() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.json");
+        let f = small_sgd();
+        let target = f.target(8);
+        let key = cache::key(&target.shape());
+        let old_plan = Plan {
+            tiles: true,
+            blocks: 1,
+            ..Plan::default()
+        };
+        let stale = |boot: &str| {
+            let entry = Entry {
+                plan: old_plan,
+                speedup: 1.5,
+                candidates: 3,
+                measured_at: 1,
+                boot: Some(boot.to_string()),
+            };
+            cache::store(&path, &key, entry).unwrap();
+        };
+        let n = super::super::candidates(Plan::default(), &target.shape()).len();
+        // A budget too small to decide: the earlier boot's plan runs, and
+        // stays cached for the next run to try again.
+        stale("an-earlier-boot");
+        let c = choose(&Choice::Auto, target, Some(&path), &|e| e * 3.0 * n as f64);
+        assert_eq!(c.plan, old_plan, "{c:?}");
+        assert!(matches!(c.source, Source::Cached { .. }), "{c:?}");
+        assert!(
+            c.warnings[0].contains("earlier boot")
+                && c.warnings[1].contains("earlier boot's plan runs"),
+            "{:?}",
+            c.warnings
+        );
+        // Room to decide: measured again and replaced, stamped with this
+        // boot, and read from the cache after that.
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        assert!(
+            matches!(
+                c.source,
+                Source::Measured {
+                    cached: Some(_),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let entry = &cache::load(&path).0.entries[&key];
+        assert_eq!(entry.boot.as_deref(), Some(boot.as_str()));
+        assert_eq!(entry.plan, c.plan);
+        let again = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        assert!(matches!(again.source, Source::Cached { .. }), "{again:?}");
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        // An entry of this boot is used as it is.
+        stale(&boot);
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        assert_eq!(c.plan, old_plan);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 }

@@ -34,8 +34,9 @@
 //! # Who chooses
 //! The defaults are the plan of `--plan default`: rules that held on every
 //! machine class this project has been measured on (AMD Zen 3, Zen 4,
-//! Zen 5 with OpenBLAS's Haswell kernels, Intel Xeon with its SkylakeX
-//! kernels). Tiles are off by default: they made T5 1.05x faster on one
+//! Zen 5 with OpenBLAS's Haswell kernels (an environment's
+//! `OPENBLAS_CORETYPE`) and its own Cooperlake choice, Intel Xeon with its
+//! SkylakeX kernels). Tiles are off by default: they made T5 1.05x faster on one
 //! Zen 4 machine and 2x slower on the Xeon, so no rule decides them.
 //! Everything else is measured on the user's machine: the planner
 //! ([`search`], [`measure`]) times every distinct candidate of
