@@ -94,8 +94,10 @@ def main():
             rows.append((w, t, o, n, o / n, bound, o / bound, n / bound, lim["gflop_per_s_best"],
                          f / bound if f else None))
     machine = next((r for r in raw if "cpu" in r), {})
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
     print(f"machine: {machine.get('cpu', '?')}; {machine.get('blas', '?')}; "
-          f"plans: {sorted({(r['workload'], r['threads'], r['planner']['source']) for r in raw if 'planner' in r})}")
+          + (f"OPENBLAS_CORETYPE={pinned} in the environment (NumPy's and ours); " if pinned else "")
+          + f"plans: {sorted({(r['workload'], r['threads'], r['planner']['source']) for r in raw if 'planner' in r})}")
     print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | physical limit samples/s (sgemm GFLOP/s) | mnist-mlp % of limit | NumPy % of limit | mnist-mlp fast steps % of limit |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for w, t, o, n, r, b, fo, fn, gf, ff in rows:

@@ -40,6 +40,20 @@ pub fn corename() -> String {
     }
 }
 
+/// A note to print where `OPENBLAS_CORETYPE` in the environment chose
+/// OpenBLAS's kernel set instead of OpenBLAS's own detection: speed
+/// figures then describe that set, not what this CPU gets by default
+/// (on one Zen 5 machine, an environment's `Haswell` ran sgemm at half
+/// the rate of the `Cooperlake` set OpenBLAS picks itself; BENCHMARKS.md,
+/// session 24).
+pub fn coretype_note() -> Option<String> {
+    let v = std::env::var("OPENBLAS_CORETYPE").ok()?;
+    Some(format!(
+        "note: OPENBLAS_CORETYPE={v} in the environment chose OpenBLAS's kernel set ({}); without it OpenBLAS picks one for this CPU, which may be faster",
+        corename()
+    ))
+}
+
 /// Sets the number of threads OpenBLAS uses for one call.
 pub fn set_threads(n: usize) {
     // SAFETY: plain setter of the OpenBLAS library; no memory is passed.

@@ -1148,7 +1148,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     if let Some(before) = before {
         r.set_limit(vec![before, peak()]);
     }
-    for w in &r.plan_warnings {
+    for w in r
+        .plan_warnings
+        .iter()
+        .chain(&mnist_mlp::blas::coretype_note())
+    {
         eprintln!("{w}");
     }
     if a.json {
@@ -1281,6 +1285,9 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         }
     };
     let threads = a.threads.pool()?;
+    if let Some(note) = mnist_mlp::blas::coretype_note() {
+        eprintln!("{note}");
+    }
     let train = training_set(a.synthetic, &a.data, 0, "tune")?;
     if train.features() != spec.input() {
         bail!(
