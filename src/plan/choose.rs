@@ -449,21 +449,32 @@ mod tests {
         assert_eq!(c.plan, Plan::default());
     }
 
+    /// An empty cache's folder and file, the small network, and how many
+    /// candidates its steps of 8 rows have.
+    fn empty_cache() -> (tempfile::TempDir, PathBuf, Fixture, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.json");
+        let f = small_sgd();
+        let n = super::super::candidates(Plan::default(), &f.target(8).shape()).len();
+        (dir, path, f, n)
+    }
+
+    /// Three steps per candidate of `n`: the warm-up would fit, the search
+    /// of two (each sample at least 2 ms of steps, plus an untimed one,
+    /// three rounds) does not.
+    fn undecidable(n: usize) -> impl Fn(f64) -> f64 + Sync {
+        move |e| e * 3.0 * n as f64
+    }
+
     #[test]
     fn a_measurement_that_cannot_decide_is_not_cached() {
         if Plan::env_overridden() {
             return;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plans.json");
-        let f = small_sgd();
+        let (_dir, path, f, n) = empty_cache();
         let target = f.target(8);
-        let n = super::super::candidates(Plan::default(), &target.shape()).len();
         assert!(n > 1);
-        // Three steps per candidate: the warm-up would fit, the search of
-        // two (each sample at least 2 ms of steps, plus an untimed one,
-        // three rounds) does not.
-        let c = choose(&Choice::Auto, target, Some(&path), &|e| e * 3.0 * n as f64);
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n));
         assert_eq!(c.plan, Plan::default());
         assert!(
             matches!(c.source, Source::Undecided { candidates, .. } if candidates == n),
@@ -491,9 +502,7 @@ mod tests {
         if Plan::env_overridden() {
             return;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plans.json");
-        let f = small_sgd();
+        let (_dir, path, f, n) = empty_cache();
         let target = f.target(8);
         let key = cache::key(&target.shape());
         let old_plan = Plan {
@@ -511,11 +520,10 @@ mod tests {
             };
             cache::store(&path, &key, entry).unwrap();
         };
-        let n = super::super::candidates(Plan::default(), &target.shape()).len();
         // A budget too small to decide: the earlier boot's plan runs, and
         // stays cached for the next run to try again.
         stale("an-earlier-boot");
-        let c = choose(&Choice::Auto, target, Some(&path), &|e| e * 3.0 * n as f64);
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n));
         assert_eq!(c.plan, old_plan, "{c:?}");
         assert!(matches!(c.source, Source::Cached { .. }), "{c:?}");
         assert!(
