@@ -1336,7 +1336,16 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     }
     let key = cache::key(&shape);
     let stored = match cache::path() {
-        Some(p) => match cache::store(&p, &key, cache::Entry::of(&m)) {
+        // tune's last pair plays for seconds: its choice needs no second
+        // run to confirm it.
+        Some(p) => match cache::store(
+            &p,
+            &key,
+            cache::Entry {
+                confirmed: true,
+                ..cache::Entry::of(&m)
+            },
+        ) {
             Ok(()) => Some(p),
             Err(w) => {
                 eprintln!("{w}");

@@ -46,7 +46,8 @@ use super::{Plan, Shape};
 /// plan only after a last level of at least
 /// [`super::search::MIN_SWITCH_S`], where revision 4 let a few
 /// milliseconds' rounds do it; revision 6 keys the CPU by family, model
-/// and stepping too, and records each entry's boot).
+/// and stepping too, records each entry's boot, and uses a plan other than
+/// the built-in one for good only once a second measurement confirmed it).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.6");
 
 /// The file's name inside the cache folder.
@@ -68,6 +69,11 @@ pub struct Entry {
     /// has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<String>,
+    /// Whether the plan, if not the built-in one, won a second time: in a
+    /// later run's measurement of the two, or in `tune`'s long one. Until
+    /// then a run measures the pair again ([`super::choose`]).
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 impl Entry {
@@ -79,7 +85,14 @@ impl Entry {
             candidates: m.candidates.len(),
             measured_at: now(),
             boot: boot_id(),
+            confirmed: false,
         }
+    }
+
+    /// Whether a run may use the plan as it is: the built-in plan (which
+    /// needs no confirming), or another that won twice.
+    pub fn settled(&self) -> bool {
+        self.confirmed || self.plan == Plan::default()
     }
 
     /// Whether the entry was measured in another boot than `boot` (the
@@ -302,6 +315,7 @@ mod tests {
             candidates: 12,
             measured_at: 1,
             boot: Some("b1".into()),
+            confirmed: false,
         }
     }
 

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use super::cache::{self, Entry};
-use super::measure::{measure, run_budget, Measured, Target};
+use super::measure::{measure, measure_among, run_budget, Measured, Target};
 use super::Plan;
 
 /// The environment variable read when `--plan` is not given.
@@ -207,7 +207,10 @@ pub const OPTIMISTIC_FLOPS_PER_CORE: f64 = 250e9;
 
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
 /// machine and `target`'s shape, else a measurement of `target` within
-/// `budget(step_seconds)` seconds, then cached. `cache_path`: the cache
+/// `budget(step_seconds)` seconds, then cached. An entry from an earlier
+/// boot is measured again; an entry whose plan is not the built-in one and
+/// won only once is measured again against the built-in plan, and the
+/// winner cached as settled ([`Entry::settled`]). `cache_path`: the cache
 /// file (`None`: no cache).
 pub fn choose(
     choice: &Choice,
@@ -250,8 +253,10 @@ pub fn choose(
         }
     };
     // An entry from an earlier boot: measured again, and used only where
-    // the new measurement decides nothing.
+    // the new measurement decides nothing. An entry whose plan won once
+    // (not the built-in plan, not yet confirmed): the two measured again.
     let mut stale = None;
+    let mut to_confirm: Option<Entry> = None;
     if let Some(path) = cache_path {
         let (file, warning) = cache::load(path);
         warnings.extend(warning);
@@ -266,19 +271,26 @@ pub fn choose(
             };
             // Where a VM runs can change which plan is fastest, and the
             // key cannot see it.
-            if !entry.from_another_boot(cache::boot_id().as_deref()) {
+            if entry.from_another_boot(cache::boot_id().as_deref()) {
+                warnings.push(format!(
+                    "note: plan cache {}: this shape's plan was measured on an earlier boot (a VM may since run on another host); measuring it again",
+                    path.display()
+                ));
+                stale = Some(cached);
+            } else if entry.settled() {
                 return Chosen { warnings, ..cached };
+            } else {
+                // A neighbour busy through one whole measurement can make a
+                // plan win that runs slower once it is gone (T3 on two Zen 5
+                // threads cached one block, 1.7x slower than two): a plan
+                // other than the built-in one must win twice.
+                to_confirm = Some(entry.clone());
             }
-            warnings.push(format!(
-                "note: plan cache {}: this shape's plan was measured on an earlier boot (a VM may since run on another host); measuring it again",
-                path.display()
-            ));
-            stale = Some(cached);
         }
     }
     let fallback = |source: Source, mut warnings: Vec<String>| -> Chosen {
-        match &stale {
-            Some(c) => {
+        match (&stale, &to_confirm) {
+            (Some(c), _) => {
                 warnings.push(
                     "note: not decided again within this run's budget; the earlier boot's plan runs"
                         .to_string(),
@@ -288,7 +300,14 @@ pub fn choose(
                     ..c.clone()
                 }
             }
-            None => unmeasured(source, warnings),
+            (None, Some(e)) => {
+                warnings.push(format!(
+                    "note: the plan cached before ({}, {:.2}x) was not confirmed within this run's budget; the built-in plan runs, and a later run measures the two again",
+                    e.plan, e.speedup
+                ));
+                unmeasured(source, warnings)
+            }
+            (None, None) => unmeasured(source, warnings),
         }
     };
     // A step's time at a rate few CPUs reach per core: when even two
@@ -299,7 +318,10 @@ pub fn choose(
     if 2.0 * (2.0 + super::search::ROUNDS as f64) * optimistic > budget(optimistic) {
         return fallback(Source::TooLong { step_s: optimistic }, warnings);
     }
-    let measured = measure(target, Plan::default(), budget);
+    let measured = match &to_confirm {
+        Some(e) => measure_among(target, vec![Plan::default(), e.plan], budget),
+        None => measure(target, Plan::default(), budget),
+    };
     // A plan kept without a decision is no choice, and caching it would
     // stop every later run from measuring.
     if measured.undecided() {
@@ -311,15 +333,31 @@ pub fn choose(
             warnings,
         );
     }
-    let cached = cache_path.and_then(
-        |path| match cache::store(path, &key, Entry::of(&measured)) {
-            Ok(()) => Some(path.to_path_buf()),
-            Err(w) => {
-                warnings.push(w.into());
-                None
-            }
-        },
-    );
+    if let Some(e) = &to_confirm {
+        warnings.push(if measured.outcome.chosen == 0 {
+            format!(
+                "note: the plan cached before ({}, {:.2}x) lost to the built-in plan when measured again; the built-in plan runs from now on",
+                e.plan, e.speedup
+            )
+        } else {
+            format!(
+                "note: the plan cached before won again ({:.2}x, {:.2}x before): confirmed",
+                measured.outcome.speedup(),
+                e.speedup
+            )
+        });
+    }
+    let entry = Entry {
+        confirmed: to_confirm.is_some() && measured.outcome.chosen != 0,
+        ..Entry::of(&measured)
+    };
+    let cached = cache_path.and_then(|path| match cache::store(path, &key, entry) {
+        Ok(()) => Some(path.to_path_buf()),
+        Err(w) => {
+            warnings.push(w.into());
+            None
+        }
+    });
     Chosen {
         plan: measured.plan(),
         source: Source::Measured {
@@ -406,9 +444,23 @@ mod tests {
         );
         assert!(first.warnings.is_empty());
         assert!(first.line().contains("measured now"), "{}", first.line());
-        let second = go(Some(&path));
+        // A plan other than the built-in one is measured once more (against
+        // the built-in plan) before it is read from the cache as it is.
+        let mut second = go(Some(&path));
+        for _ in 0..3 {
+            if matches!(second.source, Source::Cached { .. }) {
+                break;
+            }
+            assert_ne!(first.plan, Plan::default(), "{second:?}");
+            assert!(second.warnings[0].contains("cached before"), "{second:?}");
+            second = go(Some(&path));
+        }
         assert!(matches!(second.source, Source::Cached { .. }), "{second:?}");
-        assert_eq!(second.plan, first.plan);
+        assert!(
+            first.plan == Plan::default()
+                || second.plan == Plan::default()
+                || second.plan == first.plan
+        );
         // Corrupt: a warning, a new measurement, the cache rewritten.
         std::fs::write(&path, "not json").unwrap();
         let third = go(Some(&path));
@@ -424,7 +476,13 @@ mod tests {
             "{:?}",
             third.warnings
         );
-        assert!(go(Some(&path)).warnings.is_empty(), "rewritten");
+        assert!(
+            !go(Some(&path))
+                .warnings
+                .iter()
+                .any(|w| w.contains("not a plan cache")),
+            "rewritten"
+        );
         // Unwritable (the folder is a file): a warning, still a plan.
         let blocked = dir.path().join("blocked");
         std::fs::write(&blocked, "").unwrap();
@@ -457,6 +515,65 @@ mod tests {
         let f = small_sgd();
         let n = super::super::candidates(Plan::default(), &f.target(8).shape()).len();
         (dir, path, f, n)
+    }
+
+    /// Writes an entry for `plan` under `key`.
+    fn plant(path: &Path, key: &str, plan: Plan, boot: Option<String>, confirmed: bool) {
+        let entry = Entry {
+            plan,
+            speedup: 1.5,
+            candidates: 3,
+            measured_at: 1,
+            boot,
+            confirmed,
+        };
+        cache::store(path, key, entry).unwrap();
+    }
+
+    #[test]
+    fn a_plan_that_won_once_must_win_again() {
+        if Plan::env_overridden() {
+            return;
+        }
+        let (_dir, path, f, _) = empty_cache();
+        let target = f.target(8);
+        let key = cache::key(&target.shape());
+        let once = Plan {
+            tiles: true,
+            blocks: 1,
+            ..Plan::default()
+        };
+        plant(&path, &key, once, cache::boot_id(), false);
+        // No room to measure the two: the built-in plan runs, the entry
+        // waits for a later run.
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(2));
+        assert_eq!(c.plan, Plan::default(), "{c:?}");
+        assert!(
+            matches!(
+                c.source,
+                Source::Undecided { candidates: 2, .. } | Source::TooLong { .. }
+            ),
+            "{c:?}"
+        );
+        assert!(c.warnings[0].contains("not confirmed"), "{:?}", c.warnings);
+        assert_eq!(cache::load(&path).0.entries[&key].plan, once);
+        // Room: the built-in plan and the cached one, measured again; the
+        // entry is settled either way (confirmed, or the built-in plan).
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        let Source::Measured { measured, cached } = &c.source else {
+            panic!("{c:?}")
+        };
+        assert_eq!(measured.candidates, vec![Plan::default(), once]);
+        assert!(cached.is_some());
+        assert!(c.warnings[0].contains("cached before"), "{:?}", c.warnings);
+        let entry = &cache::load(&path).0.entries[&key];
+        assert!(entry.settled(), "{entry:?}");
+        assert_eq!(entry.plan, c.plan);
+        assert_eq!(entry.confirmed, c.plan == once);
+        let again = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        assert!(matches!(again.source, Source::Cached { .. }), "{again:?}");
+        assert_eq!(again.plan, c.plan);
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     }
 
     /// Three steps per candidate of `n`: the warm-up would fit, the search
@@ -510,16 +627,7 @@ mod tests {
             blocks: 1,
             ..Plan::default()
         };
-        let stale = |boot: &str| {
-            let entry = Entry {
-                plan: old_plan,
-                speedup: 1.5,
-                candidates: 3,
-                measured_at: 1,
-                boot: Some(boot.to_string()),
-            };
-            cache::store(&path, &key, entry).unwrap();
-        };
+        let stale = |boot: &str| plant(&path, &key, old_plan, Some(boot.to_string()), true);
         // A budget too small to decide: the earlier boot's plan runs, and
         // stays cached for the next run to try again.
         stale("an-earlier-boot");
@@ -549,10 +657,8 @@ mod tests {
         let entry = &cache::load(&path).0.entries[&key];
         assert_eq!(entry.boot.as_deref(), Some(boot.as_str()));
         assert_eq!(entry.plan, c.plan);
-        let again = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
-        assert!(matches!(again.source, Source::Cached { .. }), "{again:?}");
-        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
-        // An entry of this boot is used as it is.
+        // An entry of this boot is used as it is (a confirmed one: see
+        // `a_plan_that_won_once_must_win_again`).
         stale(&boot);
         let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
         assert_eq!(c.plan, old_plan);

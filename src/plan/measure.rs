@@ -170,6 +170,18 @@ pub fn tune_budget(step_s: f64, n: usize) -> f64 {
 /// (a copy of its model) within `budget(step_seconds)` seconds, and
 /// chooses one.
 pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync)) -> Measured {
+    measure_among(target, candidates(base, &target.shape()), budget)
+}
+
+/// [`measure`] over the given candidates (the base first, then nearest
+/// first: those at the end are left out when the budget is short).
+pub fn measure_among(
+    target: Target,
+    mut cands: Vec<Plan>,
+    budget: &(dyn Fn(f64) -> f64 + Sync),
+) -> Measured {
+    assert!(!cands.is_empty(), "at least the base");
+    let base = cands[0];
     let t0 = Instant::now();
     let Target {
         model,
@@ -178,8 +190,6 @@ pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync))
         train,
         threads,
     } = target;
-    let shape = target.shape();
-    let mut cands = candidates(base, &shape);
     let n = train.len();
     let rows = rows.clamp(1, n.max(1));
     let mut model = model.clone();
