@@ -517,6 +517,15 @@ mod tests {
         (dir, path, f, n)
     }
 
+    /// A plan that is not the built-in one (one block, tiles).
+    fn other_plan() -> Plan {
+        Plan {
+            tiles: true,
+            blocks: 1,
+            ..Plan::default()
+        }
+    }
+
     /// Writes an entry for `plan` under `key`.
     fn plant(path: &Path, key: &str, plan: Plan, boot: Option<String>, confirmed: bool) {
         let entry = Entry {
@@ -538,11 +547,7 @@ mod tests {
         let (_dir, path, f, _) = empty_cache();
         let target = f.target(8);
         let key = cache::key(&target.shape());
-        let once = Plan {
-            tiles: true,
-            blocks: 1,
-            ..Plan::default()
-        };
+        let once = other_plan();
         plant(&path, &key, once, cache::boot_id(), false);
         // No room to measure the two: the built-in plan runs, the entry
         // waits for a later run.
@@ -622,11 +627,7 @@ mod tests {
         let (_dir, path, f, n) = empty_cache();
         let target = f.target(8);
         let key = cache::key(&target.shape());
-        let old_plan = Plan {
-            tiles: true,
-            blocks: 1,
-            ..Plan::default()
-        };
+        let old_plan = other_plan();
         let stale = |boot: &str| plant(&path, &key, old_plan, Some(boot.to_string()), true);
         // A budget too small to decide: the earlier boot's plan runs, and
         // stays cached for the next run to try again.
