@@ -205,6 +205,18 @@ impl Chosen {
 /// lower bound of a step's time that decides whether measuring can fit.
 pub const OPTIMISTIC_FLOPS_PER_CORE: f64 = 250e9;
 
+/// What the cache held for a shape that [`choose`] measures now.
+enum Earlier {
+    /// No entry.
+    Nothing,
+    /// A plan measured on an earlier boot: it runs where the new
+    /// measurement decides nothing.
+    Stale(Chosen),
+    /// A plan other than the built-in one that won once: measured again
+    /// against the built-in plan.
+    Unconfirmed(Entry),
+}
+
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
 /// machine and `target`'s shape, else a measurement of `target` within
 /// `budget(step_seconds)` seconds, then cached. An entry from an earlier
@@ -252,11 +264,7 @@ pub fn choose(
             warnings,
         }
     };
-    // An entry from an earlier boot: measured again, and used only where
-    // the new measurement decides nothing. An entry whose plan won once
-    // (not the built-in plan, not yet confirmed): the two measured again.
-    let mut stale = None;
-    let mut to_confirm: Option<Entry> = None;
+    let mut earlier = Earlier::Nothing;
     if let Some(path) = cache_path {
         let (file, warning) = cache::load(path);
         warnings.extend(warning);
@@ -276,7 +284,7 @@ pub fn choose(
                     "note: plan cache {}: this shape's plan was measured on an earlier boot (a VM may since run on another host); measuring it again",
                     path.display()
                 ));
-                stale = Some(cached);
+                earlier = Earlier::Stale(cached);
             } else if entry.settled() {
                 return Chosen { warnings, ..cached };
             } else {
@@ -284,13 +292,13 @@ pub fn choose(
                 // plan win that runs slower once it is gone (T3 on two Zen 5
                 // threads cached one block, 1.7x slower than two): a plan
                 // other than the built-in one must win twice.
-                to_confirm = Some(entry.clone());
+                earlier = Earlier::Unconfirmed(entry.clone());
             }
         }
     }
     let fallback = |source: Source, mut warnings: Vec<String>| -> Chosen {
-        match (&stale, &to_confirm) {
-            (Some(c), _) => {
+        match &earlier {
+            Earlier::Stale(c) => {
                 warnings.push(
                     "note: not decided again within this run's budget; the earlier boot's plan runs"
                         .to_string(),
@@ -300,14 +308,14 @@ pub fn choose(
                     ..c.clone()
                 }
             }
-            (None, Some(e)) => {
+            Earlier::Unconfirmed(e) => {
                 warnings.push(format!(
                     "note: the plan cached before ({}, {:.2}x) was not confirmed within this run's budget; the built-in plan runs, and a later run measures the two again",
                     e.plan, e.speedup
                 ));
                 unmeasured(source, warnings)
             }
-            (None, None) => unmeasured(source, warnings),
+            Earlier::Nothing => unmeasured(source, warnings),
         }
     };
     // A step's time at a rate few CPUs reach per core: when even two
@@ -318,9 +326,9 @@ pub fn choose(
     if 2.0 * (2.0 + super::search::ROUNDS as f64) * optimistic > budget(optimistic) {
         return fallback(Source::TooLong { step_s: optimistic }, warnings);
     }
-    let measured = match &to_confirm {
-        Some(e) => measure_among(target, vec![Plan::default(), e.plan], budget),
-        None => measure(target, Plan::default(), budget),
+    let measured = match &earlier {
+        Earlier::Unconfirmed(e) => measure_among(target, vec![Plan::default(), e.plan], budget),
+        _ => measure(target, Plan::default(), budget),
     };
     // A plan kept without a decision is no choice, and caching it would
     // stop every later run from measuring.
@@ -333,7 +341,8 @@ pub fn choose(
             warnings,
         );
     }
-    if let Some(e) = &to_confirm {
+    let confirming = matches!(earlier, Earlier::Unconfirmed(_));
+    if let Earlier::Unconfirmed(e) = &earlier {
         warnings.push(if measured.outcome.chosen == 0 {
             format!(
                 "note: the plan cached before ({}, {:.2}x) lost to the built-in plan when measured again; the built-in plan runs from now on",
@@ -348,7 +357,7 @@ pub fn choose(
         });
     }
     let entry = Entry {
-        confirmed: to_confirm.is_some() && measured.outcome.chosen != 0,
+        confirmed: confirming && measured.outcome.chosen != 0,
         ..Entry::of(&measured)
     };
     let cached = cache_path.and_then(|path| match cache::store(path, &key, entry) {
