@@ -157,7 +157,7 @@ pub struct RunConfig {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plot: Option<PathBuf>,
-    /// How the training step's speed choices are made: `auto` (time the candidates on this machine once per network, batch size and thread count, well under a second or 2% of a long run, and cache the choice in $XDG_CACHE_HOME/mnist-mlp or ~/.cache/mnist-mlp; a plan other than the built-in one is timed once more by the next run before it is kept, and a new boot times the shape again), `default` (the built-in plan, nothing measured) or FILE (a plan saved before: a run's model.toml, or `mnist-mlp tune --save` output). Given on the command line, it replaces a `[plan]` table of --config or --resume [default: $MNIST_MLP_PLAN, else auto].
+    /// How the training step's speed choices are made: `auto` (time the candidates on this machine once per network, batch size and thread count, well under a second or 2% of a long run, and cache the choice in $XDG_CACHE_HOME/mnist-mlp or ~/.cache/mnist-mlp; a plan other than the built-in one is timed once more by the next run before it is kept, and a new boot times the shape again; a run that cannot time every candidate times what this machine chose for other shapes first), `default` (the built-in plan, nothing measured) or FILE (a plan saved before: a run's model.toml, or `mnist-mlp tune --save` output). Given on the command line, it replaces a `[plan]` table of --config or --resume [default: $MNIST_MLP_PLAN, else auto].
     #[arg(long = "plan", value_name = "auto|default|FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planner: Option<String>,

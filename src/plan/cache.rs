@@ -19,6 +19,10 @@
 //! shape again, once, on a later boot; where there is no boot id (other
 //! systems) an entry stays until the cache's version changes.
 //!
+//! The entries of one machine's other shapes are hints too ([`hints`]): a
+//! run that cannot time every candidate of a new shape times their plans
+//! first.
+//!
 //! A cache that cannot be read, does not parse or was written by another
 //! version of mnist-mlp or of its candidate list ([`VERSION`]) is ignored with a
 //! one-line warning and rewritten; one that cannot be written (a read-only
@@ -201,18 +205,70 @@ pub fn key(shape: &Shape) -> String {
     key_for(&cpu_model(), &crate::blas::config(), shape)
 }
 
-/// The key of `shape` on a machine with this CPU model and BLAS.
+/// [`machine_part`] of this machine for `shape`.
+pub fn machine(shape: &Shape) -> String {
+    machine_part(&cpu_model(), &crate::blas::config(), shape)
+}
+
+/// The key of `shape` on a machine with this CPU model and BLAS: the
+/// machine's part ([`machine_part`]), then the network's widths and the
+/// rows of a step.
 pub fn key_for(cpu: &str, blas: &str, shape: &Shape) -> String {
     let widths: Vec<String> = shape.widths.iter().map(|w| w.to_string()).collect();
     format!(
-        "{cpu} | {blas} | {} threads {:?} | f{} | {} | rows {}",
-        shape.threads,
-        shape.threading,
-        shape.elem_bytes * 8,
+        "{} | {} | rows {}",
+        machine_part(cpu, blas, shape),
         widths.join("-"),
         shape.rows
     )
     .to_lowercase()
+}
+
+/// What the keys of every shape run on this machine, with `shape`'s thread
+/// count, policy and precision, begin with (lower case, without the
+/// separator that follows).
+pub fn machine_part(cpu: &str, blas: &str, shape: &Shape) -> String {
+    format!(
+        "{cpu} | {blas} | {} threads {:?} | f{}",
+        shape.threads,
+        shape.threading,
+        shape.elem_bytes * 8
+    )
+    .to_lowercase()
+}
+
+/// The most plans [`hints`] offers.
+pub const MAX_HINTS: usize = 3;
+
+/// What this machine chose for other shapes, for a search that cannot time
+/// every candidate of `key`'s shape to try first (FFTW's "wisdom"): the
+/// plans other than the built-in one that `file` holds under keys of the
+/// same machine part (`machine`: same CPU, BLAS, threads and precision)
+/// but another shape, confirmed ones first, then by their speedup; at
+/// most [`MAX_HINTS`], each once. On one machine the same choices tend to
+/// win across shapes (on two Zen 5 cores, all products split by columns
+/// won for T1 and for T5).
+pub fn hints(file: &CacheFile, machine: &str, key: &str) -> Vec<Plan> {
+    let prefix = format!("{machine} | ");
+    let mut found: Vec<&Entry> = file
+        .entries
+        .iter()
+        .filter(|(k, e)| k.as_str() != key && k.starts_with(&prefix) && e.plan != Plan::default())
+        .map(|(_, e)| e)
+        .collect();
+    found.sort_by(|a, b| {
+        b.confirmed
+            .cmp(&a.confirmed)
+            .then(b.speedup.total_cmp(&a.speedup))
+            .then(b.measured_at.cmp(&a.measured_at))
+    });
+    let mut plans: Vec<Plan> = Vec::new();
+    for e in found {
+        if plans.len() < MAX_HINTS && !plans.contains(&e.plan) {
+            plans.push(e.plan);
+        }
+    }
+    plans
 }
 
 /// Reads the cache at `path`: an empty one when there is none, and with a
@@ -398,6 +454,51 @@ mod tests {
             a,
             key_for("AMD EPYC", "OpenBLAS 0.3.21 Haswell", &shape(64))
         );
+    }
+
+    #[test]
+    fn hints_are_other_shapes_choices_on_the_same_machine() {
+        let (cpu, blas) = ("AMD EPYC", "OpenBLAS 0.3.21 Zen");
+        let here = shape(128);
+        let machine = machine_part(cpu, blas, &here);
+        assert!(key_for(cpu, blas, &here).starts_with(&format!("{machine} | ")));
+        let plan = |col_split_rows| Plan {
+            col_split_rows,
+            ..Plan::default()
+        };
+        let at = |e: Entry, plan, speedup, confirmed| Entry {
+            plan,
+            speedup,
+            confirmed,
+            ..e
+        };
+        let mut file = CacheFile::default();
+        let mut put = |s: &Shape, cpu: &str, e: Entry| {
+            file.entries.insert(key_for(cpu, blas, s), e);
+        };
+        // This shape's own entry, another machine's, another thread
+        // count's and the built-in plan are no hints.
+        put(&here, cpu, at(entry(), plan(1), 9.0, true));
+        put(&shape(64), "Intel Xeon", at(entry(), plan(2), 9.0, true));
+        let one_thread = Shape {
+            threads: 1,
+            blocks: 1,
+            ..shape(64)
+        };
+        put(&one_thread, cpu, at(entry(), plan(3), 9.0, true));
+        put(&shape(32), cpu, at(entry(), Plan::default(), 9.0, true));
+        // Confirmed first, then the larger speedup; a plan once.
+        put(&shape(64), cpu, at(entry(), plan(4), 1.1, false));
+        put(&shape(16), cpu, at(entry(), plan(5), 1.05, true));
+        put(&shape(8), cpu, at(entry(), plan(6), 1.3, false));
+        put(&shape(4), cpu, at(entry(), plan(6), 1.2, false));
+        put(&shape(2), cpu, at(entry(), plan(7), 1.01, false));
+        let key = key_for(cpu, blas, &here);
+        assert_eq!(
+            hints(&file, &machine, &key),
+            vec![plan(5), plan(6), plan(4)]
+        );
+        assert!(hints(&CacheFile::default(), &machine, &key).is_empty());
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //! within the budget the caller gives. The base warms up for [`WARM_S`]
 //! and its last steps estimate a step; when the whole search of every candidate
 //! ([`super::search::steps_of_search`]) would not fit in what is left, the
-//! candidates furthest from the base plan are left out (they are ordered
-//! nearest first by [`super::candidates`]) until it does, so that the
-//! search can decide rather than run out of time halfway.
+//! candidates at the end of the list are left out until it does, so that
+//! the search can decide rather than run out of time halfway: the list is
+//! ordered nearest the base first by [`super::candidates`], after the plans
+//! this machine chose for other shapes when a run passes them as hints
+//! ([`measure_hinted`], [`super::with_hints`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -48,6 +50,9 @@ pub struct Measured {
     /// Seconds of one step of the base plan, warm (the median of its last
     /// three warm-up steps).
     pub step_s: f64,
+    /// Candidates that follow the base because this machine chose them
+    /// for other shapes ([`super::with_hints`]), timed before the rest.
+    pub hinted: usize,
 }
 
 impl Measured {
@@ -170,7 +175,23 @@ pub fn tune_budget(step_s: f64, n: usize) -> f64 {
 /// (a copy of its model) within `budget(step_seconds)` seconds, and
 /// chooses one.
 pub fn measure(target: Target, base: Plan, budget: &(dyn Fn(f64) -> f64 + Sync)) -> Measured {
-    measure_among(target, candidates(base, &target.shape()), budget)
+    measure_hinted(target, base, &[], budget)
+}
+
+/// [`measure`], with the candidates that do what `hints` do timed first
+/// after the base ([`super::with_hints`]): when the budget cannot time
+/// every candidate, those are kept before the ones merely nearest the base.
+pub fn measure_hinted(
+    target: Target,
+    base: Plan,
+    hints: &[Plan],
+    budget: &(dyn Fn(f64) -> f64 + Sync),
+) -> Measured {
+    let shape = target.shape();
+    let (cands, hinted) = super::with_hints(candidates(base, &shape), &shape, hints);
+    let mut m = measure_among(target, cands, budget);
+    m.hinted = hinted.min(m.candidates.len() - 1);
+    m
 }
 
 /// [`measure`] over the given candidates (the base first, then nearest
@@ -279,6 +300,7 @@ pub fn measure_among(
         seconds: t0.elapsed().as_secs_f64(),
         left_out,
         step_s,
+        hinted: 0,
     }
 }
 

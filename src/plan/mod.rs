@@ -41,8 +41,11 @@
 //! Everything else is measured on the user's machine: the planner
 //! ([`search`], [`measure`]) times every distinct candidate of
 //! [`candidates`] on the run's real buffers, picks the fastest, and caches
-//! the choice per machine and shape ([`cache`]). No code here looks at
-//! OpenBLAS's kernel name or the CPU's vendor.
+//! the choice per machine and shape ([`cache`]). A run whose budget cannot
+//! time every candidate times first what the cache says this machine chose
+//! for other shapes ([`cache::hints`], [`with_hints`]: FFTW's "wisdom"),
+//! then those nearest the default. No code here looks at OpenBLAS's kernel
+//! name or the CPU's vendor.
 
 pub mod cache;
 pub mod choose;
@@ -460,6 +463,29 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
     plans
 }
 
+/// `cands` (the base first, as [`candidates`] orders them) with the plans
+/// of `hints` that do something for `shape` other than the base moved up
+/// to follow the base, in the hints' order; a hint that does what no
+/// candidate does is added there itself. Returns the reordered list and
+/// how many plans follow the base for a hint. When the budget cannot time
+/// every candidate, what this machine chose for other shapes
+/// ([`cache::hints`]) is timed before what is merely nearest the base.
+pub fn with_hints(mut cands: Vec<Plan>, shape: &Shape, hints: &[Plan]) -> (Vec<Plan>, usize) {
+    let mut placed = 0;
+    for hint in hints {
+        let effect = hint.effect(shape);
+        let plan = match cands.iter().position(|p| p.effect(shape) == effect) {
+            // The base's effect, or a hint's placed already.
+            Some(i) if i <= placed => continue,
+            Some(i) => cands.remove(i),
+            None => *hint,
+        };
+        placed += 1;
+        cands.insert(placed, plan);
+    }
+    (cands, placed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,6 +582,53 @@ mod tests {
         // One block: only tiles and padding can differ (this net's rows
         // are 2 KiB or less apart: padding changes nothing).
         assert_eq!(candidates(Plan::default(), &shape(256, 1)).len(), 2);
+    }
+
+    #[test]
+    fn hints_follow_the_base_by_what_they_do() {
+        let shape = Shape {
+            widths: vec![784, 512, 512, 256, 128, 10],
+            rows: 128,
+            blocks: 2,
+            threads: 2,
+            threading: crate::parallel::GemmThreading::Split,
+            elem_bytes: 4,
+        };
+        let base = Plan::default();
+        let plain = candidates(base, &shape);
+        let far = Plan {
+            col_split_rows: ALWAYS_COLS,
+            weight_grad_split: WeightGradSplit::Cols,
+            pad_bytes: 0,
+            ..base
+        };
+        let at = |c: &[Plan], p: &Plan| c.iter().position(|q| q.effect(&shape) == p.effect(&shape));
+        assert!(at(&plain, &far).unwrap() > 3, "far from the base");
+        // A hint that does what the base does, or what an earlier hint
+        // does, is no hint; one with an effect no candidate has is added.
+        let same_as_base = Plan {
+            big_fwd: !base.big_fwd,
+            ..base
+        };
+        let new = Plan {
+            pad_bytes: 256,
+            ..far
+        };
+        assert_eq!(at(&plain, &new), None);
+        let (c, n) = with_hints(plain.clone(), &shape, &[same_as_base, far, far, new]);
+        assert_eq!(n, 2);
+        assert_eq!(c[0], base);
+        assert_eq!(at(&c, &far), Some(1));
+        assert_eq!(c[2], new);
+        assert_eq!(c.len(), plain.len() + 1);
+        // The rest keep their order.
+        let rest: Vec<Plan> = plain
+            .iter()
+            .copied()
+            .filter(|p| p.effect(&shape) != far.effect(&shape))
+            .collect();
+        assert_eq!(&c[3..], &rest[1..]);
+        assert_eq!(with_hints(plain.clone(), &shape, &[]), (plain, 0));
     }
 
     #[test]
