@@ -1160,6 +1160,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!("{}", r.plan_line);
+        if let Some(c) = &r.opt_loop {
+            println!("{}", c.line());
+        }
         println!(
             "{} threads={} ({:?}): {:.0} samples/s ({:.3} s/epoch, median of {}), {:.1} GFLOP/s effective",
             r.workload, r.threads, r.threading, r.samples_per_s, r.sec_per_epoch, r.epoch_secs.len(), r.gflop_per_s_effective

@@ -152,6 +152,10 @@ pub struct BenchResult {
     /// The planner's warnings.
     #[serde(skip)]
     pub plan_warnings: Vec<String>,
+    /// The copy of the optimizer's update loop that ran, and the timing
+    /// that chose it ([`crate::optim::simd`]); `None` for plain SGD, whose
+    /// weight update rides on the weight-gradient product.
+    pub opt_loop: Option<crate::optim::simd::Choice>,
     /// Training samples per second (median epoch).
     pub samples_per_s: f64,
     /// Seconds per epoch (median).
@@ -312,6 +316,7 @@ pub fn run(
         planner: chosen.to_json(),
         plan_line: chosen.line(),
         plan_warnings: chosen.warnings,
+        opt_loop: (w.opt != OptKind::Sgd).then(crate::optim::simd::choice),
         samples_per_s: train.len() as f64 / med,
         sec_per_epoch: med,
         epoch_secs: secs,

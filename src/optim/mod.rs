@@ -3,6 +3,9 @@
 //! one parameter tensor at a time, so the network can run updates in
 //! parallel over disjoint column blocks right after computing their gradient.
 //!
+//! The loop is compiled for several vector widths, all giving the same bits;
+//! [`simd`] times them once per process and runs the fastest.
+//!
 //! Tensors are numbered `2*layer` (weights `[fan_in, fan_out]`) and
 //! `2*layer + 1` (bias, seen as `[1, fan_out]`). L2 (`--l2`, added to the
 //! gradient) and AdamW's decoupled weight decay act on weights, not biases.
@@ -29,6 +32,7 @@ pub mod max_norm;
 pub mod momentum;
 pub mod rmsprop;
 pub mod sgd;
+pub mod simd;
 
 /// `x`, or zero when `x` is subnormal (`|x|` below the smallest normal
 /// number): what every optimizer stores as its state (see the module doc).
@@ -219,6 +223,16 @@ impl<T: Real> Clone for Optimizer<T> {
 impl<T: Real> Optimizer<T> {
     /// State for tensors of the given `[rows, cols]` shapes.
     pub fn new(cfg: OptConfig, shapes: &[(usize, usize)]) -> Self {
+        // The update loop's copy is timed now, not inside the first step.
+        if cfg.kind != OptKind::Sgd {
+            simd::width();
+        }
+        Self::untimed(cfg, shapes)
+    }
+
+    /// [`Optimizer::new`] without choosing the update loop's copy (which
+    /// times an optimizer of its own).
+    fn untimed(cfg: OptConfig, shapes: &[(usize, usize)]) -> Self {
         let slots = cfg.kind.slots();
         let state = shapes
             .iter()
@@ -281,7 +295,8 @@ impl<T: Real> Optimizer<T> {
 
     /// Updates the block `rows x cols` of tensor `tensor`: `p` and `g` are
     /// those blocks of the parameter and its gradient. `decay`: weights (L2
-    /// and weight decay apply), not biases.
+    /// and weight decay apply), not biases. Runs the copy of the loop that
+    /// [`simd::width`] chose for this processor.
     ///
     /// The gradient is consumed: `g` is zero afterwards, written in the same
     /// pass that reads it, so that the next step's weight-gradient product
@@ -293,6 +308,25 @@ impl<T: Real> Optimizer<T> {
     /// must be disjoint, and `p`, `g` must be valid blocks of that shape.
     pub unsafe fn update_block(
         &self,
+        tensor: usize,
+        decay: bool,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        p: RawMat<T>,
+        g: RawMat<T>,
+    ) {
+        self.update_block_as(simd::width(), tensor, decay, rows, cols, p, g)
+    }
+
+    /// [`Optimizer::update_block`] by the copy `w` of the loop (the
+    /// baseline where this processor lacks it).
+    ///
+    /// # Safety
+    /// As for [`Optimizer::update_block`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn update_block_as(
+        &self,
+        w: simd::Width,
         tensor: usize,
         decay: bool,
         rows: Range<usize>,
@@ -330,11 +364,7 @@ impl<T: Real> Optimizer<T> {
             s0,
             s1,
         };
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return update_rows_avx2(u);
-        }
-        update_rows(u)
+        simd::update(w, u)
     }
 }
 
@@ -355,12 +385,10 @@ struct BlockUpdate<'a, T> {
 }
 
 /// The update loop over the rows of one block (see [`Optimizer::update_block`]).
-/// Inlined twice: into the baseline build and, on x86-64 processors that have
-/// it, into an AVX2 copy ([`update_rows_avx2`]). Both do the same IEEE
-/// operations per element (no fused multiply-add), so they give the same bits;
-/// the AVX2 copy does them eight lanes at a time instead of four, which
-/// matters because Adam's square root and division per element make its pass
-/// partly compute-bound rather than purely memory-bound.
+/// Inlined into the baseline build and, on x86-64, into an AVX2 and an
+/// AVX-512 copy, of which [`simd::width`] picks one by timing them: all do
+/// the same IEEE operations per element (no fused multiply-add), so they
+/// give the same bits.
 ///
 /// # Safety
 /// As for [`Optimizer::update_block`].
@@ -409,16 +437,6 @@ unsafe fn update_rows<T: Real>(u: BlockUpdate<T>) {
             }
         }
     }
-}
-
-/// [`update_rows`] compiled for AVX2 (chosen at run time).
-///
-/// # Safety
-/// As for [`update_rows`]; the processor must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn update_rows_avx2<T: Real>(u: BlockUpdate<T>) {
-    update_rows(u)
 }
 
 #[cfg(test)]

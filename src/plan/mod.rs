@@ -23,7 +23,10 @@
 //! the run's own settings, recorded beside the plan in the same places.
 //! Fixed constants that only change speed, not bits, stay with their code:
 //! [`crate::blas::SMALL_GEMM_MNK`], [`crate::blas::TILE_MAX_BATCH`] and the
-//! tile shapes, [`COL_ALIGN`], and the gather's prefetch distance.
+//! tile shapes, [`COL_ALIGN`], and the gather's prefetch distance. One more
+//! choice that changes speed but not bits is made apart from the plan: the
+//! vector width of the optimizers' update loop (AVX2 or AVX-512), timed once
+//! per process on the processor itself ([`crate::optim::simd`]).
 //!
 //! For measurement, [`Plan::from_env`] overrides the defaults from the
 //! environment; it is the only code that reads these variables:
