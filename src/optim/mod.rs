@@ -71,6 +71,16 @@ pub enum OptKind {
 }
 
 impl OptKind {
+    /// Every update rule.
+    pub const ALL: [OptKind; 6] = [
+        OptKind::Sgd,
+        OptKind::Momentum,
+        OptKind::Nesterov,
+        OptKind::RmsProp,
+        OptKind::Adam,
+        OptKind::AdamW,
+    ];
+
     /// The optimizer `--optimizer` names (`None`: unknown).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
@@ -503,14 +513,7 @@ mod tests {
 
     #[test]
     fn block_updates_equal_the_elementwise_rule() {
-        for kind in [
-            OptKind::Sgd,
-            OptKind::Momentum,
-            OptKind::Nesterov,
-            OptKind::RmsProp,
-            OptKind::Adam,
-            OptKind::AdamW,
-        ] {
+        for kind in OptKind::ALL {
             let mut cfg = OptConfig::new(kind, 0.05);
             cfg.l2 = 0.01;
             let mut opt = Optimizer::<f64>::new(cfg.clone(), &[(2, 3)]);

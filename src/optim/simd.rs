@@ -24,6 +24,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use ndarray::Array2;
+
 use super::{BlockUpdate, OptConfig, OptKind, Optimizer};
 use crate::parallel::RawMat;
 use crate::real::Real;
@@ -138,10 +140,10 @@ fn choose() -> Choice {
 pub fn time_adam<const N: usize>(widths: [Width; N], rounds: usize) -> [f64; N] {
     const SIDE: usize = 128;
     let mut opt = Optimizer::<f32>::untimed(OptConfig::new(OptKind::Adam, 1e-3), &[(SIDE, SIDE)]);
-    let mut p = ndarray::Array2::<f32>::from_shape_fn((SIDE, SIDE), |(i, j)| {
+    let mut p = Array2::<f32>::from_shape_fn((SIDE, SIDE), |(i, j)| {
         ((i * 31 + j * 17) % 97) as f32 * 0.01 - 0.48
     });
-    let mut g = ndarray::Array2::<f32>::zeros((SIDE, SIDE));
+    let mut g = Array2::<f32>::zeros((SIDE, SIDE));
     let mut best = [f64::INFINITY; N];
     for round in 0..rounds + 1 {
         for (i, &w) in widths.iter().enumerate() {
@@ -149,24 +151,33 @@ pub fn time_adam<const N: usize>(widths: [Width; N], rounds: usize) -> [f64; N] 
                 .for_each(|((r, c), x)| *x = ((r * 7 + c * 3 + round) % 23) as f32 * 1e-3 - 0.011);
             opt.begin_step();
             let t = Instant::now();
-            // SAFETY: whole arrays of the tensor's shape, one thread.
-            unsafe {
-                opt.update_block_as(
-                    w,
-                    0,
-                    true,
-                    0..SIDE,
-                    0..SIDE,
-                    RawMat::of(&mut p),
-                    RawMat::of(&mut g),
-                );
-            }
+            update_whole(&opt, w, &mut p, &mut g);
             if round > 0 {
                 best[i] = best[i].min(t.elapsed().as_secs_f64());
             }
         }
     }
     best
+}
+
+/// `opt`'s update of its first tensor, whole (`p` and `g` of that
+/// tensor's shape), by the copy `w`, on this thread.
+fn update_whole<T: Real>(opt: &Optimizer<T>, w: Width, p: &mut Array2<T>, g: &mut Array2<T>) {
+    let (rows, cols) = p.dim();
+    assert_eq!(
+        g.dim(),
+        (rows, cols),
+        "the gradient has the parameter's shape"
+    );
+    for s in opt.state(0) {
+        assert_eq!(
+            s.dim(),
+            (rows, cols),
+            "the optimizer's state has the parameter's shape"
+        );
+    }
+    // SAFETY: whole arrays of the tensor's shape (checked), one thread.
+    unsafe { opt.update_block_as(w, 0, true, 0..rows, 0..cols, RawMat::of(p), RawMat::of(g)) }
 }
 
 /// Runs the update loop's copy `w` (the baseline where `w` is not
@@ -212,16 +223,8 @@ mod tests {
     /// Every optimizer, f32 and f64, from the same state: each available
     /// copy leaves the same bits as the baseline.
     fn same_bits<T: Real>() {
-        let kinds = [
-            OptKind::Sgd,
-            OptKind::Momentum,
-            OptKind::Nesterov,
-            OptKind::RmsProp,
-            OptKind::Adam,
-            OptKind::AdamW,
-        ];
         let (rows, cols) = (37, 29);
-        for kind in kinds {
+        for kind in OptKind::ALL {
             let run = |w: Width| -> (Vec<T>, Vec<T>) {
                 let mut cfg = OptConfig::new(kind, 1e-2);
                 cfg.l2 = 1e-3;
@@ -240,18 +243,7 @@ mod tests {
                         })
                     });
                     opt.begin_step();
-                    // SAFETY: whole arrays of the tensor's shape.
-                    unsafe {
-                        opt.update_block_as(
-                            w,
-                            0,
-                            true,
-                            0..rows,
-                            0..cols,
-                            RawMat::of(&mut p),
-                            RawMat::of(&mut g),
-                        );
-                    }
+                    update_whole(&opt, w, &mut p, &mut g);
                     assert!(
                         g.iter().all(|&x| x == T::zero()),
                         "the gradient is consumed"
