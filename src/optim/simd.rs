@@ -1,10 +1,10 @@
 //! Which vector copy of the optimizers' update loop runs, timed once per
 //! process on this processor (FFTW's way: measure, then keep the choice).
 //!
-//! The update loop ([`super::update_rows`]) is compiled three times: for
-//! the baseline x86-64 (SSE2, four f32 lanes), with AVX2 (eight) and with
-//! AVX-512 (sixteen), and a copy runs only where the processor reports its
-//! instructions. Every copy does the same IEEE operations per element
+//! The update loop of [`super::Optimizer::update_block`] is compiled three
+//! times: for the baseline x86-64 (SSE2, four f32 lanes), with AVX2 (eight)
+//! and with AVX-512 (sixteen), and a copy runs only where the processor
+//! reports its instructions. Every copy does the same IEEE operations per element
 //! (Rust never fuses a multiply and an add on its own, and square root and
 //! division are correctly rounded at every width), so all give the same
 //! bits: the choice changes speed only, and no run records it.
