@@ -525,13 +525,17 @@ mod tests {
     }
 
     /// An empty cache's folder and file, the small network, and how many
-    /// candidates its steps of 8 rows have.
-    fn empty_cache() -> (tempfile::TempDir, PathBuf, Fixture, usize) {
+    /// candidates its steps of 8 rows have; `None` when `MLP_*` overrides
+    /// in the environment pin the plan (nothing is measured then).
+    fn empty_cache() -> Option<(tempfile::TempDir, PathBuf, Fixture, usize)> {
+        if Plan::env_overridden() {
+            return None;
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plans.json");
         let f = small_sgd();
         let n = super::super::candidates(Plan::default(), &f.target(8).shape()).len();
-        (dir, path, f, n)
+        Some((dir, path, f, n))
     }
 
     /// A plan that is not the built-in one (one block, tiles).
@@ -558,10 +562,9 @@ mod tests {
 
     #[test]
     fn a_plan_that_won_once_must_win_again() {
-        if Plan::env_overridden() {
+        let Some((_dir, path, f, _)) = empty_cache() else {
             return;
-        }
-        let (_dir, path, f, _) = empty_cache();
+        };
         let target = f.target(8);
         let key = cache::key(&target.shape());
         let once = other_plan();
@@ -600,10 +603,9 @@ mod tests {
 
     #[test]
     fn what_this_machine_chose_for_other_shapes_is_timed_first() {
-        if Plan::env_overridden() {
+        let Some((_dir, path, f, _)) = empty_cache() else {
             return;
-        }
-        let (_dir, path, f, _) = empty_cache();
+        };
         let target = f.target(8);
         let shape = target.shape();
         let far = Plan {
@@ -672,10 +674,9 @@ mod tests {
 
     #[test]
     fn a_measurement_that_cannot_decide_is_not_cached() {
-        if Plan::env_overridden() {
+        let Some((_dir, path, f, n)) = empty_cache() else {
             return;
-        }
-        let (_dir, path, f, n) = empty_cache();
+        };
         let target = f.target(8);
         assert!(n > 1);
         let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n));
@@ -703,10 +704,9 @@ mod tests {
         let Some(boot) = cache::boot_id() else {
             return; // no boot id here: entries never go stale
         };
-        if Plan::env_overridden() {
+        let Some((_dir, path, f, n)) = empty_cache() else {
             return;
-        }
-        let (_dir, path, f, n) = empty_cache();
+        };
         let target = f.target(8);
         let key = cache::key(&target.shape());
         let old_plan = other_plan();
