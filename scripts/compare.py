@@ -39,6 +39,19 @@ def run_json(cmd, env):
     return [json.loads(l) for l in lines]
 
 
+def steal_ticks():
+    """(stolen, all) clock ticks of all CPUs from /proc/stat's first line
+    (user, nice, system, idle, iowait, irq, softirq, steal); None where
+    there is no such file."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(x) for x in fields[1:9]]
+        return (ticks[7], sum(ticks)) if fields[0] == "cpu" and len(ticks) == 8 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -51,6 +64,7 @@ def main():
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "mnist-mlp"),
                    help="the mnist-mlp binary (a copy keeps a rebuild from changing it mid-run)")
     a = p.parse_args()
+    steal0 = steal_ticks()
     env = dict(os.environ)
     binary = a.binary
     raw = []
@@ -93,6 +107,11 @@ def main():
             bound = bounds[w]
             rows.append((w, t, o, n, o / n, bound, o / bound, n / bound, lim["gflop_per_s_best"],
                          f / bound if f else None))
+    steal1 = steal_ticks()
+    if steal0 and steal1 and steal1[1] > steal0[1]:
+        # A VM's hypervisor taking the vCPUs away slows both programs and
+        # lengthens every join (BENCHMARKS.md, session 25).
+        print(f"host steal during the comparison: {100 * (steal1[0] - steal0[0]) / (steal1[1] - steal0[1]):.1f}% of all CPU time")
     machine = next((r for r in raw if "cpu" in r), {})
     pinned = os.environ.get("OPENBLAS_CORETYPE")
     print(f"machine: {machine.get('cpu', '?')}; {machine.get('blas', '?')}; "

@@ -157,7 +157,7 @@ impl Chosen {
                 "the built-in plan: {candidates} candidates, not decided within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
             ),
             Source::Measured { measured, cached } => format!(
-                "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}",
+                "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}{}",
                 measured.candidates.len(),
                 match (measured.left_out, measured.hinted) {
                     (0, _) => String::new(),
@@ -168,6 +168,10 @@ impl Chosen {
                 },
                 measured.seconds,
                 measured.outcome.speedup(),
+                measured.steal.filter(|&s| s >= 0.01).map_or(String::new(), |s| format!(
+                    " (the host took {:.0}% of the CPU time meanwhile)",
+                    s * 100.0
+                )),
                 cached.as_ref().map_or(String::new(), |p| format!(
                     "; cached in {}",
                     p.display()
@@ -194,11 +198,16 @@ impl Chosen {
                 Some(measured.outcome.speedup()),
             ),
         };
+        let steal = match &self.source {
+            Source::Measured { measured, .. } => measured.steal,
+            _ => None,
+        };
         serde_json::json!({
             "plan": self.plan,
             "source": source,
             "seconds": seconds,
             "speedup_over_default": speedup,
+            "steal": steal,
         })
     }
 }

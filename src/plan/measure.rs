@@ -53,6 +53,11 @@ pub struct Measured {
     /// Candidates that follow the base because this machine chose them
     /// for other shapes ([`super::with_hints`]), timed before the rest.
     pub hinted: usize,
+    /// The share of the machine's CPU time its hypervisor took away
+    /// ("steal") while the candidates were timed ([`steal_share`]); `None`
+    /// where the system does not say (not Linux) or the measurement was
+    /// too short to tell.
+    pub steal: Option<f64>,
 }
 
 impl Measured {
@@ -204,6 +209,7 @@ pub fn measure_among(
     assert!(!cands.is_empty(), "at least the base");
     let base = cands[0];
     let t0 = Instant::now();
+    let stat0 = steal_counters();
     let Target {
         model,
         opt,
@@ -301,7 +307,40 @@ pub fn measure_among(
         left_out,
         step_s,
         hinted: 0,
+        steal: stat0
+            .zip(steal_counters())
+            .and_then(|(a, b)| steal_share(a, b)),
     }
+}
+
+/// Clock ticks of all CPUs, stolen and in all (user, nice, system, idle,
+/// iowait, irq, softirq, steal), from `/proc/stat`'s first line; `None`
+/// where there is none.
+pub fn steal_counters() -> Option<(u64, u64)> {
+    steal_from_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// [`steal_counters`] from the text of `/proc/stat`.
+pub fn steal_from_stat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().next()?;
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (ticks.len() == 8).then(|| (ticks[7], ticks.iter().sum()))
+}
+
+/// The share of CPU time stolen between two [`steal_counters`] readings;
+/// `None` below 20 ticks in all (a fifth of a second of one CPU at
+/// Linux's usual 100 ticks a second: too few to tell).
+pub fn steal_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1)?;
+    let stolen = after.0.checked_sub(before.0)?;
+    (total >= 20).then(|| stolen as f64 / total as f64)
 }
 
 /// What the planner's tests time: a small network on synthetic data, a
@@ -343,6 +382,31 @@ impl Fixture {
 mod tests {
     use super::*;
     use crate::optim::OptKind;
+
+    #[test]
+    fn steal_is_read_from_proc_stat() {
+        let stat = "cpu  100 5 50 800 10 1 2 32 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(steal_from_stat(stat), Some((32, 1000)));
+        assert_eq!(steal_from_stat("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(
+            steal_from_stat("cpu  1 2 3\n"),
+            None,
+            "an old kernel without steal"
+        );
+        assert_eq!(steal_from_stat("cpu  1 2 x 4 5 6 7 8\n"), None);
+        assert_eq!(steal_from_stat(""), None);
+        assert_eq!(steal_share((32, 1000), (42, 1100)), Some(0.1));
+        assert_eq!(steal_share((32, 1000), (32, 1010)), None, "too few ticks");
+        assert_eq!(
+            steal_share((32, 1000), (30, 900)),
+            None,
+            "counters went back"
+        );
+        if std::path::Path::new("/proc/stat").exists() {
+            let (s, t) = steal_counters().unwrap();
+            assert!(s <= t);
+        }
+    }
 
     #[test]
     fn tune_budgets_fit_the_whole_search_of_long_steps() {
