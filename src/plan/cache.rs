@@ -202,7 +202,7 @@ pub fn boot_id() -> Option<String> {
 
 /// The key of `shape` on this machine.
 pub fn key(shape: &Shape) -> String {
-    key_for(&cpu_model(), &crate::blas::config(), shape)
+    key_in(&machine(shape), shape)
 }
 
 /// [`machine_part`] of this machine for `shape`.
@@ -210,18 +210,16 @@ pub fn machine(shape: &Shape) -> String {
     machine_part(&cpu_model(), &crate::blas::config(), shape)
 }
 
-/// The key of `shape` on a machine with this CPU model and BLAS: the
-/// machine's part ([`machine_part`]), then the network's widths and the
-/// rows of a step.
+/// The key of `shape` on a machine with this CPU model and BLAS.
 pub fn key_for(cpu: &str, blas: &str, shape: &Shape) -> String {
+    key_in(&machine_part(cpu, blas, shape), shape)
+}
+
+/// The key of `shape` whose machine part ([`machine_part`]) is
+/// `machine`: that part, then the network's widths and the rows of a step.
+pub fn key_in(machine: &str, shape: &Shape) -> String {
     let widths: Vec<String> = shape.widths.iter().map(|w| w.to_string()).collect();
-    format!(
-        "{} | {} | rows {}",
-        machine_part(cpu, blas, shape),
-        widths.join("-"),
-        shape.rows
-    )
-    .to_lowercase()
+    format!("{machine} | {} | rows {}", widths.join("-"), shape.rows).to_lowercase()
 }
 
 /// What the keys of every shape run on this machine, with `shape`'s thread

@@ -266,7 +266,10 @@ pub fn choose(
         return done(Plan::default(), Source::Default);
     }
     let shape = target.shape();
-    let key = cache::key(&shape);
+    // The machine's part of the key, read once: it names other shapes'
+    // entries for the hints too.
+    let machine = cache::machine(&shape);
+    let key = cache::key_in(&machine, &shape);
     let mut warnings = Vec::new();
     let unmeasured = |source: Source, warnings: Vec<String>| -> Chosen {
         Chosen {
@@ -276,13 +279,11 @@ pub fn choose(
         }
     };
     let mut earlier = Earlier::Nothing;
-    // What this machine chose for other shapes: timed first when the
-    // budget cannot time every candidate.
+    // Plans timed first when the budget cannot time every candidate.
     let mut hints = Vec::new();
     if let Some(path) = cache_path {
         let (file, warning) = cache::load(path);
         warnings.extend(warning);
-        hints = cache::hints(&file, &cache::machine(&shape), &key);
         if let Some(entry) = file.entries.get(&key) {
             let cached = Chosen {
                 plan: entry.plan,
@@ -300,7 +301,7 @@ pub fn choose(
                     path.display()
                 ));
                 // The earlier boot's plan first of all.
-                hints.insert(0, entry.plan);
+                hints.push(entry.plan);
                 earlier = Earlier::Stale(cached);
             } else if entry.settled() {
                 return Chosen { warnings, ..cached };
@@ -311,6 +312,11 @@ pub fn choose(
                 // other than the built-in one must win twice.
                 earlier = Earlier::Unconfirmed(entry.clone());
             }
+        }
+        // Then what this machine chose for other shapes (a confirming
+        // measurement times only the built-in plan and the cached one).
+        if !matches!(earlier, Earlier::Unconfirmed(_)) {
+            hints.extend(cache::hints(&file, &machine, &key));
         }
     }
     let fallback = |source: Source, mut warnings: Vec<String>| -> Chosen {
