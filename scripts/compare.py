@@ -117,6 +117,14 @@ def main():
     print(f"machine: {machine.get('cpu', '?')}; {machine.get('blas', '?')}; "
           + (f"OPENBLAS_CORETYPE={pinned} in the environment (NumPy's and ours); " if pinned else "")
           + f"plans: {sorted({(r['workload'], r['threads'], r['planner']['source']) for r in raw if 'planner' in r})}")
+    # What the planner saw while it measured (a run that reads its plan
+    # from the cache measures nothing): others' cores and the host's steal.
+    seen = [(r["workload"], r["threads"], r["planner"]["others_cores"], r["planner"]["source"])
+            for r in raw if r.get("planner", {}).get("others_cores") is not None]
+    if seen:
+        print("planner measurements, CPUs other programs and the host took meanwhile: "
+              + ", ".join(f"{w}/{t} {o:.2f}{' (busy: not cached)' if 'busy' in src else ''}"
+                          for w, t, o, src in seen))
     print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | physical limit samples/s (sgemm GFLOP/s) | mnist-mlp % of limit | NumPy % of limit | mnist-mlp fast steps % of limit |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for w, t, o, n, r, b, fo, fn, gf, ff in rows:

@@ -335,7 +335,9 @@ struct BenchArgs {
 fewer blocks than threads, OpenBLAS's own threads instead of blocks); \
 they are timed in interleaved rounds, the slower half dropped after each level, and the fastest \
 is chosen unless it beats the default plan by less than 1%. The choice is stored in the plan cache \
-($XDG_CACHE_HOME/mnist-mlp/plans.json, else ~/.cache/mnist-mlp/plans.json), which `train` and `bench` read.\n\n\
+($XDG_CACHE_HOME/mnist-mlp/plans.json, else ~/.cache/mnist-mlp/plans.json), which `train` and `bench` read; \
+not when other programs or the host took more than a tenth of the CPU time the threads wanted meanwhile \
+($MNIST_MLP_PLAN_BUSY sets that share, 0 to 1): a plan that wins on a busy machine can lose on a quiet one.\n\n\
 Examples:\n  mnist-mlp tune --workload T5 --threads 2\n  mnist-mlp tune --layers 784,relu,1024,relu,1024,softmax,10 --batch-size 256 --optimizer adam --save plan.toml\n  mnist-mlp train --plan plan.toml"
 )]
 struct TuneArgs {
@@ -1288,6 +1290,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         }
     };
     let threads = a.threads.pool()?;
+    let busy_limit = mnist_mlp::plan::choose::busy_limit()?;
     if let Some(note) = mnist_mlp::blas::coretype_note() {
         eprintln!("{note}");
     }
@@ -1338,7 +1341,20 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
         );
     }
     let key = cache::key(&shape);
-    let stored = match cache::path() {
+    // Timed while other programs or the host took the CPU time the
+    // threads wanted: shown, saved if asked, never cached.
+    let busy = m.busy.filter(|b| b.short(threads.n()) > busy_limit);
+    if let Some(b) = busy {
+        eprintln!(
+            "note: other programs or the host took {:.1} of this machine's {} CPUs while the candidates were timed ({:.0}% of what {} threads wanted): a plan that wins on a busy machine can lose on a quiet one, so this choice is not cached; run tune again when the machine is quiet ({} sets how busy is tolerated)",
+            b.others,
+            b.cpus,
+            b.short(threads.n()) * 100.0,
+            threads.n(),
+            mnist_mlp::plan::choose::BUSY_ENV
+        );
+    }
+    let stored = match cache::path().filter(|_| busy.is_none()) {
         // tune's last pair plays for seconds: its choice needs no second
         // run to confirm it.
         Some(p) => match cache::store(
@@ -1369,6 +1385,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
                 "key": key, "candidates": m.candidates, "outcome": m.outcome,
                 "chosen": m.plan(), "seconds": m.seconds, "left_out": m.left_out,
                 "cache": stored.as_ref().map(|p| p.display().to_string()),
+                "busy": m.busy, "busy_limit": busy_limit,
             })
         );
         return Ok(());
@@ -1426,6 +1443,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     );
     match stored {
         Some(p) => println!("cached in {} for {key}", p.display()),
+        None if busy.is_some() => println!("not cached (the machine was busy)"),
         None => println!("not cached (no writable cache folder)"),
     }
     if let Some(p) = &a.save {

@@ -7,13 +7,20 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use common::{s, tensors, workdir};
 
-/// The binary with its plan cache in `cache` and no `MNIST_MLP_PLAN`.
+/// The binary with its plan cache in `cache` and no `MNIST_MLP_PLAN`,
+/// trusting every measurement however busy the machine (the tests beside
+/// it keep it busy; `a_busy_machine_caches_nothing` is the one that
+/// does not trust).
 fn auto(cache: &Path) -> Command {
     let mut c = common::bin();
-    c.env_remove("MNIST_MLP_PLAN").env("XDG_CACHE_HOME", cache);
+    c.env_remove("MNIST_MLP_PLAN")
+        .env("XDG_CACHE_HOME", cache)
+        .env("MNIST_MLP_PLAN_BUSY", "1");
     c
 }
 
@@ -333,4 +340,78 @@ fn blas_threads_plan_runs_as_threading_blas_does() {
         &["train", "--resume", &s(&a), "--epochs", "2", "--quiet"],
     );
     assert!(plan_line(&out).contains("blas_threads=on"), "{out}");
+}
+
+/// Threads of this (test) process that keep every CPU busy until dropped:
+/// to the binary they are another program.
+struct Spinners(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl Spinners {
+    /// Two per CPU.
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let n = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+        let handles = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Spinners(stop, handles)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        for h in self.1.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A plan measured while other programs hold the CPUs (one block instead
+/// of two can win then and lose 1.5x once they stop) is not cached: the
+/// built-in plan runs and the line says why. A bad `MNIST_MLP_PLAN_BUSY`
+/// is an error before anything runs.
+#[test]
+fn a_busy_machine_caches_nothing() {
+    if overrides_set() || !Path::new("/proc/stat").exists() {
+        return;
+    }
+    let (d, data) = workdir(3000, 300);
+    let cache = d.path().join("cache");
+    let out = {
+        let _busy = Spinners::start();
+        run(
+            auto(&cache).env_remove("MNIST_MLP_PLAN_BUSY"),
+            &args(&small_run(&data, &["--threads", "2", "--quiet"])),
+        )
+        .0
+    };
+    let line = plan_line(&out);
+    assert!(
+        line.contains("other programs or the host took") && line.contains("nothing cached"),
+        "{line}"
+    );
+    assert!(
+        line.starts_with(&format!("plan {} ", mnist_mlp::plan::Plan::default())),
+        "{line}"
+    );
+    assert!(!cache.join("mnist-mlp/plans.json").exists());
+
+    let mut c = auto(&cache);
+    c.env("MNIST_MLP_PLAN_BUSY", "lots");
+    let err = common::fails_with(&mut c, &args(&small_run(&data, &[])));
+    assert!(
+        err.contains("MNIST_MLP_PLAN_BUSY=lots") && err.contains("0 to 1"),
+        "{err}"
+    );
 }

@@ -14,11 +14,43 @@
 use std::path::{Path, PathBuf};
 
 use super::cache::{self, Entry};
-use super::measure::{measure_among, measure_hinted, run_budget, Measured, Target};
+use super::measure::{measure_among, measure_hinted, run_budget, Busy, Measured, Target};
 use super::Plan;
 
 /// The environment variable read when `--plan` is not given.
 pub const ENV: &str = "MNIST_MLP_PLAN";
+
+/// The environment variable that sets how busy the machine may be while
+/// the planner measures ([`busy_limit`]).
+pub const BUSY_ENV: &str = "MNIST_MLP_PLAN_BUSY";
+
+/// The share of a run's CPU time other programs and the host (steal) may
+/// take while its candidates are timed before the measurement decides
+/// nothing ([`Busy::short`]): a tenth. A plan that wins while another
+/// program holds a core (one block instead of two, OpenBLAS's threads) can
+/// lose 1.5x once it stops (T2 on two Zen 5 cores: BENCHMARKS.md, session
+/// 26), and a cached choice would outlive the disturbance.
+pub const DEFAULT_BUSY: f64 = 0.1;
+
+/// The busy share [`BUSY_ENV`] sets (a number from 0 to 1; 1: a
+/// measurement is trusted however busy the machine was), else
+/// [`DEFAULT_BUSY`].
+pub fn busy_limit() -> Result<f64, PlanError> {
+    parse_busy_limit(std::env::var(BUSY_ENV).ok().as_deref())
+}
+
+/// [`busy_limit`] from the variable's value (`None`: not set).
+pub fn parse_busy_limit(value: Option<&str>) -> Result<f64, PlanError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_BUSY),
+        Some(v) => match v.parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+            _ => Err(PlanError(format!(
+                "{BUSY_ENV}={v}: expected the share of a run's CPU time other programs may take while the planner measures, a number from 0 to 1 (default {DEFAULT_BUSY}; 1 trusts every measurement)"
+            ))),
+        },
+    }
+}
 
 crate::error::message_error!(
     /// A `--plan` value that is neither `auto`, `default` nor a readable plan file.
@@ -47,8 +79,10 @@ impl Choice {
     }
 
     /// The choice of `flag` (the `--plan` value), else of `MNIST_MLP_PLAN`,
-    /// else `auto`.
+    /// else `auto`. A bad [`BUSY_ENV`] is an error here too, before a run
+    /// starts.
     pub fn from_flag(flag: Option<&str>) -> Result<Self, PlanError> {
+        busy_limit()?;
         match flag {
             Some(s) => Self::parse(s),
             None => match std::env::var(ENV) {
@@ -117,6 +151,23 @@ pub enum Source {
         /// Seconds spent trying.
         seconds: f64,
     },
+    /// Measured, but not chosen: other programs or the host took more of
+    /// the CPU time the run's threads wanted than [`busy_limit`] allows
+    /// while the candidates were timed. A plan that wins then (fewer
+    /// blocks than threads, say) can lose once the machine is quiet, so
+    /// the built-in plan runs (or an earlier boot's cached one), nothing is
+    /// cached, and a later run measures again.
+    Busy {
+        /// How busy the machine was.
+        busy: Busy,
+        /// The run's threads.
+        threads: usize,
+        /// The plan that won meanwhile and its speedup over the built-in
+        /// plan (`None`: the search decided nothing).
+        winner: Option<(Plan, f64)>,
+        /// Seconds spent measuring.
+        seconds: f64,
+    },
     /// Measured now (and cached at `cached`, if it could be written).
     Measured {
         /// The measurement.
@@ -156,6 +207,22 @@ impl Chosen {
             Source::Undecided { candidates, seconds } => format!(
                 "the built-in plan: {candidates} candidates, not decided within this run's budget ({seconds:.2} s spent); nothing cached, a later run measures again, `mnist-mlp tune` with a budget of its own"
             ),
+            Source::Busy {
+                busy,
+                threads,
+                winner,
+                seconds,
+            } => format!(
+                "the built-in plan: measured in {seconds:.2} s while other programs or the host took {:.1} of this machine's {} CPUs ({:.0}% of what this run's {threads} threads wanted){}; a plan that wins on a busy machine can lose on a quiet one: nothing cached, a later run measures again ({BUSY_ENV} sets how busy is tolerated)",
+                busy.others,
+                busy.cpus,
+                busy.short(*threads) * 100.0,
+                match winner {
+                    None => ", and decided nothing".to_string(),
+                    Some((p, _)) if *p == Plan::default() => ", and it won".to_string(),
+                    Some((p, x)) => format!(", and {p} won ({x:.2}x)"),
+                },
+            ),
             Source::Measured { measured, cached } => format!(
                 "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}{}",
                 measured.candidates.len(),
@@ -168,9 +235,15 @@ impl Chosen {
                 },
                 measured.seconds,
                 measured.outcome.speedup(),
-                measured.steal.filter(|&s| s >= 0.01).map_or(String::new(), |s| format!(
-                    " (the host took {:.0}% of the CPU time meanwhile)",
-                    s * 100.0
+                measured.busy.filter(|b| b.others >= 0.05).map_or(String::new(), |b| format!(
+                    " (other programs and the host took {:.2} of {} CPUs meanwhile{})",
+                    b.others,
+                    b.cpus,
+                    if b.steal >= 0.01 {
+                        format!(", the host's steal {:.0}% of all CPU time", b.steal * 100.0)
+                    } else {
+                        String::new()
+                    }
                 )),
                 cached.as_ref().map_or(String::new(), |p| format!(
                     "; cached in {}",
@@ -192,14 +265,16 @@ impl Chosen {
             Source::Undecided { seconds, .. } => {
                 ("default (not decided within the budget)", *seconds, None)
             }
+            Source::Busy { seconds, .. } => ("default (measured while busy)", *seconds, None),
             Source::Measured { measured, .. } => (
                 "measured",
                 measured.seconds,
                 Some(measured.outcome.speedup()),
             ),
         };
-        let steal = match &self.source {
-            Source::Measured { measured, .. } => measured.steal,
+        let busy = match &self.source {
+            Source::Measured { measured, .. } => measured.busy,
+            Source::Busy { busy, .. } => Some(*busy),
             _ => None,
         };
         serde_json::json!({
@@ -207,7 +282,8 @@ impl Chosen {
             "source": source,
             "seconds": seconds,
             "speedup_over_default": speedup,
-            "steal": steal,
+            "steal": busy.map(|b| b.steal),
+            "others_cores": busy.map(|b| b.others),
         })
     }
 }
@@ -233,13 +309,16 @@ enum Earlier {
 /// `budget(step_seconds)` seconds, then cached. An entry from an earlier
 /// boot is measured again; an entry whose plan is not the built-in one and
 /// won only once is measured again against the built-in plan, and the
-/// winner cached as settled ([`Entry::settled`]). `cache_path`: the cache
-/// file (`None`: no cache).
+/// winner cached as settled ([`Entry::settled`]). A measurement during
+/// which other programs or the host took more than `busy_limit` of the
+/// CPU time the run's threads wanted ([`Busy::short`]) decides nothing
+/// ([`Source::Busy`]). `cache_path`: the cache file (`None`: no cache).
 pub fn choose(
     choice: &Choice,
     target: Target,
     cache_path: Option<&Path>,
     budget: &(dyn Fn(f64) -> f64 + Sync),
+    busy_limit: f64,
 ) -> Chosen {
     let Target {
         model,
@@ -319,13 +398,18 @@ pub fn choose(
             hints.extend(cache::hints(&file, &machine, &key));
         }
     }
+    // Why a measurement decides nothing: the budget, or a busy machine.
+    let why = |source: &Source| match source {
+        Source::Busy { .. } => "while the machine was busy",
+        _ => "within this run's budget",
+    };
     let fallback = |source: Source, mut warnings: Vec<String>| -> Chosen {
         match &earlier {
             Earlier::Stale(c) => {
-                warnings.push(
-                    "note: not decided again within this run's budget; the earlier boot's plan runs"
-                        .to_string(),
-                );
+                warnings.push(format!(
+                    "note: not decided again {}; the earlier boot's plan runs",
+                    why(&source)
+                ));
                 Chosen {
                     warnings,
                     ..c.clone()
@@ -333,8 +417,10 @@ pub fn choose(
             }
             Earlier::Unconfirmed(e) => {
                 warnings.push(format!(
-                    "note: the plan cached before ({}, {:.2}x) was not confirmed within this run's budget; the built-in plan runs, and a later run measures the two again",
-                    e.plan, e.speedup
+                    "note: the plan cached before ({}, {:.2}x) was not confirmed {}; the built-in plan runs, and a later run measures the two again",
+                    e.plan,
+                    e.speedup,
+                    why(&source)
                 ));
                 unmeasured(source, warnings)
             }
@@ -353,6 +439,22 @@ pub fn choose(
         Earlier::Unconfirmed(e) => measure_among(target, vec![Plan::default(), e.plan], budget),
         _ => measure_hinted(target, Plan::default(), &hints, budget),
     };
+    // Timed while other programs or the host took the CPU time the run's
+    // threads wanted: what won then may lose on a quiet machine, and a
+    // cached choice would outlive the disturbance.
+    if let Some(busy) = measured.busy.filter(|b| b.short(threads.n()) > busy_limit) {
+        return fallback(
+            Source::Busy {
+                busy,
+                threads: threads.n(),
+                winner: measured
+                    .decided()
+                    .then(|| (measured.plan(), measured.outcome.speedup())),
+                seconds: measured.seconds,
+            },
+            warnings,
+        );
+    }
     // A plan kept without a decision is no choice, and caching it would
     // stop every later run from measuring.
     if measured.undecided() {
@@ -401,10 +503,18 @@ pub fn choose(
 }
 
 /// [`choose`] for a training run of `steps` steps, with the cache of this
-/// user ([`cache::path`]) and the run budget ([`run_budget`]).
+/// user ([`cache::path`]), the run budget ([`run_budget`]) and the busy
+/// limit of [`busy_limit`] ([`DEFAULT_BUSY`] where [`BUSY_ENV`] is bad:
+/// [`Choice::from_flag`] has reported it before a run gets here).
 pub fn for_run(choice: &Choice, target: Target, steps: usize) -> Chosen {
     let path = cache::path();
-    choose(choice, target, path.as_deref(), &|e| run_budget(e, steps))
+    choose(
+        choice,
+        target,
+        path.as_deref(),
+        &|e| run_budget(e, steps),
+        busy_limit().unwrap_or(DEFAULT_BUSY),
+    )
 }
 
 #[cfg(test)]
@@ -412,6 +522,14 @@ mod tests {
     use super::*;
     use crate::optim::{OptConfig, OptKind};
     use crate::plan::measure::Fixture;
+
+    /// A busy limit that trusts every measurement, however busy the
+    /// machine (other tests run beside these).
+    const TRUSTED: f64 = 1.0;
+
+    /// A busy limit below any reading: every measurement with a reading
+    /// counts as taken on a busy machine.
+    const ALWAYS_BUSY: f64 = -1.0;
 
     /// A network of one small hidden layer trained by SGD: what `choose`'s
     /// tests measure.
@@ -458,7 +576,7 @@ mod tests {
         let path = dir.path().join("mnist-mlp/plans.json");
         let f = small_sgd();
         let target = f.target(8);
-        let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.8);
+        let go = |p: Option<&Path>| choose(&Choice::Auto, target, p, &|_| 0.8, TRUSTED);
         if Plan::env_overridden() {
             assert!(matches!(go(Some(&path)).source, Source::Env));
             return;
@@ -533,7 +651,7 @@ mod tests {
             tiles: true,
             ..Plan::default()
         };
-        let with = |c: &Choice| choose(c, target, None, &|_| 0.8);
+        let with = |c: &Choice| choose(c, target, None, &|_| 0.8, TRUSTED);
         assert_eq!(with(&Choice::Pinned(pinned)).plan, pinned);
         let c = with(&Choice::Default);
         assert_eq!(c.plan, Plan::default());
@@ -586,7 +704,7 @@ mod tests {
         plant(&path, &key, once, cache::boot_id(), false);
         // No room to measure the two: the built-in plan runs, the entry
         // waits for a later run.
-        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(2));
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(2), TRUSTED);
         assert_eq!(c.plan, Plan::default(), "{c:?}");
         assert!(
             matches!(
@@ -599,7 +717,7 @@ mod tests {
         assert_eq!(cache::load(&path).0.entries[&key].plan, once);
         // Room: the built-in plan and the cached one, measured again; the
         // entry is settled either way (confirmed, or the built-in plan).
-        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
         let Source::Measured { measured, cached } = &c.source else {
             panic!("{c:?}")
         };
@@ -610,7 +728,7 @@ mod tests {
         assert!(entry.settled(), "{entry:?}");
         assert_eq!(entry.plan, c.plan);
         assert_eq!(entry.confirmed, c.plan == once);
-        let again = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        let again = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
         assert!(matches!(again.source, Source::Cached { .. }), "{again:?}");
         assert_eq!(again.plan, c.plan);
         assert!(again.warnings.is_empty(), "{:?}", again.warnings);
@@ -670,7 +788,7 @@ mod tests {
     /// on a machine of two cores, whose other tenants can keep a last pair
     /// from playing its rounds.
     fn measured_with_room(target: Target, path: &Path) -> Chosen {
-        let go = || choose(&Choice::Auto, target, Some(path), &|_| 0.8);
+        let go = || choose(&Choice::Auto, target, Some(path), &|_| 0.8, TRUSTED);
         for _ in 0..2 {
             let c = go();
             if matches!(c.source, Source::Measured { .. }) {
@@ -694,7 +812,7 @@ mod tests {
         };
         let target = f.target(8);
         assert!(n > 1);
-        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n));
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n), TRUSTED);
         assert_eq!(c.plan, Plan::default());
         assert!(
             matches!(c.source, Source::Undecided { candidates, .. } if candidates == n),
@@ -703,7 +821,7 @@ mod tests {
         assert!(c.line().contains("nothing cached"), "{}", c.line());
         assert!(!path.exists(), "nothing cached");
         // With room for the search, the same shape is measured and cached.
-        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
         assert!(matches!(
             c.source,
             Source::Measured {
@@ -729,7 +847,7 @@ mod tests {
         // A budget too small to decide: the earlier boot's plan runs, and
         // stays cached for the next run to try again.
         stale("an-earlier-boot");
-        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n));
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n), TRUSTED);
         assert_eq!(c.plan, old_plan, "{c:?}");
         assert!(matches!(c.source, Source::Cached { .. }), "{c:?}");
         assert!(
@@ -767,8 +885,85 @@ mod tests {
         // An entry of this boot is used as it is (a confirmed one: see
         // `a_plan_that_won_once_must_win_again`).
         stale(&boot);
-        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8);
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
         assert_eq!(c.plan, old_plan);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_measurement_on_a_busy_machine_decides_nothing_and_caches_nothing() {
+        let Some((_dir, path, f, _)) = empty_cache() else {
+            return;
+        };
+        if crate::plan::measure::cpu_reading().is_none() {
+            return; // no /proc/stat: nothing says how busy the machine is
+        }
+        let target = f.target(8);
+        let busy = || choose(&Choice::Auto, target, Some(&path), &|_| 0.8, ALWAYS_BUSY);
+        // Nothing cached: the built-in plan runs, the file is not written.
+        let c = busy();
+        let Source::Busy {
+            busy: b, threads, ..
+        } = &c.source
+        else {
+            panic!("{c:?}");
+        };
+        assert_eq!((*threads, b.cpus >= 1), (2, true), "{c:?}");
+        assert_eq!(c.plan, Plan::default());
+        assert!(c.line().contains("nothing cached"), "{}", c.line());
+        assert_eq!(c.to_json()["source"], "default (measured while busy)");
+        assert!(!path.exists(), "nothing cached");
+        // A plan that won once is neither confirmed nor dropped.
+        let key = cache::key(&target.shape());
+        plant(&path, &key, other_plan(), cache::boot_id(), false);
+        let c = busy();
+        assert_eq!(c.plan, Plan::default(), "{c:?}");
+        assert!(
+            c.warnings[0].contains("not confirmed while the machine was busy"),
+            "{:?}",
+            c.warnings
+        );
+        let kept = &cache::load(&path).0.entries[&key];
+        assert_eq!((kept.plan, kept.confirmed), (other_plan(), false));
+        // An earlier boot's plan keeps running, its entry as it was.
+        plant(&path, &key, other_plan(), Some("another boot".into()), true);
+        let c = busy();
+        assert_eq!(c.plan, other_plan(), "{c:?}");
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("not decided again while the machine was busy")),
+            "{:?}",
+            c.warnings
+        );
+        let kept = &cache::load(&path).0.entries[&key];
+        assert_eq!(kept.boot.as_deref(), Some("another boot"));
+        // The same measurement, trusted, is cached.
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
+        assert!(
+            matches!(
+                c.source,
+                Source::Measured {
+                    cached: Some(_),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn the_busy_limit_is_a_share_from_zero_to_one() {
+        assert_eq!(parse_busy_limit(Some("0.25")).unwrap(), 0.25);
+        assert_eq!(parse_busy_limit(Some(" 1 ")).unwrap(), 1.0);
+        assert_eq!(parse_busy_limit(None).unwrap(), DEFAULT_BUSY);
+        assert_eq!(parse_busy_limit(Some("")).unwrap(), DEFAULT_BUSY);
+        for bad in ["2", "-0.1", "lots", "NaN"] {
+            let e = parse_busy_limit(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains(BUSY_ENV) && e.contains(bad) && e.contains("0 to 1"),
+                "{e}"
+            );
+        }
     }
 }

@@ -53,11 +53,10 @@ pub struct Measured {
     /// Candidates that follow the base because this machine chose them
     /// for other shapes ([`super::with_hints`]), timed before the rest.
     pub hinted: usize,
-    /// The share of the machine's CPU time its hypervisor took away
-    /// ("steal") while the candidates were timed ([`steal_share`]); `None`
-    /// where the system does not say (not Linux) or the measurement was
-    /// too short to tell.
-    pub steal: Option<f64>,
+    /// How busy other programs and the host kept the machine while the
+    /// candidates were timed ([`Busy`]); `None` where the system does not
+    /// say (not Linux) or the measurement was too short to tell.
+    pub busy: Option<Busy>,
 }
 
 impl Measured {
@@ -209,7 +208,7 @@ pub fn measure_among(
     assert!(!cands.is_empty(), "at least the base");
     let base = cands[0];
     let t0 = Instant::now();
-    let stat0 = steal_counters();
+    let cpu0 = cpu_reading();
     let Target {
         model,
         opt,
@@ -307,40 +306,139 @@ pub fn measure_among(
         left_out,
         step_s,
         hinted: 0,
-        steal: stat0
-            .zip(steal_counters())
-            .and_then(|(a, b)| steal_share(a, b)),
+        busy: cpu0
+            .zip(cpu_reading())
+            .and_then(|(a, b)| Busy::between(&a, &b)),
     }
 }
 
-/// Clock ticks of all CPUs, stolen and in all (user, nice, system, idle,
-/// iowait, irq, softirq, steal), from `/proc/stat`'s first line; `None`
-/// where there is none.
-pub fn steal_counters() -> Option<(u64, u64)> {
-    steal_from_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+/// The machine's CPU counters (`/proc/stat`'s first line and its count of
+/// CPUs) with this process's own CPU time, at one moment: two readings
+/// give [`Busy`].
+#[derive(Debug, Clone, Copy)]
+pub struct CpuReading {
+    /// The counters.
+    pub stat: StatCounters,
+    /// This process's CPU seconds so far (user and system, every thread).
+    pub own_s: f64,
+    /// Clock ticks a second of `/proc/stat` (`USER_HZ`).
+    pub hz: f64,
 }
 
-/// [`steal_counters`] from the text of `/proc/stat`.
-pub fn steal_from_stat(text: &str) -> Option<(u64, u64)> {
-    let line = text.lines().next()?;
-    let mut fields = line.split_whitespace();
+/// Clock ticks of all CPUs together, from `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatCounters {
+    /// Busy: all but idle and iowait (user, nice, system, irq, softirq and
+    /// steal), as NumPy's reference counts a machine's busy time.
+    pub busy: u64,
+    /// Stolen by the hypervisor (the vCPU wanted to run and did not).
+    pub steal: u64,
+    /// All (user, nice, system, idle, iowait, irq, softirq, steal).
+    pub total: u64,
+    /// CPUs the counters cover (the `cpuN` lines).
+    pub cpus: usize,
+}
+
+/// A reading now; `None` where the system has no `/proc/stat` (not Linux).
+pub fn cpu_reading() -> Option<CpuReading> {
+    let stat = stat_counters(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    // SAFETY: getrusage writes the struct it is given and nothing else;
+    // sysconf only reads.
+    let (usage, hz) = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        (
+            (libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0).then_some(u),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    let usage = usage?;
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(CpuReading {
+        stat,
+        own_s: secs(usage.ru_utime) + secs(usage.ru_stime),
+        hz: (hz > 0).then_some(hz as f64)?,
+    })
+}
+
+/// [`StatCounters`] from the text of `/proc/stat`; `None` where its first
+/// line is not the 8-counter `cpu` line of Linux 2.6.11 and later.
+pub fn stat_counters(text: &str) -> Option<StatCounters> {
+    let mut lines = text.lines();
+    let mut fields = lines.next()?.split_whitespace();
     if fields.next()? != "cpu" {
         return None;
     }
-    let ticks: Vec<u64> = fields
+    let t: Vec<u64> = fields
         .take(8)
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
-    (ticks.len() == 8).then(|| (ticks[7], ticks.iter().sum()))
+    if t.len() != 8 {
+        return None;
+    }
+    let total: u64 = t.iter().sum();
+    let cpus = lines
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    Some(StatCounters {
+        busy: total - t[3] - t[4],
+        steal: t[7],
+        total,
+        cpus: cpus.max(1),
+    })
 }
 
-/// The share of CPU time stolen between two [`steal_counters`] readings;
-/// `None` below 20 ticks in all (a fifth of a second of one CPU at
-/// Linux's usual 100 ticks a second: too few to tell).
-pub fn steal_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
-    let total = after.1.checked_sub(before.1)?;
-    let stolen = after.0.checked_sub(before.0)?;
-    (total >= 20).then(|| stolen as f64 / total as f64)
+/// How busy the machine was with work other than this process's while
+/// the planner measured: other programs, and the hypervisor's steal.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Busy {
+    /// CPUs of the machine.
+    pub cpus: usize,
+    /// Cores' worth of CPU time other programs and the host took, on
+    /// average (NumPy's reference calls it `other_cores`).
+    pub others: f64,
+    /// The share of all CPU time the hypervisor took (steal).
+    pub steal: f64,
+}
+
+/// The least number of clock ticks (of all CPUs together) two readings
+/// must span to say anything: a fifth of a second of one CPU at Linux's
+/// usual 100 ticks a second.
+pub const MIN_TICKS: u64 = 20;
+
+impl Busy {
+    /// Between two readings; `None` when they span fewer than
+    /// [`MIN_TICKS`] or a counter went back.
+    pub fn between(a: &CpuReading, b: &CpuReading) -> Option<Busy> {
+        let total = b.stat.total.checked_sub(a.stat.total)?;
+        let busy = b.stat.busy.checked_sub(a.stat.busy)?;
+        let steal = b.stat.steal.checked_sub(a.stat.steal)?;
+        if total < MIN_TICKS || b.own_s < a.own_s {
+            return None;
+        }
+        let cpus = b.stat.cpus;
+        // Ticks of one CPU meanwhile: the readings' wall time.
+        let per_cpu = total as f64 / cpus as f64;
+        let own = (b.own_s - a.own_s) * b.hz;
+        Some(Busy {
+            cpus,
+            others: ((busy as f64 - own) / per_cpu).clamp(0.0, cpus as f64),
+            steal: steal as f64 / total as f64,
+        })
+    }
+
+    /// The share of the CPU time a run of `threads` threads wanted that
+    /// was not there for it: the cores it lacked (its threads beyond the
+    /// CPUs the others left free) over its threads, 0 to 1. On two CPUs a
+    /// two-thread run lacks what the others took; on sixteen the others
+    /// must take more than fourteen before it lacks anything.
+    pub fn short(&self, threads: usize) -> f64 {
+        let threads = threads.max(1) as f64;
+        let free = self.cpus as f64 - self.others;
+        ((threads - free) / threads).clamp(0.0, 1.0)
+    }
 }
 
 /// What the planner's tests time: a small network on synthetic data, a
@@ -384,27 +482,73 @@ mod tests {
     use crate::optim::OptKind;
 
     #[test]
-    fn steal_is_read_from_proc_stat() {
-        let stat = "cpu  100 5 50 800 10 1 2 32 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
-        assert_eq!(steal_from_stat(stat), Some((32, 1000)));
-        assert_eq!(steal_from_stat("cpu0 1 2 3 4 5 6 7 8\n"), None);
+    fn busy_is_read_from_proc_stat_and_this_process() {
+        let stat = "cpu  100 5 50 800 10 1 2 32 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\ncpu1 1 2 3 4 5 6 7 8 0 0\nintr 5\n";
+        let c = stat_counters(stat).unwrap();
         assert_eq!(
-            steal_from_stat("cpu  1 2 3\n"),
+            c,
+            StatCounters {
+                busy: 1000 - 800 - 10,
+                steal: 32,
+                total: 1000,
+                cpus: 2
+            }
+        );
+        assert_eq!(stat_counters("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(
+            stat_counters("cpu  1 2 3\n"),
             None,
             "an old kernel without steal"
         );
-        assert_eq!(steal_from_stat("cpu  1 2 x 4 5 6 7 8\n"), None);
-        assert_eq!(steal_from_stat(""), None);
-        assert_eq!(steal_share((32, 1000), (42, 1100)), Some(0.1));
-        assert_eq!(steal_share((32, 1000), (32, 1010)), None, "too few ticks");
+        assert_eq!(stat_counters("cpu  1 2 x 4 5 6 7 8\n"), None);
+        assert_eq!(stat_counters(""), None);
+
+        // Two CPUs for 1 s at 100 ticks a second: 200 ticks, 150 of them
+        // busy, 20 stolen; this process used 1.1 s of CPU (110 ticks).
+        let at = |busy, steal, total, own_s| CpuReading {
+            stat: StatCounters {
+                busy,
+                steal,
+                total,
+                cpus: 2,
+            },
+            own_s,
+            hz: 100.0,
+        };
+        let b = Busy::between(&at(0, 0, 0, 5.0), &at(150, 20, 200, 6.1)).unwrap();
+        assert_eq!(b.cpus, 2);
+        assert!((b.others - 0.4).abs() < 1e-9, "{b:?}");
+        assert!((b.steal - 0.1).abs() < 1e-9, "{b:?}");
+        // A two-thread run lacked 0.4 of its 2 cores; a one-thread run
+        // had a CPU to itself.
+        assert!((b.short(2) - 0.2).abs() < 1e-9);
+        assert_eq!(b.short(1), 0.0);
+        // A quiet machine; a busy one on 16 CPUs leaves a 2-thread run
+        // alone until it takes more than 14.
+        let quiet = Busy::between(&at(0, 0, 0, 0.0), &at(200, 0, 200, 2.0)).unwrap();
+        assert_eq!((quiet.others, quiet.short(2)), (0.0, 0.0));
+        let sixteen = |others| Busy {
+            cpus: 16,
+            others,
+            steal: 0.0,
+        };
+        assert_eq!(sixteen(13.0).short(2), 0.0);
+        assert!((sixteen(15.0).short(2) - 0.5).abs() < 1e-9);
+        assert_eq!(sixteen(16.0).short(2), 1.0);
         assert_eq!(
-            steal_share((32, 1000), (30, 900)),
+            Busy::between(&at(0, 0, 0, 0.0), &at(10, 0, 10, 0.1)),
+            None,
+            "too few ticks"
+        );
+        assert_eq!(
+            Busy::between(&at(150, 20, 200, 6.1), &at(0, 0, 0, 5.0)),
             None,
             "counters went back"
         );
         if std::path::Path::new("/proc/stat").exists() {
-            let (s, t) = steal_counters().unwrap();
-            assert!(s <= t);
+            let r = cpu_reading().unwrap();
+            assert!(r.stat.steal <= r.stat.busy && r.stat.busy <= r.stat.total);
+            assert!(r.stat.cpus >= 1 && r.own_s > 0.0 && r.hz > 0.0);
         }
     }
 

@@ -47,8 +47,12 @@
 //! the choice per machine and shape ([`cache`]). A run whose budget cannot
 //! time every candidate times first what the cache says this machine chose
 //! for other shapes ([`cache::hints`], [`with_hints`]: FFTW's "wisdom"),
-//! then those nearest the default. No code here looks at OpenBLAS's kernel
-//! name or the CPU's vendor.
+//! then those nearest the default. A measurement during which other
+//! programs or the host (a VM's steal) took more of the CPU time than
+//! [`choose::busy_limit`] allows ([`measure::Busy`]) decides nothing and
+//! is not cached: what wins on a busy machine (one block where a program
+//! holds the other core) can lose 1.5x on a quiet one. No code here looks
+//! at OpenBLAS's kernel name or the CPU's vendor.
 
 pub mod cache;
 pub mod choose;
