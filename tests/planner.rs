@@ -38,6 +38,14 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(|a| a.as_str()).collect()
 }
 
+/// Held by each test for its whole length: the tests run one at a time,
+/// since `a_busy_machine_caches_nothing` keeps every CPU busy, which would
+/// leave the others' measurements undecided.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `MLP_*` overrides in the environment: the planner does not measure.
 fn overrides_set() -> bool {
     let set = std::env::vars().any(|(k, _)| k.starts_with("MLP_"));
@@ -91,6 +99,7 @@ fn plan_line(stdout: &str) -> &str {
 
 #[test]
 fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
+    let _one = one_at_a_time();
     if overrides_set() {
         return;
     }
@@ -233,6 +242,7 @@ fn auto_measures_once_caches_records_and_repeats_bit_for_bit() {
 
 #[test]
 fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
+    let _one = one_at_a_time();
     if overrides_set() {
         return;
     }
@@ -309,6 +319,7 @@ fn tune_prints_every_candidate_and_saves_a_plan_train_accepts() {
 /// and a resume of that run keeps it.
 #[test]
 fn blas_threads_plan_runs_as_threading_blas_does() {
+    let _one = one_at_a_time();
     if overrides_set() {
         return;
     }
@@ -383,6 +394,7 @@ impl Drop for Spinners {
 /// is an error before anything runs.
 #[test]
 fn a_busy_machine_caches_nothing() {
+    let _one = one_at_a_time();
     if overrides_set() || !Path::new("/proc/stat").exists() {
         return;
     }
