@@ -12,7 +12,10 @@ workloads have one step per epoch and none): other tenants of a shared
 machine only ever add time, so it shows what the code does when left
 alone, where the epoch medians show what a user got. `mnist-mlp bench` runs under `--plan auto` (the cached or measured plan)
 unless MNIST_MLP_PLAN says otherwise; the machine (CPU model, OpenBLAS build)
-and each run's plan source are printed above the table.
+and each run's plan source are printed above the table, with the CPUs other
+programs and the host took while the planner measured and while each
+round's epochs were timed (mnist-mlp's `busy.others`, NumPy's
+`other_cores`): a round well above 0 was disturbed.
 
     pip install numpy threadpoolctl
     cargo build --release
@@ -69,6 +72,9 @@ def main():
     binary = a.binary
     raw = []
     rows = []
+    # Per row, each round's CPUs other programs and the host took while
+    # mnist-mlp's epochs and NumPy's were timed.
+    others = []
     def limit(t):
         r = run_json([sys.executable, os.path.join(a.reference, "bench_limit.py"), "--threads", str(t), "--sizes", "2048"], env)[0]
         raw.append(r)
@@ -81,20 +87,23 @@ def main():
         lims = [limit(t)]
         pending = []
         for w in a.workloads:
-            ours, ref, fast = [], [], []
+            ours, ref, fast, busy = [], [], [], []
             for _ in range(a.rounds):
                 r = run_json([binary, "bench", "--workload", w, "--threads", str(t), "--threading", a.threading,
                               "--epochs", str(a.epochs), "--json"], env)[0]
                 ours.append(r["samples_per_s"])
+                busy.append(((r.get("busy") or {}).get("others"), None))
                 if r.get("step_ms_p10"):
                     fast.append(r["rows_per_step"] / (r["step_ms_p10"] / 1e3))
                 raw.append(r)
                 r = run_json([sys.executable, os.path.join(a.reference, "bench_numpy.py"), "--workload", w,
                               "--threads", str(t), "--epochs", str(a.epochs)], env)[0]
                 ref.append(r["samples_per_s"])
+                busy[-1] = (busy[-1][0], r.get("other_cores"))
                 raw.append(r)
             o, n = statistics.median(ours), statistics.median(ref)
             pending.append((w, o, n, statistics.median(fast) if fast else None))
+            others.append((w, t, busy))
             print(f"{w} threads={t}: ours {o:.0f} numpy {n:.0f} ratio {o / n:.2f}", file=sys.stderr, flush=True)
             lims.append(limit(t))
         lim = max(lims, key=lambda r: r["gflop_per_s_best"])
@@ -125,6 +134,9 @@ def main():
         print("planner measurements, CPUs other programs and the host took meanwhile: "
               + ", ".join(f"{w}/{t} {o:.2f}{' (busy: not cached)' if 'busy' in src else ''}"
                           for w, t, o, src in seen))
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    print("CPUs others took during the timed epochs, per round (mnist-mlp|NumPy): "
+          + "; ".join(f"{w}/{t} " + " ".join(f"{fmt(a)}|{fmt(b)}" for a, b in rounds) for w, t, rounds in others))
     print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | physical limit samples/s (sgemm GFLOP/s) | mnist-mlp % of limit | NumPy % of limit | mnist-mlp fast steps % of limit |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for w, t, o, n, r, b, fo, fn, gf, ff in rows:

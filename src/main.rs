@@ -1178,6 +1178,19 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         if let (Some(p10), Some(med)) = (r.step_ms_p10, r.step_ms_median) {
             println!("steps: median {med:.3} ms, fastest tenth under {p10:.3} ms");
         }
+        if let Some(b) = &r.busy {
+            println!(
+                "other load during the timed epochs: {:.2} of {} CPUs taken by other programs and the host (steal {:.1}% of all CPU time){}",
+                b.others,
+                b.cpus,
+                b.steal * 100.0,
+                r.disturbed().map_or(String::new(), |s| format!(
+                    "; this run lacked {:.0}% of the CPU time its {} threads wanted: its figures are disturbed, run it again on a quiet machine",
+                    s * 100.0,
+                    r.threads
+                ))
+            );
+        }
         if let Some(l) = &r.limit {
             let peaks: Vec<String> = l
                 .sgemm_gflop_per_s

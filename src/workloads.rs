@@ -194,6 +194,11 @@ pub struct BenchResult {
     pub step_ms_p10: Option<f64>,
     /// Median step (ms).
     pub step_ms_median: Option<f64>,
+    /// How busy other programs and the host (steal) kept the machine
+    /// during the timed epochs ([`crate::plan::measure::Busy`]; NumPy's
+    /// reference reports the same as `other_cores`); `None` where the
+    /// system does not say.
+    pub busy: Option<crate::plan::measure::Busy>,
 }
 
 /// A run against the physical limit: this machine's peak sgemm rate over
@@ -213,6 +218,16 @@ pub struct Limit {
 }
 
 impl BenchResult {
+    /// The share of the CPU time the run's threads wanted that others took
+    /// during the timed epochs, where it is above
+    /// [`crate::plan::choose::DEFAULT_BUSY`]: such a run's figures say
+    /// more about the machine's other load than about this program.
+    pub fn disturbed(&self) -> Option<f64> {
+        self.busy
+            .map(|b| b.short(self.threads))
+            .filter(|&s| s > crate::plan::choose::DEFAULT_BUSY)
+    }
+
     /// Records the run against the limit that the peak sgemm measurements
     /// `peaks` (GFLOP/s) give.
     pub fn set_limit(&mut self, peaks: Vec<f64>) {
@@ -282,6 +297,7 @@ pub fn run(
     // Nanoseconds since the epoch's start at the end of each step.
     let ends: Vec<AtomicU64> = (0..per_epoch + 1).map(|_| AtomicU64::new(0)).collect();
     let mut steps_ms = Vec::with_capacity(per_epoch * epochs.max(1));
+    let cpu0 = crate::plan::measure::cpu_reading();
     for _ in 0..epochs.max(1) {
         let t = Instant::now();
         let mark = |k: usize, _: &Stats| {
@@ -299,6 +315,9 @@ pub fn run(
             steps_ms.push(d as f64 / 1e6);
         }
     }
+    let busy = cpu0
+        .zip(crate::plan::measure::cpu_reading())
+        .and_then(|(a, b)| crate::plan::measure::Busy::between(&a, &b));
     let med = quantile(&secs, 0.5).expect("at least one timed epoch");
     let fps = w.spec().train_flops_per_sample();
     let performed = w.spec().performed_flops_per_sample();
@@ -332,6 +351,7 @@ pub fn run(
         peak_rss_mib: crate::memory::peak_rss_mib(),
         step_ms_p10: quantile(&steps_ms, 0.1),
         step_ms_median: quantile(&steps_ms, 0.5),
+        busy,
     })
 }
 
@@ -412,6 +432,25 @@ mod tests {
             "fast steps {fast} vs epochs {}",
             l.fraction
         );
+        // The machine's other load during the timed epochs (none where the
+        // epochs were too short to tell), and when it makes a run disturbed.
+        if let Some(b) = r.busy {
+            assert!(
+                b.cpus >= 1 && (0.0..=b.cpus as f64).contains(&b.others),
+                "{b:?}"
+            );
+        }
+        let load = |others| crate::plan::measure::Busy {
+            cpus: 2,
+            others,
+            steal: 0.0,
+        };
+        r.busy = Some(load(1.0));
+        assert_eq!(r.disturbed(), None, "one thread had the other CPU");
+        r.threads = 2;
+        assert_eq!(r.disturbed(), Some(0.5));
+        r.busy = Some(load(0.1));
+        assert_eq!(r.disturbed(), None, "5% short is not disturbed");
         // One step per epoch: no step times.
         let t4 = Workload::find("T4").unwrap();
         let mut r = run(t4, &data, &threads, 1, 7, &Choice::Default).unwrap();
