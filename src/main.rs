@@ -1180,14 +1180,14 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         }
         if let Some(b) = &r.busy {
             println!(
-                "other load during the timed epochs: {:.2} of {} CPUs taken by other programs and the host (steal {:.1}% of all CPU time){}",
-                b.others,
-                b.cpus,
+                "other load during the timed epochs: other programs and the host took {} (steal {:.1}% of its CPU time){}",
+                b.taken(),
                 b.steal * 100.0,
                 r.disturbed().map_or(String::new(), |s| format!(
-                    "; this run lacked {:.0}% of the CPU time its {} threads wanted: its figures are disturbed, run it again on a quiet machine",
+                    "; this run lacked {:.0}% of the CPU time its {} thread{} wanted: its figures are disturbed, run it again on a quiet machine",
                     s * 100.0,
-                    r.threads
+                    r.threads,
+                    if r.threads == 1 { "" } else { "s" }
                 ))
             );
         }
@@ -1359,11 +1359,11 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     let busy = m.busy.filter(|b| b.short(threads.n()) > busy_limit);
     if let Some(b) = busy {
         eprintln!(
-            "note: other programs or the host took {:.1} of this machine's {} CPUs while the candidates were timed ({:.0}% of what {} threads wanted): a plan that wins on a busy machine can lose on a quiet one, so this choice is not cached; run tune again when the machine is quiet ({} sets how busy is tolerated)",
-            b.others,
-            b.cpus,
+            "note: other programs or the host took {} while the candidates were timed ({:.0}% of the CPU time {} thread{} wanted): a plan that wins on a busy machine can lose on a quiet one, so this choice is not cached; run tune again when the machine is quiet ({} sets how busy is tolerated)",
+            b.taken(),
             b.short(threads.n()) * 100.0,
             threads.n(),
+            if threads.n() == 1 { "" } else { "s" },
             mnist_mlp::plan::choose::BUSY_ENV
         );
     }

@@ -213,10 +213,10 @@ impl Chosen {
                 winner,
                 seconds,
             } => format!(
-                "the built-in plan: measured in {seconds:.2} s while other programs or the host took {:.1} of this machine's {} CPUs ({:.0}% of what this run's {threads} threads wanted){}; a plan that wins on a busy machine can lose on a quiet one: nothing cached, a later run measures again ({BUSY_ENV} sets how busy is tolerated)",
-                busy.others,
-                busy.cpus,
+                "the built-in plan: measured in {seconds:.2} s while other programs or the host took {} ({:.0}% of the CPU time this run's {threads} thread{} wanted){}; a plan that wins on a busy machine can lose on a quiet one: nothing cached, a later run measures again ({BUSY_ENV} sets how busy is tolerated)",
+                busy.taken(),
                 busy.short(*threads) * 100.0,
+                if *threads == 1 { "" } else { "s" },
                 match winner {
                     None => ", and decided nothing".to_string(),
                     Some((p, _)) if *p == Plan::default() => ", and it won".to_string(),
@@ -236,9 +236,8 @@ impl Chosen {
                 measured.seconds,
                 measured.outcome.speedup(),
                 measured.busy.filter(|b| b.others >= 0.05).map_or(String::new(), |b| format!(
-                    " (other programs and the host took {:.2} of {} CPUs meanwhile{})",
-                    b.others,
-                    b.cpus,
+                    " (other programs and the host took {} meanwhile{})",
+                    b.taken(),
                     if b.steal >= 0.01 {
                         format!(", the host's steal {:.0}% of all CPU time", b.steal * 100.0)
                     } else {

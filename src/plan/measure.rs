@@ -312,9 +312,9 @@ pub fn measure_among(
     }
 }
 
-/// The machine's CPU counters (`/proc/stat`'s first line and its count of
-/// CPUs) with this process's own CPU time, at one moment: two readings
-/// give [`Busy`].
+/// The CPU counters of the CPUs this process may run on (`/proc/stat`)
+/// with this process's own CPU time, at one moment: two readings give
+/// [`Busy`].
 #[derive(Debug, Clone, Copy)]
 pub struct CpuReading {
     /// The counters.
@@ -325,7 +325,7 @@ pub struct CpuReading {
     pub hz: f64,
 }
 
-/// Clock ticks of all CPUs together, from `/proc/stat`.
+/// Clock ticks of a set of CPUs together, from `/proc/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatCounters {
     /// Busy: all but idle and iowait (user, nice, system, irq, softirq and
@@ -341,7 +341,8 @@ pub struct StatCounters {
 
 /// A reading now; `None` where the system has no `/proc/stat` (not Linux).
 pub fn cpu_reading() -> Option<CpuReading> {
-    let stat = stat_counters(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let stat = stat_counters(&text, allowed_cpus().as_deref())?;
     // SAFETY: getrusage writes the struct it is given and nothing else;
     // sysconf only reads.
     let (usage, hz) = unsafe {
@@ -360,41 +361,87 @@ pub fn cpu_reading() -> Option<CpuReading> {
     })
 }
 
-/// [`StatCounters`] from the text of `/proc/stat`; `None` where its first
-/// line is not the 8-counter `cpu` line of Linux 2.6.11 and later.
-pub fn stat_counters(text: &str) -> Option<StatCounters> {
+/// [`StatCounters`] from the text of `/proc/stat`: the `cpuN` lines of
+/// the CPUs in `allowed` summed (this process's affinity: under `taskset`
+/// or a cpuset, the load on the other CPUs takes nothing from it), else,
+/// where `allowed` is `None` or names no CPU the file lists, the first
+/// line (all CPUs). `None` where the lines are not the 8-counter lines of
+/// Linux 2.6.11 and later.
+pub fn stat_counters(text: &str, allowed: Option<&[usize]>) -> Option<StatCounters> {
+    // The 8 counters of a line that starts with `name`.
+    let counters = |line: &str| -> Option<(String, [u64; 8])> {
+        let mut fields = line.split_whitespace();
+        let name = fields.next()?.to_string();
+        let t: Vec<u64> = fields
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        Some((name, t.try_into().ok()?))
+    };
+    let of = |t: [u64; 8], cpus: usize| {
+        let total: u64 = t.iter().sum();
+        StatCounters {
+            busy: total - t[3] - t[4],
+            steal: t[7],
+            total,
+            cpus: cpus.max(1),
+        }
+    };
     let mut lines = text.lines();
-    let mut fields = lines.next()?.split_whitespace();
-    if fields.next()? != "cpu" {
+    let (name, all) = counters(lines.next()?)?;
+    if name != "cpu" {
         return None;
     }
-    let t: Vec<u64> = fields
-        .take(8)
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    if t.len() != 8 {
-        return None;
+    let mut listed = 0;
+    let mut sum = [0u64; 8];
+    let mut mine = 0;
+    for line in lines.take_while(|l| l.starts_with("cpu")) {
+        let (name, t) = counters(line)?;
+        let Some(n) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        listed += 1;
+        if allowed.is_some_and(|a| a.contains(&n)) {
+            mine += 1;
+            for (s, v) in sum.iter_mut().zip(t) {
+                *s += v;
+            }
+        }
     }
-    let total: u64 = t.iter().sum();
-    let cpus = lines
-        .filter(|l| {
-            l.strip_prefix("cpu")
-                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
-        })
-        .count();
-    Some(StatCounters {
-        busy: total - t[3] - t[4],
-        steal: t[7],
-        total,
-        cpus: cpus.max(1),
+    Some(if mine > 0 {
+        of(sum, mine)
+    } else {
+        of(all, listed)
     })
+}
+
+/// The CPUs this process may run on (its affinity mask); `None` where the
+/// system does not say.
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: sched_getaffinity writes the set it is given, of the size
+    // given; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        Some(
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect(),
+        )
+    }
 }
 
 /// How busy the machine was with work other than this process's while
 /// the planner measured: other programs, and the hypervisor's steal.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Busy {
-    /// CPUs of the machine.
+    /// CPUs this process may run on (all of the machine's, unless an
+    /// affinity mask says otherwise).
     pub cpus: usize,
     /// Cores' worth of CPU time other programs and the host took, on
     /// average (NumPy's reference calls it `other_cores`).
@@ -427,6 +474,16 @@ impl Busy {
             others: ((busy as f64 - own) / per_cpu).clamp(0.0, cpus as f64),
             steal: steal as f64 / total as f64,
         })
+    }
+
+    /// "0.51 of the 2 CPUs this process may use": what the others took.
+    pub fn taken(&self) -> String {
+        format!(
+            "{:.2} of the {} CPU{} this process may use",
+            self.others,
+            self.cpus,
+            if self.cpus == 1 { "" } else { "s" }
+        )
     }
 
     /// The share of the CPU time a run of `threads` threads wanted that
@@ -483,8 +540,8 @@ mod tests {
 
     #[test]
     fn busy_is_read_from_proc_stat_and_this_process() {
-        let stat = "cpu  100 5 50 800 10 1 2 32 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\ncpu1 1 2 3 4 5 6 7 8 0 0\nintr 5\n";
-        let c = stat_counters(stat).unwrap();
+        let stat = "cpu  100 5 50 800 10 1 2 32 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\ncpu1 10 0 0 50 0 0 0 40 0 0\nintr 5\n";
+        let c = stat_counters(stat, None).unwrap();
         assert_eq!(
             c,
             StatCounters {
@@ -494,14 +551,30 @@ mod tests {
                 cpus: 2
             }
         );
-        assert_eq!(stat_counters("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        // Allowed only on CPU 1 (taskset): its line alone.
         assert_eq!(
-            stat_counters("cpu  1 2 3\n"),
+            stat_counters(stat, Some(&[1])).unwrap(),
+            StatCounters {
+                busy: 50,
+                steal: 40,
+                total: 100,
+                cpus: 1
+            }
+        );
+        assert_eq!(stat_counters(stat, Some(&[0, 1])).unwrap().cpus, 2);
+        assert_eq!(
+            stat_counters(stat, Some(&[7])),
+            Some(c),
+            "no listed CPU allowed: all of them"
+        );
+        assert_eq!(stat_counters("cpu0 1 2 3 4 5 6 7 8\n", None), None);
+        assert_eq!(
+            stat_counters("cpu  1 2 3\n", None),
             None,
             "an old kernel without steal"
         );
-        assert_eq!(stat_counters("cpu  1 2 x 4 5 6 7 8\n"), None);
-        assert_eq!(stat_counters(""), None);
+        assert_eq!(stat_counters("cpu  1 2 x 4 5 6 7 8\n", None), None);
+        assert_eq!(stat_counters("", None), None);
 
         // Two CPUs for 1 s at 100 ticks a second: 200 ticks, 150 of them
         // busy, 20 stolen; this process used 1.1 s of CPU (110 ticks).
@@ -549,6 +622,8 @@ mod tests {
             let r = cpu_reading().unwrap();
             assert!(r.stat.steal <= r.stat.busy && r.stat.busy <= r.stat.total);
             assert!(r.stat.cpus >= 1 && r.own_s > 0.0 && r.hz > 0.0);
+            let allowed = allowed_cpus().unwrap();
+            assert!(r.stat.cpus <= allowed.len(), "{allowed:?} {r:?}");
         }
     }
 
