@@ -487,14 +487,16 @@ impl Busy {
     }
 
     /// The share of the CPU time a run of `threads` threads wanted that
-    /// was not there for it: the cores it lacked (its threads beyond the
-    /// CPUs the others left free) over its threads, 0 to 1. On two CPUs a
-    /// two-thread run lacks what the others took; on sixteen the others
-    /// must take more than fourteen before it lacks anything.
+    /// was not there for it: the cores it lacked (its threads, at most one
+    /// per CPU, beyond the CPUs the others left free) over those, 0 to 1.
+    /// On two CPUs a two-thread run lacks what the others took; on sixteen
+    /// the others must take more than fourteen before it lacks anything;
+    /// four threads on two CPUs want the two (what they lack beyond that
+    /// they lack on a quiet machine too).
     pub fn short(&self, threads: usize) -> f64 {
-        let threads = threads.max(1) as f64;
+        let wanted = threads.clamp(1, self.cpus.max(1)) as f64;
         let free = self.cpus as f64 - self.others;
-        ((threads - free) / threads).clamp(0.0, 1.0)
+        ((wanted - free) / wanted).clamp(0.0, 1.0)
     }
 }
 
@@ -608,6 +610,9 @@ mod tests {
         assert_eq!(sixteen(13.0).short(2), 0.0);
         assert!((sixteen(15.0).short(2) - 0.5).abs() < 1e-9);
         assert_eq!(sixteen(16.0).short(2), 1.0);
+        // More threads than CPUs: they want the CPUs there are.
+        assert_eq!(quiet.short(4), 0.0);
+        assert!((b.short(4) - 0.2).abs() < 1e-9, "as two threads");
         assert_eq!(
             Busy::between(&at(0, 0, 0, 0.0), &at(10, 0, 10, 0.1)),
             None,
