@@ -12,7 +12,9 @@ and thread count, the medians over the rounds: samples/s, the speedup over
 one thread and the parallel efficiency (speedup / N), the physical limit at
 N threads and the run's fraction of it, the fraction of its fast steps
 (10th-percentile step; none for a full batch), how the sgemm peak itself
-scaled, and the plan the planner chose. Rounds go over every thread count
+scaled, the most CPUs other programs and the host took during a run's
+timed epochs (`bench`'s `busy.others`: well above 0, the row was
+disturbed), and the plan the planner chose. Rounds go over every thread count
 in turn, so a slow minute of a shared machine falls on all of them alike.
 
     cargo build --release
@@ -83,6 +85,11 @@ def main():
     if 1 not in a.threads:
         sys.exit("--threads must include 1: speedups are over one thread")
 
+    def others(r):
+        """CPUs other programs and the host took during the timed epochs."""
+        b = r.get("busy")
+        return "-" if not b else f"{b['others']:.2f}"
+
     start = time.time()
     runs = {}  # (workload, threads) -> [result]
     raw, skipped = [], 0
@@ -97,7 +104,8 @@ def main():
                 raw.append(r)
                 runs.setdefault((w, t), []).append(r)
                 print(f"[{time.time() - start:6.0f} s] round {rnd + 1} {w} {t:>2} threads: "
-                      f"{r['samples_per_s']:,.0f} samples/s, {pct(r['limit']['fraction'])} of the limit",
+                      f"{r['samples_per_s']:,.0f} samples/s, {pct(r['limit']['fraction'])} of the limit, "
+                      f"others took {others(r)} CPUs",
                       file=sys.stderr, flush=True)
     if a.json:
         with open(a.json, "w") as f:
@@ -116,8 +124,8 @@ def main():
               "so threads share cores (correctness, not speed)")
     print()
     print("| workload | threads | runs | samples/s | speedup | parallel efficiency | limit samples/s "
-          "(sgemm GFLOP/s) | % of limit | fast steps % | sgemm scaling | plan |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "(sgemm GFLOP/s) | % of limit | fast steps % | sgemm scaling | others' CPUs (most) | plan |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for w in a.workloads:
         base = runs.get((w, 1))
         base_sps = statistics.median(r["samples_per_s"] for r in base) if base else None
@@ -138,6 +146,7 @@ def main():
                   + (f"{speedup:.2f}x | {pct(speedup / t)}" if speedup else "- | -")
                   + f" | {lim:,.0f} ({peak:.0f}) | {pct(frac)} | {pct(fast)} | "
                   + (f"{peak / base_peak:.2f}x" if base_peak else "-")
+                  + f" | {max((others(r) for r in rs), key=lambda v: -1.0 if v == '-' else float(v))}"
                   + f" | {'; '.join(plans)} |")
 
 
