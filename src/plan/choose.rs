@@ -28,8 +28,8 @@ pub const BUSY_ENV: &str = "MNIST_MLP_PLAN_BUSY";
 /// take while its candidates are timed before the measurement decides
 /// nothing ([`Busy::short`]): a tenth. A plan that wins while another
 /// program holds a core (one block instead of two, OpenBLAS's threads) can
-/// lose 1.5x once it stops (T2 on two Zen 5 cores: BENCHMARKS.md, session
-/// 26), and a cached choice would outlive the disturbance.
+/// run 1.5-2x slower once it stops (T2 on two Zen 5 cores: BENCHMARKS.md,
+/// session 26), and a cached choice would outlive the disturbance.
 pub const DEFAULT_BUSY: f64 = 0.1;
 
 /// The busy share [`BUSY_ENV`] sets (a number from 0 to 1; 1: a
