@@ -530,6 +530,21 @@ mod tests {
     /// counts as taken on a busy machine.
     const ALWAYS_BUSY: f64 = -1.0;
 
+    /// That `c` was measured now and cached.
+    #[track_caller]
+    fn assert_cached(c: &Chosen) {
+        assert!(
+            matches!(
+                c.source,
+                Source::Measured {
+                    cached: Some(_),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+    }
+
     /// A network of one small hidden layer trained by SGD: what `choose`'s
     /// tests measure.
     fn small_sgd() -> Fixture {
@@ -581,16 +596,7 @@ mod tests {
             return;
         }
         let first = go(Some(&path));
-        assert!(
-            matches!(
-                first.source,
-                Source::Measured {
-                    cached: Some(_),
-                    ..
-                }
-            ),
-            "{first:?}"
-        );
+        assert_cached(&first);
         assert!(first.warnings.is_empty());
         assert!(first.line().contains("measured now"), "{}", first.line());
         // A plan other than the built-in one is measured once more (against
@@ -613,13 +619,7 @@ mod tests {
         // Corrupt: a warning, a new measurement, the cache rewritten.
         std::fs::write(&path, "not json").unwrap();
         let third = go(Some(&path));
-        assert!(matches!(
-            third.source,
-            Source::Measured {
-                cached: Some(_),
-                ..
-            }
-        ));
+        assert_cached(&third);
         assert!(
             third.warnings[0].contains("not a plan cache"),
             "{:?}",
@@ -821,13 +821,7 @@ mod tests {
         assert!(!path.exists(), "nothing cached");
         // With room for the search, the same shape is measured and cached.
         let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
-        assert!(matches!(
-            c.source,
-            Source::Measured {
-                cached: Some(_),
-                ..
-            }
-        ));
+        assert_cached(&c);
         assert!(path.exists());
     }
 
@@ -858,16 +852,7 @@ mod tests {
         // Room to decide: measured again and replaced, stamped with this
         // boot, and read from the cache after that.
         let c = measured_with_room(target, &path);
-        assert!(
-            matches!(
-                c.source,
-                Source::Measured {
-                    cached: Some(_),
-                    ..
-                }
-            ),
-            "{c:?}"
-        );
+        assert_cached(&c);
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         // The earlier boot's plan was timed first after the built-in one.
         let Source::Measured { measured, .. } = &c.source else {
@@ -944,16 +929,7 @@ mod tests {
         assert_eq!(kept.boot.as_deref(), Some("another boot"));
         // The same measurement, trusted, is cached.
         let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
-        assert!(
-            matches!(
-                c.source,
-                Source::Measured {
-                    cached: Some(_),
-                    ..
-                }
-            ),
-            "{c:?}"
-        );
+        assert_cached(&c);
     }
 
     #[test]
