@@ -8,7 +8,8 @@
 //!
 //! A is [`Plan::from_env`]; B is A with the settings applied:
 //! `rows=N` (`col_split_rows`), `big=MIN[:f|b|fb]` (`big_weights` and its
-//! passes).
+//! passes), `blas=1` (`blas_threads`: OpenBLAS's threads instead of
+//! blocks), `blocks=N`.
 use std::time::Instant;
 
 use mnist_mlp::data::{load_dir, LoadOptions};
@@ -41,6 +42,8 @@ fn main() {
                 b.big_cols = Some(min.parse().expect("big=MIN"));
                 (b.big_fwd, b.big_bwd) = (which.contains('f'), which.contains('b'));
             }
+            "blas" => b.blas_threads = v == "1",
+            "blocks" => b.blocks = v.parse().expect("blocks=N"),
             _ => panic!("unknown setting {k}"),
         }
     }
@@ -61,6 +64,7 @@ fn main() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (mut ta, mut tb) = (Vec::new(), Vec::new());
     let mut ratios = Vec::new();
+    let mut order = Vec::new();
     threads.install(|| {
         let mut k = 0;
         let mut pair = [0.0f64; 2];
@@ -97,6 +101,8 @@ fn main() {
             };
             if i % 2 == 1 {
                 ratios.push(pair[0] / pair[1]);
+                // i % 4 == 3: A ran right after B (B B A order).
+                order.push(i % 4 == 3);
             }
         }
     });
@@ -119,5 +125,25 @@ fn main() {
         q(&ratios, 0.5),
         q(&ratios, 0.25),
         q(&ratios, 0.75)
+    );
+    // A step that follows the other variant can pay for what that one left
+    // behind (its buffers in the caches, OpenBLAS's threads still awake).
+    let by = |after: bool| -> Vec<f64> {
+        ratios
+            .iter()
+            .zip(&order)
+            .filter(|(_, &o)| o == after)
+            .map(|(r, _)| *r)
+            .collect()
+    };
+    let (after, before) = (by(true), by(false));
+    println!(
+        "  A right before B: median {:.3} [p25 {:.3}, p75 {:.3}]; A right after B: median {:.3} [p25 {:.3}, p75 {:.3}]",
+        q(&before, 0.5),
+        q(&before, 0.25),
+        q(&before, 0.75),
+        q(&after, 0.5),
+        q(&after, 0.25),
+        q(&after, 0.75)
     );
 }

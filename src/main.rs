@@ -1396,7 +1396,7 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
             "{}",
             serde_json::json!({
                 "key": key, "candidates": m.candidates, "outcome": m.outcome,
-                "chosen": m.plan(), "seconds": m.seconds, "left_out": m.left_out,
+                "chosen": m.plan(), "seconds": m.seconds, "left_out": m.left_out, "apart": m.apart,
                 "cache": stored.as_ref().map(|p| p.display().to_string()),
                 "busy": m.busy, "busy_limit": busy_limit,
             })
@@ -1454,6 +1454,18 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
             String::new()
         }
     );
+    match m.apart {
+        Some(measure::Apart::Timed(r)) => println!(
+            "#{} (OpenBLAS's threads) won the rounds; timed apart from #0 once OpenBLAS's workers slept (they spin for about 0.1 s after a threaded call and slow what runs next): {r:.3}x, {}",
+            m.outcome.challenger,
+            if m.outcome.chosen == 0 { "so #0 stays" } else { "kept" }
+        ),
+        Some(measure::Apart::NoRoom) => println!(
+            "#{} (OpenBLAS's threads) won the rounds, but the budget left no room to time it apart from #0",
+            m.outcome.challenger
+        ),
+        None => {}
+    }
     match stored {
         Some(p) => println!("cached in {} for {key}", p.display()),
         None if busy.is_some() => println!("not cached (the machine was busy)"),

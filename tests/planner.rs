@@ -388,6 +388,17 @@ impl Drop for Spinners {
     }
 }
 
+/// With the other tests held back by the lock, this process goes quiet:
+/// the wait that lets OpenBLAS's workers sleep before the planner times a
+/// rayon-split plan against an OpenBLAS-threaded one ends.
+#[test]
+fn an_idle_process_is_quiet() {
+    let _one = one_at_a_time();
+    let t = std::time::Instant::now();
+    assert!(mnist_mlp::plan::measure::wait_for_quiet(2.0));
+    assert!(t.elapsed().as_secs_f64() < 2.0);
+}
+
 /// A plan measured while other programs hold the CPUs (one block instead
 /// of two can win then and lose 1.5x once they stop) is not cached: the
 /// built-in plan runs and the line says why. A bad `MNIST_MLP_PLAN_BUSY`

@@ -85,7 +85,7 @@ impl Entry {
     pub fn of(m: &super::measure::Measured) -> Self {
         Self {
             plan: m.plan(),
-            speedup: m.outcome.speedup(),
+            speedup: m.speedup(),
             candidates: m.candidates.len(),
             measured_at: now(),
             boot: boot_id(),

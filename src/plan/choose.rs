@@ -224,7 +224,7 @@ impl Chosen {
                 },
             ),
             Source::Measured { measured, cached } => format!(
-                "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}{}",
+                "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}{}{}",
                 measured.candidates.len(),
                 match (measured.left_out, measured.hinted) {
                     (0, _) => String::new(),
@@ -234,7 +234,14 @@ impl Chosen {
                     ),
                 },
                 measured.seconds,
-                measured.outcome.speedup(),
+                measured.speedup(),
+                match measured.apart {
+                    Some(super::measure::Apart::Timed(r)) => format!(
+                        "; OpenBLAS's threads, timed apart once its workers slept: {r:.2}x{}",
+                        if measured.outcome.chosen == 0 { ", not kept" } else { "" }
+                    ),
+                    _ => String::new(),
+                },
                 measured.busy.filter(|b| b.others >= 0.05).map_or(String::new(), |b| format!(
                     " (other programs and the host took {} meanwhile{})",
                     b.taken(),
@@ -265,11 +272,9 @@ impl Chosen {
                 ("default (not decided within the budget)", *seconds, None)
             }
             Source::Busy { seconds, .. } => ("default (measured while busy)", *seconds, None),
-            Source::Measured { measured, .. } => (
-                "measured",
-                measured.seconds,
-                Some(measured.outcome.speedup()),
-            ),
+            Source::Measured { measured, .. } => {
+                ("measured", measured.seconds, Some(measured.speedup()))
+            }
         };
         let busy = match &self.source {
             Source::Measured { measured, .. } => measured.busy,
@@ -448,10 +453,16 @@ pub fn choose(
                 threads: threads.n(),
                 winner: measured
                     .decided()
-                    .then(|| (measured.plan(), measured.outcome.speedup())),
+                    .then(|| (measured.plan(), measured.speedup())),
                 seconds: measured.seconds,
             },
             warnings,
+        );
+    }
+    if matches!(measured.apart, Some(super::measure::Apart::NoRoom)) {
+        warnings.push(
+            "note: a plan with OpenBLAS's threads won the search, but the budget left no room to time it apart from the built-in plan (OpenBLAS's spinning workers slow what runs right after them)"
+                .to_string(),
         );
     }
     // A plan kept without a decision is no choice, and caching it would
@@ -475,7 +486,7 @@ pub fn choose(
         } else {
             format!(
                 "note: the plan cached before won again ({:.2}x, {:.2}x before): confirmed",
-                measured.outcome.speedup(),
+                measured.speedup(),
                 e.speedup
             )
         });

@@ -57,6 +57,78 @@ pub struct Measured {
     /// candidates were timed ([`Busy`]); `None` where the system does not
     /// say (not Linux) or the measurement was too short to tell.
     pub busy: Option<Busy>,
+    /// Where the search chose a plan that threads the products by
+    /// OpenBLAS over a base that does not, the two timed apart ([`Apart`]);
+    /// `None` otherwise.
+    pub apart: Option<Apart>,
+}
+
+/// Samples of each plan in [`Apart`]'s check, at least ...
+pub const APART_SAMPLES: usize = 3;
+
+/// ... and at most (as many as what is left of the budget holds).
+pub const APART_SAMPLES_MAX: usize = 15;
+
+/// The check of a plan that threads the products by OpenBLAS
+/// (`blas_threads`) against a base of rayon blocks, after the search chose
+/// it. OpenBLAS 0.3's workers keep spinning after each threaded call (for
+/// 2^28 clock cycles, about 0.1 s) before they sleep, and a block that
+/// shares its CPU with one runs up to twice as long: in the search, the
+/// base's samples that follow the other plan's are slowed, and the other
+/// plan wins by a margin it does not have (T5 on two Zen 5 threads: chosen
+/// at "1.67x" where whole epochs are even; `examples/step_ab T5 2 300
+/// blas=1`, steps alternating: a quarter of the base's steps 1.7-1.9x its
+/// neighbours', none with `OPENBLAS_THREAD_TIMEOUT=4`; BENCHMARKS.md,
+/// session 26). So once the search picks it, the process waits until it
+/// uses no CPU (the workers asleep, [`wait_for_quiet`]), warms the base up
+/// again for [`WARM_S`] (cores that slept run slow for tens of
+/// milliseconds), times it ([`APART_SAMPLES`] to [`APART_SAMPLES_MAX`] samples, as the budget
+/// left allows), then the other plan as often; the other plan stays only
+/// if its median step is more than [`super::search::TIE`] faster.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum Apart {
+    /// Timed apart: the base's median step over the chosen plan's.
+    Timed(f64),
+    /// What was left of the budget could not hold the check: the base
+    /// stays, and the measurement decided nothing.
+    NoRoom,
+}
+
+/// This process's CPU seconds so far (user and system, every thread).
+fn own_cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0).then_some(u)
+    }?;
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(secs(u.ru_utime) + secs(u.ru_stime))
+}
+
+/// Sleeps in slices of 10 ms until this process used less than a fifth of
+/// a CPU over one (its other threads, OpenBLAS's spinning workers among
+/// them, have gone to sleep), for at most `max_s` seconds; whether it got
+/// there. Where the system cannot say, it sleeps 0.15 s (longer than
+/// OpenBLAS's spin on any clock above 1.8 GHz) if `max_s` allows.
+pub fn wait_for_quiet(max_s: f64) -> bool {
+    const SLICE: f64 = 0.01;
+    let t0 = Instant::now();
+    let Some(mut last) = own_cpu_seconds() else {
+        if max_s < 0.15 {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_secs_f64(0.15));
+        return true;
+    };
+    while t0.elapsed().as_secs_f64() + SLICE <= max_s {
+        std::thread::sleep(std::time::Duration::from_secs_f64(SLICE));
+        let now = own_cpu_seconds().unwrap_or(last);
+        if now - last < 0.2 * SLICE {
+            return true;
+        }
+        last = now;
+    }
+    false
 }
 
 impl Measured {
@@ -67,6 +139,15 @@ impl Measured {
     /// The shape's candidates: those measured and those left out for time.
     pub fn shape_candidates(&self) -> usize {
         self.candidates.len() + self.left_out
+    }
+    /// How much faster the chosen plan's step is than the base's: round
+    /// by round ([`Outcome::speedup`]), or as timed apart where [`Apart`]
+    /// checked the choice (the rounds overstate it then).
+    pub fn speedup(&self) -> f64 {
+        match self.apart {
+            Some(Apart::Timed(r)) if self.outcome.chosen != 0 => r,
+            _ => self.outcome.speedup(),
+        }
     }
     /// Whether the shape had a choice to make (more than one candidate).
     fn had_choice(&self) -> bool {
@@ -84,7 +165,9 @@ impl Measured {
     /// the base's warm-up said (as under an emulator) and the budget ran
     /// out before the last pair's rounds.
     pub fn decided(&self) -> bool {
-        self.candidates.len() >= 2 && self.outcome.decided()
+        self.candidates.len() >= 2
+            && self.outcome.decided()
+            && !matches!(self.apart, Some(Apart::NoRoom))
     }
 }
 
@@ -231,6 +314,7 @@ pub fn measure_among(
     let blocks = threads.blocks();
     let mut left_out = 0;
     let mut step_s = 0.0;
+    let mut apart = None;
     let outcome = threads.install(|| {
         let mut next = 0usize;
         let mut step = |plan: Plan, k: usize, spaces: &mut BTreeMap<usize, Workspace<f32>>| {
@@ -295,9 +379,51 @@ pub fn measure_among(
         }
         let clock = Wall::new();
         let cands = &cands;
-        search(cands.len(), &|_| limit - spent, &clock, &mut |i, k| {
+        let mut outcome = search(cands.len(), &|_| limit - spent, &clock, &mut |i, k| {
             step(cands[i], k, &mut spaces)
-        })
+        });
+        // A plan that threads the products by OpenBLAS won against a base
+        // that does not: time the two apart, after OpenBLAS's workers have
+        // gone to sleep (see `Apart`).
+        let c = outcome.chosen;
+        if c != 0 && cands[c].blas_threads && !cands[0].blas_threads {
+            // As many samples each as what is left allows once quiet, from
+            // APART_SAMPLES to APART_SAMPLES_MAX (an untimed step each first).
+            let sample_s = (2 * k) as f64 * est;
+            // The base first warms up again for WARM_S: the cores slept.
+            let warm = WARM_S.max(2.0 * est);
+            let need = APART_SAMPLES as f64 * sample_s + warm + 2.0 * est;
+            let left = |t: &Instant| limit - t.elapsed().as_secs_f64();
+            let quiet = left(&t) > need && wait_for_quiet(left(&t) - need);
+            let n = (((left(&t) - warm - 2.0 * est) / sample_s).floor().max(0.0) as usize)
+                .min(APART_SAMPLES_MAX);
+            let mut time = |plan: Plan, warm_s: f64| {
+                let w = Instant::now();
+                step(plan, 1, &mut spaces);
+                while w.elapsed().as_secs_f64() < warm_s {
+                    step(plan, 1, &mut spaces);
+                }
+                let per_step: Vec<f64> = (0..n)
+                    .map(|_| {
+                        let s = Instant::now();
+                        step(plan, k, &mut spaces);
+                        s.elapsed().as_secs_f64() / k as f64
+                    })
+                    .collect();
+                crate::workloads::quantile(&per_step, 0.5).unwrap_or(f64::INFINITY)
+            };
+            let check = if quiet && n >= APART_SAMPLES {
+                let base = time(cands[0], warm);
+                Apart::Timed(base / time(cands[c], 0.0))
+            } else {
+                Apart::NoRoom
+            };
+            if !matches!(check, Apart::Timed(r) if r * (1.0 - super::search::TIE) > 1.0) {
+                outcome.chosen = 0;
+            }
+            apart = Some(check);
+        }
+        outcome
     });
     Measured {
         candidates: cands,
@@ -306,6 +432,7 @@ pub fn measure_among(
         left_out,
         step_s,
         hinted: 0,
+        apart,
         busy: cpu0
             .zip(cpu_reading())
             .and_then(|(a, b)| Busy::between(&a, &b)),
@@ -343,20 +470,11 @@ pub struct StatCounters {
 pub fn cpu_reading() -> Option<CpuReading> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let stat = stat_counters(&text, allowed_cpus().as_deref())?;
-    // SAFETY: getrusage writes the struct it is given and nothing else;
-    // sysconf only reads.
-    let (usage, hz) = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        (
-            (libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0).then_some(u),
-            libc::sysconf(libc::_SC_CLK_TCK),
-        )
-    };
-    let usage = usage?;
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    // SAFETY: sysconf only reads.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     Some(CpuReading {
         stat,
-        own_s: secs(usage.ru_utime) + secs(usage.ru_stime),
+        own_s: own_cpu_seconds()?,
         hz: (hz > 0).then_some(hz as f64)?,
     })
 }
@@ -630,6 +748,57 @@ mod tests {
             let allowed = allowed_cpus().unwrap();
             assert!(r.stat.cpus <= allowed.len(), "{allowed:?} {r:?}");
         }
+    }
+
+    #[test]
+    fn a_check_apart_sets_the_speedup_and_no_room_decides_nothing() {
+        let blas = Plan {
+            blas_threads: true,
+            ..Plan::default()
+        };
+        let mut outcome = Outcome::unmeasured(2);
+        // The OpenBLAS-threaded plan won 3 rounds at twice the speed.
+        (outcome.challenger, outcome.paired, outcome.last_s) = (1, vec![0.5; 3], 1.0);
+        outcome.chosen = 1;
+        let mut m = Measured {
+            candidates: vec![Plan::default(), blas],
+            outcome,
+            seconds: 1.0,
+            left_out: 0,
+            step_s: 0.01,
+            hinted: 0,
+            busy: None,
+            apart: None,
+        };
+        assert!(m.decided());
+        assert_eq!(m.speedup(), 2.0, "round by round");
+        m.apart = Some(Apart::Timed(1.05));
+        assert_eq!((m.speedup(), m.plan()), (1.05, blas), "as timed apart");
+        m.apart = Some(Apart::NoRoom);
+        m.outcome.chosen = 0;
+        assert!(!m.decided() && m.undecided(), "no room: nothing decided");
+        assert_eq!((m.speedup(), m.plan()), (1.0, Plan::default()));
+    }
+
+    #[test]
+    fn a_process_with_a_spinning_thread_is_not_quiet() {
+        if own_cpu_seconds().is_none() {
+            return;
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+            let t = Instant::now();
+            assert!(!wait_for_quiet(0.1), "a thread spins");
+            let took = t.elapsed().as_secs_f64();
+            assert!((0.09..0.5).contains(&took), "{took}");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert!(!wait_for_quiet(0.0), "no time to look");
     }
 
     #[test]
