@@ -334,7 +334,8 @@ struct BenchArgs {
 (products split by rows or columns, weight gradients split by rows or columns, tiles, row padding, \
 fewer blocks than threads, OpenBLAS's own threads instead of blocks); \
 they are timed in interleaved rounds, the slower half dropped after each level, and the fastest \
-is chosen unless it beats the default plan by less than 1%. The choice is stored in the plan cache \
+is chosen unless it beats the default plan by less than 1% (a plan with OpenBLAS's threads that wins \
+is timed again apart from the default, after OpenBLAS's workers stop spinning, and kept only if it still wins). The choice is stored in the plan cache \
 ($XDG_CACHE_HOME/mnist-mlp/plans.json, else ~/.cache/mnist-mlp/plans.json), which `train` and `bench` read; \
 not when other programs or the host took more than a tenth of the CPU time the threads wanted meanwhile \
 ($MNIST_MLP_PLAN_BUSY sets that share, 0 to 1): a plan that wins on a busy machine can lose on a quiet one.\n\n\

@@ -51,8 +51,10 @@
 //! programs or the host (a VM's steal) took more of the CPU time than
 //! [`choose::busy_limit`] allows ([`measure::Busy`]) decides nothing and
 //! is not cached: what wins on a busy machine (one block where a program
-//! holds the other core) can run 1.5-2x slower on a quiet one. No code here looks
-//! at OpenBLAS's kernel name or the CPU's vendor.
+//! holds the other core) can run 1.5-2x slower on a quiet one. A plan with
+//! OpenBLAS's threads that wins the search is timed again apart from the
+//! base, once OpenBLAS's spinning workers sleep ([`measure::Apart`]). No
+//! code here looks at OpenBLAS's kernel name or the CPU's vendor.
 
 pub mod cache;
 pub mod choose;
