@@ -1184,11 +1184,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                 "other load during the timed epochs: other programs and the host took {} (steal {:.1}% of its CPU time){}",
                 b.taken(),
                 b.steal * 100.0,
-                r.disturbed().map_or(String::new(), |s| format!(
-                    "; this run lacked {:.0}% of the CPU time its {} thread{} wanted: its figures are disturbed, run it again on a quiet machine",
-                    s * 100.0,
-                    r.threads,
-                    if r.threads == 1 { "" } else { "s" }
+                r.disturbed().map_or(String::new(), |_| format!(
+                    "; this run lacked {}: its figures are disturbed, run it again on a quiet machine",
+                    b.lacked(r.threads)
                 ))
             );
         }
@@ -1360,11 +1358,9 @@ fn cmd_tune(a: TuneArgs) -> Result<()> {
     let busy = m.busy.filter(|b| b.short(threads.n()) > busy_limit);
     if let Some(b) = busy {
         eprintln!(
-            "note: other programs or the host took {} while the candidates were timed ({:.0}% of the CPU time {} thread{} wanted): a plan that wins on a busy machine can lose on a quiet one, so this choice is not cached; run tune again when the machine is quiet ({} sets how busy is tolerated)",
+            "note: other programs or the host took {} while the candidates were timed ({}): a plan that wins on a busy machine can lose on a quiet one, so this choice is not cached; run tune again when the machine is quiet ({} sets how busy is tolerated)",
             b.taken(),
-            b.short(threads.n()) * 100.0,
-            threads.n(),
-            if threads.n() == 1 { "" } else { "s" },
+            b.lacked(threads.n()),
             mnist_mlp::plan::choose::BUSY_ENV
         );
     }

@@ -213,10 +213,9 @@ impl Chosen {
                 winner,
                 seconds,
             } => format!(
-                "the built-in plan: measured in {seconds:.2} s while other programs or the host took {} ({:.0}% of the CPU time this run's {threads} thread{} wanted){}; a plan that wins on a busy machine can lose on a quiet one: nothing cached, a later run measures again ({BUSY_ENV} sets how busy is tolerated)",
+                "the built-in plan: measured in {seconds:.2} s while other programs or the host took {} ({}){}; a plan that wins on a busy machine can lose on a quiet one: nothing cached, a later run measures again ({BUSY_ENV} sets how busy is tolerated)",
                 busy.taken(),
-                busy.short(*threads) * 100.0,
-                if *threads == 1 { "" } else { "s" },
+                busy.lacked(*threads),
                 match winner {
                     None => ", and decided nothing".to_string(),
                     Some((p, _)) if *p == Plan::default() => ", and it won".to_string(),

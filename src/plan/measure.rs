@@ -393,9 +393,9 @@ pub fn measure_among(
             // The base first warms up again for WARM_S: the cores slept.
             let warm = WARM_S.max(2.0 * est);
             let need = APART_SAMPLES as f64 * sample_s + warm + 2.0 * est;
-            let left = |t: &Instant| limit - t.elapsed().as_secs_f64();
-            let quiet = left(&t) > need && wait_for_quiet(left(&t) - need);
-            let n = (((left(&t) - warm - 2.0 * est) / sample_s).floor().max(0.0) as usize)
+            let left = || limit - t.elapsed().as_secs_f64();
+            let quiet = left() > need && wait_for_quiet(left() - need);
+            let n = (((left() - warm - 2.0 * est) / sample_s).floor().max(0.0) as usize)
                 .min(APART_SAMPLES_MAX);
             let mut time = |plan: Plan, warm_s: f64| {
                 let w = Instant::now();
@@ -601,6 +601,15 @@ impl Busy {
             self.others,
             self.cpus,
             if self.cpus == 1 { "" } else { "s" }
+        )
+    }
+
+    /// "49% of the CPU time 2 threads wanted": [`Busy::short`] in words.
+    pub fn lacked(&self, threads: usize) -> String {
+        format!(
+            "{:.0}% of the CPU time {threads} thread{} wanted",
+            self.short(threads) * 100.0,
+            if threads == 1 { "" } else { "s" }
         )
     }
 
