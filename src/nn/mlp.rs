@@ -283,6 +283,75 @@ mod tests {
         );
     }
 
+    /// Two Adam steps on rows `3..203` of a synthetic set read in place
+    /// (from the bytes when `bytes`) under `plan` on two blocks, then an
+    /// evaluation of the same rows: the weights, and both passes' sums.
+    fn chunked_steps(plan: crate::plan::Plan, bytes: bool) -> (Vec<Array2<f32>>, Vec<Stats>) {
+        use crate::optim::{OptConfig, OptKind, Optimizer};
+        let n = 220;
+        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        let labels = (0..n).map(|i| (i % 10) as u8).collect();
+        let data = crate::data::Dataset::from_u8(n, 4, 5, &px, labels);
+        let spec = NetSpec::parse("20,relu,16,tanh,12,softmax,10").unwrap();
+        let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 7).unwrap();
+        let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
+        let mut ws = Workspace::with_plan(&spec, 200, 2, plan);
+        let threads =
+            crate::parallel::Threads::new(2, crate::parallel::GemmThreading::Split).unwrap();
+        let batch = Batch {
+            data: data.images.view(),
+            pixels: bytes.then(|| data.pixels.as_ref().unwrap().view()),
+            labels: &data.labels,
+            rows: Rows::Range(3, 203),
+            augment: None,
+            key: 0,
+        };
+        let mut stats = Vec::new();
+        for _ in 0..2 {
+            opt.begin_step();
+            stats.push(threads.install(|| net.train_step(&mut ws, &batch, Update::Apply(&opt))));
+        }
+        stats.push(threads.install(|| net.forward(&mut ws, &batch)));
+        (net.layers.iter().map(|l| l.w.clone()).collect(), stats)
+    }
+
+    /// Row stages in chunks: the input converted from bytes a chunk at a
+    /// time trains to the bits of the f32 rows read in place, and to the
+    /// values (within rounding: chunks are smaller products) of whole
+    /// blocks, with the same counts.
+    #[test]
+    fn chunked_row_stages_agree() {
+        let chunked = crate::plan::Plan {
+            row_chunk: 32,
+            ..Default::default()
+        };
+        // 100 rows per block: three chunks of 32 or so.
+        assert_eq!(chunked.row_chunk_for(100), 32);
+        let whole = crate::plan::Plan {
+            row_chunk: 0,
+            ..chunked
+        };
+        let (w_bytes, st_bytes) = chunked_steps(chunked, true);
+        assert_eq!(
+            chunked_steps(chunked, false),
+            (w_bytes.clone(), st_bytes.clone())
+        );
+        let (w_whole, st_whole) = chunked_steps(whole, true);
+        for (a, b) in w_bytes.iter().zip(&w_whole) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        }
+        for (a, b) in st_bytes.iter().zip(&st_whole) {
+            assert_eq!((a.samples, a.correct), (b.samples, b.correct));
+            assert_eq!(a.samples, 200);
+            assert!(
+                (a.loss_sum - b.loss_sum).abs() <= 1e-4 * b.loss_sum.abs(),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+
     #[test]
     fn gathered_batches_agree_f32() {
         gathered_batches_agree::<f32>();

@@ -23,7 +23,19 @@
 //!    writes here. By default a batch with at least
 //!    [`crate::plan::COL_SPLIT_ROWS`] rows per block is one region of row
 //!    blocks; smaller batches split every product by columns (each thread
-//!    reads only its share of the weights), one region per stage.
+//!    reads only its share of the weights), one region per stage. A row
+//!    block of at least twice [`Plan::row_chunk`] rows (T4's full batch)
+//!    runs its stages a chunk of rows at a time, depth first: each chunk's
+//!    activations are still in cache for the next layer's product and the
+//!    elementwise passes, where a whole block's (T4: 48 MB for the first
+//!    layer) would go out to memory and back; and a batch read in place
+//!    has each chunk of its input converted from the pixel bytes into a
+//!    buffer that stays in cache (a quarter of the memory traffic of the
+//!    f32 rows, which OpenBLAS would otherwise pack from memory). Each
+//!    output row comes from the same operands either way, and the losses
+//!    came out bit for bit the same in every run measured; OpenBLAS may
+//!    still round a smaller product differently, so the chunk is part of
+//!    the plan.
 //! 2. blocks of every layer's weights (rows or columns,
 //!    [`Plan::weight_grad_by_rows`]): `dW = A_i^T D_{i+1}` on the block,
 //!    `db = sum_rows D_{i+1}` on a column block, then the optimizer on that
@@ -48,7 +60,7 @@ use crate::nn::dropout::Dropout;
 use crate::nn::loss::loss_row_smoothed;
 use crate::nn::mlp::{Mlp, Update};
 use crate::nn::spec::MAX_LAYERS;
-use crate::nn::workspace::{gather_rows, Batch, Stats, Workspace};
+use crate::nn::workspace::{chunk_room, gather_rows, gather_rows_at, Batch, Stats, Workspace};
 use crate::parallel::{block, RawMat};
 use crate::plan::{Plan, COL_ALIGN};
 use crate::profile::{region, span, Work};
@@ -75,6 +87,11 @@ pub(crate) struct Frame<'a, 'b, T: Real> {
     layers: [DensePtrs<T>; MAX_LAYERS],
     x: RawMat<T>,
     gather: bool,
+    /// Rows per chunk of a block's row stages (0: whole blocks).
+    chunk: usize,
+    /// Each block's room for its chunk of input rows converted from bytes
+    /// (empty: the input is read from `x`).
+    chunk_x: RawMat<T>,
     acts: [RawMat<T>; MAX_LAYERS],
     deltas: [RawMat<T>; MAX_LAYERS],
     batch: &'a Batch<'b>,
@@ -139,6 +156,8 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             layers,
             x: p.x,
             gather: p.gather,
+            chunk: p.chunk,
+            chunk_x: p.chunk_x,
             acts: p.acts,
             deltas: p.deltas,
             batch,
@@ -169,6 +188,15 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         }
     }
 
+    /// Layer `i`'s input rows `rows`: `x0` (those rows already) for the
+    /// first layer where given.
+    fn input_rows(&self, i: usize, rows: Range<usize>, x0: Option<RawMat<T>>) -> RawMat<T> {
+        match x0 {
+            Some(x0) if i == 0 => x0,
+            _ => self.input_of(i).row_block(rows),
+        }
+    }
+
     fn set_stats(&self, t: usize, st: Stats) {
         *self.stats[t].lock().expect("no panics while held") = st;
     }
@@ -177,20 +205,12 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
     /// the output activation afterwards.
     pub fn forward(&self) {
         let (n, nb) = (self.n, self.nb);
+        let (stages, _) = self.stages();
+        // The hidden layers, then the output.
+        let group = &stages[..self.net.spec.layers()];
         region(nb, &|t| {
-            let rows = block(t, nb, n, 1);
             // SAFETY: row blocks are disjoint; nobody writes weights.
-            unsafe {
-                if self.gather && !rows.is_empty() {
-                    self.gather(rows.clone());
-                }
-                let l = self.net.spec.layers();
-                for i in 0..l - 1 {
-                    self.stage_rows(Stage::Fwd(i), rows.clone(), None);
-                }
-                let st = self.output_rows(rows, None);
-                self.set_stats(t, st);
-            }
+            unsafe { self.row_stages(t, block(t, nb, n, 1), group, self.gather, None) };
         });
     }
 
@@ -260,16 +280,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
                 region(nb, &|t| {
                     let rows = block(t, nb, n, 1);
                     // SAFETY: row blocks are disjoint; weights are only read.
-                    unsafe {
-                        if gather_here {
-                            self.gather(rows.clone());
-                        }
-                        for &stage in group {
-                            if let Some(st) = self.stage_rows(stage, rows.clone(), Some(scale)) {
-                                self.set_stats(t, st);
-                            }
-                        }
-                    }
+                    unsafe { self.row_stages(t, rows, group, gather_here, Some(scale)) };
                 });
                 gathered = true;
                 s = e;
@@ -326,27 +337,61 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         }
     }
 
-    /// `stage` on the row block `rows` (all columns); the output stage
-    /// returns its statistics.
+    /// The stages `group` on block `t`'s rows `rows` (all columns), one
+    /// chunk of rows at a time through every stage ([`Plan::row_chunk`]),
+    /// gathering each chunk first when `gather_here`; the output stage
+    /// sets the block's statistics (the same sums in the same order, chunks
+    /// or not).
     ///
     /// # Safety
     /// Row blocks of concurrent calls must be disjoint; nobody writes weights.
-    unsafe fn stage_rows(
+    unsafe fn row_stages(
         &self,
-        stage: Stage,
+        t: usize,
         rows: Range<usize>,
+        group: &[Stage],
+        gather_here: bool,
         scale: Option<T>,
-    ) -> Option<Stats> {
-        match stage {
-            Stage::Fwd(i) => {
-                self.forward_product(i, rows, 0..self.widths()[i + 1]);
-                None
+    ) {
+        let l = self.net.spec.layers();
+        let reads_input = |s: &Stage| match *s {
+            Stage::Fwd(i) => i == 0,
+            Stage::Out => l == 1,
+            Stage::Bwd(_) => false,
+        };
+        let from_bytes = self.chunk_x.rows > 0 && group.iter().any(reads_input);
+        let parts = match self.chunk {
+            0 => 1,
+            c => (rows.len() / c).max(1),
+        };
+        let mut st = Stats::default();
+        for j in 0..parts {
+            let b = block(j, parts, rows.len(), 16);
+            let part = rows.start + b.start..rows.start + b.end;
+            if gather_here && !part.is_empty() {
+                self.gather(part.clone());
             }
-            Stage::Out => Some(self.output_rows(rows, scale)),
-            Stage::Bwd(i) => {
-                self.backward_product(i, rows, 0..self.widths()[i]);
-                None
+            // The chunk's input rows, converted from the batch's bytes into
+            // a buffer that stays in cache, for a batch read in place.
+            let x0 = from_bytes.then(|| {
+                let _s = span(Work::Gather);
+                let room = chunk_room(self.chunk);
+                let x0 = self.chunk_x.row_block(t * room..t * room + part.len());
+                gather_rows_at(x0, part.start, self.batch, part.clone());
+                x0
+            });
+            for &stage in group {
+                match stage {
+                    Stage::Fwd(i) => {
+                        self.forward_product(i, part.clone(), 0..self.widths()[i + 1], x0)
+                    }
+                    Stage::Out => self.output_rows(part.clone(), scale, x0, &mut st),
+                    Stage::Bwd(i) => self.backward_product(i, part.clone(), 0..self.widths()[i]),
+                }
             }
+        }
+        if group.iter().any(|s| matches!(s, Stage::Out)) {
+            self.set_stats(t, st);
         }
     }
 
@@ -359,7 +404,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         match stage {
             Stage::Fwd(i) => {
                 let cols = block(t, nb, self.widths()[i + 1], COL_ALIGN);
-                self.forward_product(i, 0..n, cols);
+                self.forward_product(i, 0..n, cols, None);
             }
             Stage::Bwd(i) => {
                 let cols = block(t, nb, self.widths()[i], COL_ALIGN);
@@ -370,11 +415,18 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
     }
 
     /// `A_{i+1}[rows, cols] = f(A_i[rows] W_i[:, cols] + b_i[cols])` for
-    /// hidden layer `i`.
+    /// hidden layer `i`; `x0`: the input's rows `rows` where they are not
+    /// read from `x`.
     ///
     /// # Safety
     /// Blocks of concurrent calls must be disjoint; nobody writes weights.
-    unsafe fn forward_product(&self, i: usize, rows: Range<usize>, cols: Range<usize>) {
+    unsafe fn forward_product(
+        &self,
+        i: usize,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        x0: Option<RawMat<T>>,
+    ) {
         if cols.is_empty() {
             return;
         }
@@ -383,7 +435,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         let out = self.acts[i].block(rows.clone(), cols.clone());
         dense::forward(
             self.gemm,
-            self.input_of(i).row_block(rows.clone()),
+            self.input_rows(i, rows.clone(), x0),
             p.w.col_block(cols.clone()),
             p.b.col_block(cols.clone()),
             out,
@@ -431,17 +483,21 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
 
     /// The output layer on rows `rows`: logits, then the fused loss (and,
     /// with `scale`, `scale * dL/dZ` in place of the logits; without, the
-    /// output activation).
+    /// output activation), its sums added to `st`. `x0` as for
+    /// [`Frame::forward_product`].
     ///
     /// # Safety
     /// Row blocks of concurrent calls must be disjoint.
-    unsafe fn output_rows(&self, rows: Range<usize>, scale: Option<T>) -> Stats {
-        let mut st = Stats {
-            samples: rows.len(),
-            ..Stats::default()
-        };
+    unsafe fn output_rows(
+        &self,
+        rows: Range<usize>,
+        scale: Option<T>,
+        x0: Option<RawMat<T>>,
+        st: &mut Stats,
+    ) {
+        st.samples += rows.len();
         if rows.is_empty() {
-            return st;
+            return;
         }
         let _s = span(Work::Output);
         let l = self.net.spec.layers();
@@ -449,7 +505,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
         let p = &self.layers[l - 1];
         dense::forward(
             self.gemm,
-            self.input_of(l - 1).row_block(rows.clone()),
+            self.input_rows(l - 1, rows.clone(), x0),
             p.w,
             p.b,
             out,
@@ -470,7 +526,6 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             st.loss_sum += loss;
             st.correct += ok as usize;
         }
-        st
     }
 
     /// Gradient and update of layer `i`'s block `t` of `nb`: the weight

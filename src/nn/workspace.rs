@@ -6,6 +6,10 @@
 //! batches of up to `cap` rows (rows [`layout::padded_cols`] apart):
 //! - `x` `[cap, n_0]`: the gathered input rows (allocated on first use: an
 //!   f32 batch of consecutive rows is read in place);
+//! - `chunk_x` `[blocks * chunk_room, n_0]`: where a batch read in place
+//!   is long enough for row chunks ([`crate::plan::Plan::row_chunk`]) and
+//!   has pixel bytes, each block's current chunk of input rows, converted
+//!   from the bytes (allocated on first use);
 //! - `acts[i]` `[cap, n_{i+1}]`: `A_{i+1}`, the outputs of layer `i`; the
 //!   last holds the logits, then `D_L = dL/dZ_L` (training) or the output
 //!   activation (evaluation);
@@ -113,6 +117,9 @@ pub struct Workspace<T: Real> {
     blocks: usize,
     plan: Plan,
     x: Array2<T>,
+    /// Each block's chunk of input rows, converted from pixel bytes, for
+    /// batches read in place ([`Plan::row_chunk`]; allocated on first use).
+    chunk_x: Array2<T>,
     acts: Vec<Array2<T>>,
     deltas: Vec<Array2<T>>,
     stats: Vec<Mutex<Stats>>,
@@ -135,6 +142,7 @@ impl<T: Real> Workspace<T> {
             blocks: plan.blocks_for(blocks.max(1)),
             plan,
             x: Array2::zeros((0, spec.input())),
+            chunk_x: Array2::zeros((0, spec.input())),
             acts: (0..l)
                 .map(|i| layout::zeros(cap, spec.widths[i + 1], pad))
                 .collect(),
@@ -171,6 +179,7 @@ impl<T: Real> Workspace<T> {
                 *a = layout::zeros(a.nrows(), a.ncols(), pad);
             }
             self.x = Array2::zeros((0, self.x.ncols()));
+            self.chunk_x = Array2::zeros((0, self.x.ncols()));
         }
         self.blocks = plan.blocks_for(self.pool_blocks);
         self.plan = plan;
@@ -178,6 +187,7 @@ impl<T: Real> Workspace<T> {
     /// Bytes held (padding included).
     pub fn bytes(&self) -> usize {
         let n = layout::storage_len(&self.x)
+            + layout::storage_len(&self.chunk_x)
             + self.acts.iter().map(layout::storage_len).sum::<usize>()
             + self.deltas.iter().map(layout::storage_len).sum::<usize>();
         n * std::mem::size_of::<T>()
@@ -216,6 +226,18 @@ impl<T: Real> Workspace<T> {
     pub(crate) fn frame_parts(&mut self, batch: &Batch, copy: bool) -> FrameParts<'_, T> {
         let n = batch.rows.len();
         let (x, gather) = self.input(batch, copy || batch.augment.is_some());
+        // A batch read in place is read in chunks from its bytes, where it
+        // has them and the blocks are chunked.
+        let chunk = self.plan.row_chunk_for(n.div_ceil(self.blocks));
+        let chunk_x = if chunk > 0 && !gather && batch.pixels.is_some() {
+            let rows = self.blocks * chunk_room(chunk);
+            if self.chunk_x.nrows() < rows {
+                self.chunk_x = layout::zeros(rows, batch.data.ncols(), self.plan.pad_bytes);
+            }
+            RawMat::of(&mut self.chunk_x).top(rows)
+        } else {
+            RawMat::empty()
+        };
         let acts = tops(&mut self.acts, n);
         let mut deltas = tops(&mut self.deltas, n);
         let l = self.acts.len();
@@ -223,6 +245,8 @@ impl<T: Real> Workspace<T> {
         FrameParts {
             x,
             gather,
+            chunk,
+            chunk_x,
             acts,
             deltas,
             stats: &self.stats[..self.blocks],
@@ -257,9 +281,21 @@ impl<T: Real> Workspace<T> {
 pub(crate) struct FrameParts<'a, T> {
     pub x: RawMat<T>,
     pub gather: bool,
+    /// Rows per chunk of a block's row stages (0: whole blocks).
+    pub chunk: usize,
+    /// Room for each block's chunk of input rows ([`chunk_room`] rows per
+    /// block), where they are converted from bytes; empty otherwise.
+    pub chunk_x: RawMat<T>,
     pub acts: [RawMat<T>; MAX_LAYERS],
     pub deltas: [RawMat<T>; MAX_LAYERS],
     pub stats: &'a [Mutex<Stats>],
+}
+
+/// Rows a block's chunk can have: a block of `rows >= 2 * chunk` rows is
+/// cut into `rows / chunk` chunks of equal size, boundaries at multiples of
+/// 16 rows ([`crate::parallel::block`]), so each is shorter than this.
+pub(crate) fn chunk_room(chunk: usize) -> usize {
+    2 * chunk + 16
 }
 
 /// Raw handles of the first `n` rows of each buffer.
@@ -312,6 +348,20 @@ fn prefetch(p: *const u8, len: usize) {
 /// # Safety
 /// Row blocks of concurrent calls must be disjoint.
 pub(crate) unsafe fn gather_rows<T: Real>(x: RawMat<T>, batch: &Batch, rows: Range<usize>) {
+    gather_rows_at(x, 0, batch, rows)
+}
+
+/// [`gather_rows`] into `x` shifted up by `first` rows: batch row `r` goes
+/// to row `r - first` of `x`.
+///
+/// # Safety
+/// As [`gather_rows`]; `x` has at least `rows.end - first` rows.
+pub(crate) unsafe fn gather_rows_at<T: Real>(
+    x: RawMat<T>,
+    first: usize,
+    batch: &Batch,
+    rows: Range<usize>,
+) {
     if let Some(aug) = batch.augment {
         for r in rows {
             let i = batch.rows.get(r);
@@ -320,13 +370,13 @@ pub(crate) unsafe fn gather_rows<T: Real>(x: RawMat<T>, batch: &Batch, rows: Ran
                 Some(px) => f32::copy_from_u8(img, px.row(i).to_slice().expect("contiguous")),
                 None => img.copy_from_slice(batch.data.row(i).to_slice().expect("contiguous")),
             };
-            aug.apply(x.row_mut(r), src, key);
+            aug.apply(x.row_mut(r - first), src, key);
         }
         return;
     }
     match &batch.pixels {
-        Some(px) => gather_from(x, batch, px, rows, T::copy_from_u8),
-        None => gather_from(x, batch, &batch.data, rows, T::copy_from_f32),
+        Some(px) => gather_from(x, first, batch, px, rows, T::copy_from_u8),
+        None => gather_from(x, first, batch, &batch.data, rows, T::copy_from_f32),
     }
 }
 
@@ -338,6 +388,7 @@ pub(crate) unsafe fn gather_rows<T: Real>(x: RawMat<T>, batch: &Batch, rows: Ran
 #[inline(always)]
 unsafe fn gather_from<T, S>(
     x: RawMat<T>,
+    first: usize,
     batch: &Batch,
     src: &ArrayView2<S>,
     rows: Range<usize>,
@@ -357,7 +408,7 @@ unsafe fn gather_from<T, S>(
         }
         let row = src.row(batch.rows.get(r));
         copy(
-            x.row_mut(r),
+            x.row_mut(r - first),
             row.to_slice()
                 .expect("rows of the batch's source are contiguous"),
         );

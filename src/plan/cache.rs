@@ -51,8 +51,9 @@ use super::{Plan, Shape};
 /// [`super::search::MIN_SWITCH_S`], where revision 4 let a few
 /// milliseconds' rounds do it; revision 6 keys the CPU by family, model
 /// and stepping too, records each entry's boot, and uses a plan other than
-/// the built-in one for good only once a second measurement confirmed it).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.6");
+/// the built-in one for good only once a second measurement confirmed it;
+/// revision 7 adds row chunks, [`Plan::row_chunk`], to the plans).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.7");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";

@@ -579,6 +579,7 @@ mod tests {
             Choice::parse(b.to_str().unwrap()).unwrap(),
             Choice::Pinned(Plan {
                 weight_grad_split: super::super::WeightGradSplit::Cols,
+                row_chunk: 0,
                 ..Plan::default()
             })
         );

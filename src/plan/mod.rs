@@ -18,6 +18,7 @@
 //! | `blocks` | blocks per parallel region at most (0: one per thread); fewer blocks than threads leave threads idle, which pays when a step is too small to split (T3's 8 rows on Zen 3) | 0 |
 //! | `pad_bytes` | activation rows whose length is a multiple of this many bytes get one cache line of padding ([`crate::nn::layout`]); 0: none | [`crate::nn::layout::PAD_BYTES`] |
 //! | `blas_threads` | one block per region, each product threaded by OpenBLAS over the pool's threads (what `--threading blas` does for a whole run), instead of rayon blocks of single-threaded products | off |
+//! | `row_chunk` | a block of at least twice this many rows runs its row stages (forward, loss, back-propagation) one chunk of rows at a time through every layer, so that each chunk's activations stay in cache; a batch read in place has each chunk of its input converted from the pixel bytes; 0: whole blocks | [`ROW_CHUNK`] (a plan recorded without the field: 0) |
 //!
 //! The thread count and threading policy (`--threads`, `--threading`) are
 //! the run's own settings, recorded beside the plan in the same places.
@@ -32,7 +33,7 @@
 //! environment; it is the only code that reads these variables:
 //! `MLP_COL_SPLIT_ROWS=N`, `MLP_BIG_COLS=MIN[:f|b|fb]`,
 //! `MLP_GW_SPLIT=rows|cols`, `MLP_TILES=0|1`, `MLP_PAD_BYTES=N`,
-//! `MLP_BLOCKS=N`, `MLP_BLAS_THREADS=0|1`.
+//! `MLP_BLOCKS=N`, `MLP_BLAS_THREADS=0|1`, `MLP_ROW_CHUNK=N`.
 //!
 //! # Who chooses
 //! The defaults are the plan of `--plan default`: rules that held on every
@@ -66,8 +67,9 @@ pub use choose::{Choice, Chosen};
 use serde::{Deserialize, Serialize};
 
 /// The environment variables [`Plan::from_env`] reads.
-const ENV_VARS: [&str; 7] = [
+const ENV_VARS: [&str; 8] = [
     "MLP_BLOCKS",
+    "MLP_ROW_CHUNK",
     "MLP_BLAS_THREADS",
     "MLP_COL_SPLIT_ROWS",
     "MLP_BIG_COLS",
@@ -81,6 +83,16 @@ const ENV_VARS: [&str; 7] = [
 /// layer) instead of by rows (two synchronizations per step, each thread
 /// reading all weights). Chosen by measurement: see BENCHMARKS.md.
 pub const COL_SPLIT_ROWS: usize = 16;
+
+/// Rows per chunk of a block's row stages (where a block holds at least
+/// twice as many): the forward pass, loss and back-propagation then run
+/// one chunk at a time through every layer, each chunk's activations
+/// (T4's: 1024 x 200 floats, 800 KiB) still in cache for the next layer's
+/// product and the activation passes, and a batch read in place from a
+/// dataset with pixel bytes has each chunk of its input converted from
+/// those (a quarter of the f32 rows' memory traffic) into a buffer that
+/// stays in cache. Measured: BENCHMARKS.md, session 27.
+pub const ROW_CHUNK: usize = 1024;
 
 /// Column blocks are aligned to this many elements (a cache line of f32).
 pub const COL_ALIGN: usize = 16;
@@ -130,6 +142,12 @@ pub struct Plan {
     /// changes).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub blas_threads: bool,
+    /// Rows per chunk of a block's row stages, run depth-first (0: each
+    /// stage over the whole block); only for blocks of at least twice as
+    /// many rows ([`Plan::row_chunk_for`]). A plan recorded without it ran
+    /// whole blocks.
+    #[serde(default)]
+    pub row_chunk: usize,
 }
 
 impl Default for Plan {
@@ -145,6 +163,7 @@ impl Default for Plan {
             pad_bytes: crate::nn::layout::PAD_BYTES,
             blocks: 0,
             blas_threads: false,
+            row_chunk: ROW_CHUNK,
         }
     }
 }
@@ -198,7 +217,19 @@ impl Plan {
             Some("1") => self.blas_threads = true,
             _ => {}
         }
+        if let Some(n) = var("MLP_ROW_CHUNK").and_then(|s| s.parse().ok()) {
+            self.row_chunk = n;
+        }
         self
+    }
+
+    /// Rows per chunk of a block of `rows` rows: [`Plan::row_chunk`] where
+    /// the block holds at least two chunks, else 0 (the whole block).
+    pub fn row_chunk_for(&self, rows: usize) -> usize {
+        match self.row_chunk {
+            c if c > 0 && rows >= 2 * c => c,
+            _ => 0,
+        }
     }
 
     /// Blocks per parallel region on a pool that offers `pool` blocks.
@@ -255,6 +286,7 @@ impl Plan {
             + usize::from(self.pad_bytes != other.pad_bytes)
             + usize::from(self.blocks != other.blocks)
             + usize::from(self.blas_threads != other.blas_threads)
+            + usize::from(self.row_chunk != other.row_chunk)
     }
 
     /// As JSON (for `--json` records).
@@ -310,6 +342,7 @@ impl Plan {
             grad_rows,
             tiles,
             strides,
+            chunk: self.row_chunk_for(n.div_ceil(nb)),
         }
     }
 }
@@ -343,6 +376,10 @@ impl std::fmt::Display for Plan {
             if self.tiles { "on" } else { "off" },
             self.pad_bytes
         )?;
+        match self.row_chunk {
+            0 => write!(f, " row_chunk=off")?,
+            c => write!(f, " row_chunk={c}")?,
+        }
         // OpenBLAS's threads make a region one block, whatever `blocks` says.
         match (self.blas_threads, self.blocks) {
             (true, _) => write!(f, " blas_threads=on")?,
@@ -397,6 +434,8 @@ pub struct Effect {
     pub tiles: bool,
     /// Row stride of each width's activations (elements).
     pub strides: Vec<usize>,
+    /// Rows per chunk of a block's row stages (0: whole blocks).
+    pub chunk: usize,
 }
 
 /// The plans worth timing for `shape`, `base` first: every combination of
@@ -429,6 +468,11 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
             });
         }
     }
+    // Row stages over whole blocks or in chunks (where blocks are long).
+    add(Plan {
+        row_chunk: if base.row_chunk == 0 { ROW_CHUNK } else { 0 },
+        ..base
+    });
     let splits = [
         (base.col_split_rows, base.big_cols),
         (ALWAYS_COLS, None),
@@ -459,6 +503,7 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
                             pad_bytes,
                             blocks,
                             blas_threads: false,
+                            row_chunk: base.row_chunk,
                         });
                     }
                 }
@@ -522,6 +567,7 @@ mod tests {
             ("MLP_PAD_BYTES", "0"),
             ("MLP_BLOCKS", "1"),
             ("MLP_BLAS_THREADS", "1"),
+            ("MLP_ROW_CHUNK", "0"),
         ]));
         assert_eq!(
             p,
@@ -535,6 +581,7 @@ mod tests {
                 pad_bytes: 0,
                 blocks: 1,
                 blas_threads: true,
+                row_chunk: 0,
             }
         );
         let g = base.with_overrides(&env(&[
@@ -685,11 +732,14 @@ mod tests {
         };
         let t = toml::to_string(&p).unwrap();
         assert_eq!(toml::from_str::<Plan>(&t).unwrap(), p);
+        // A partial table takes the defaults, but for row chunks: a plan
+        // recorded before they existed ran whole blocks.
         let partial: Plan = toml::from_str("tiles = false").unwrap();
         assert_eq!(
             partial,
             Plan {
                 tiles: false,
+                row_chunk: 0,
                 ..Plan::default()
             }
         );
