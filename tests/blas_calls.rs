@@ -241,28 +241,40 @@ fn every_candidate_plan_does_all_its_products_in_sgemm() {
     let _g = SERIAL.lock().unwrap();
     let spec = NetSpec::parse("784,relu,512,relu,256,relu,64,softmax,10").unwrap();
     let w = &spec.widths;
-    let x =
-        Array2::<f32>::from_shape_fn((256, 784), |(i, j)| ((i * 31 + j * 7) % 255) as f32 / 255.0);
+    let px = Array2::<u8>::from_shape_fn((256, 784), |(i, j)| ((i * 31 + j * 7) % 255) as u8);
+    let x = px.mapv(|v| v as f32 / 255.0);
     let labels: Vec<u8> = (0..256).map(|i| (i % 10) as u8).collect();
     let mut seen = 0;
     for (n, b) in [(2, 128), (2, 8), (1, 64)] {
         let threads = Threads::new(n, GemmThreading::Split).unwrap();
         let net0 = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 0).unwrap();
         let shape = shape_of(&net0, b, &threads);
-        let plans = candidates(Plan::default(), &shape);
+        // Row chunks short enough for these batches (two per block of 64
+        // rows), so that chunked plans are among the candidates.
+        let base = Plan {
+            row_chunk: 32,
+            ..Plan::default()
+        };
+        let plans = candidates(base, &shape);
         assert!(plans.len() > 1, "{n} threads, batch {b}: choices to test");
         let idx: Vec<u32> = (0..b as u32).map(|i| i * 2).collect();
         let per_sample: usize =
             (0..w.len() - 1).map(|i| 3 * w[i] * w[i + 1]).sum::<usize>() - w[0] * w[1];
-        for p in plans {
+        // Each plan on a gathered batch, and on one read in place whose
+        // chunks (where the plan has them) come from the bytes.
+        for (p, in_place) in plans.iter().flat_map(|&p| [(p, false), (p, true)]) {
             let mut net = net0.clone();
             let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
             let mut ws = Workspace::with_plan(&spec, b, threads.blocks(), p);
             let batch = Batch {
                 data: x.view(),
-                pixels: None,
+                pixels: in_place.then(|| px.view()),
                 labels: &labels,
-                rows: Rows::Indices(&idx),
+                rows: if in_place {
+                    Rows::Range(0, b)
+                } else {
+                    Rows::Indices(&idx)
+                },
                 augment: None,
                 key: 0,
             };
@@ -274,7 +286,7 @@ fn every_candidate_plan_does_all_its_products_in_sgemm() {
             assert_eq!(
                 MNK.load(Ordering::SeqCst) - m0,
                 b * per_sample,
-                "{n} threads, batch {b}, plan {p}"
+                "{n} threads, batch {b}, plan {p}, in place {in_place}"
             );
             assert!(net.is_finite());
             seen += 1;

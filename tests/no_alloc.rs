@@ -124,9 +124,15 @@ fn training_epochs_allocate_nothing() {
                 tr.set_augment(Augmenter::new(aug, 28, 28));
             }
             let noop = |_: usize, _: &mnist_mlp::nn::Stats| {};
-            // Every plan the planner may choose for this shape.
+            // Every plan the planner may choose for this shape, from a base
+            // with row chunks short enough for the full batch (1000 rows,
+            // read in place and converted from its bytes a chunk at a time).
             let shape = shape_of(&model, batch.rows(data.len()), threads);
-            for plan in candidates(Plan::default(), &shape) {
+            let base = Plan {
+                row_chunk: 64,
+                ..Plan::default()
+            };
+            for plan in candidates(base, &shape) {
                 tr.set_plan(plan);
                 tr.train_epoch(&mut model, &data, &noop).unwrap(); // warm-up: lazy buffers, thread start-up
                                                                    // Inside the pool already, so that entering it for each

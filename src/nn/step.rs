@@ -32,10 +32,10 @@
 //!    has each chunk of its input converted from the pixel bytes into a
 //!    buffer that stays in cache (a quarter of the memory traffic of the
 //!    f32 rows, which OpenBLAS would otherwise pack from memory). Each
-//!    output row comes from the same operands either way, and the losses
-//!    came out bit for bit the same in every run measured; OpenBLAS may
-//!    still round a smaller product differently, so the chunk is part of
-//!    the plan.
+//!    output row comes from the same operands either way; OpenBLAS's
+//!    AVX-512 kernels (`Cooperlake`, `SkylakeX`) gave the same bits chunked
+//!    or not, its AVX2 ones (`Haswell`, `Zen`) differ in the last bits
+//!    (BENCHMARKS.md, session 27), so the chunk is part of the plan.
 //! 2. blocks of every layer's weights (rows or columns,
 //!    [`Plan::weight_grad_by_rows`]): `dW = A_i^T D_{i+1}` on the block,
 //!    `db = sum_rows D_{i+1}` on a column block, then the optimizer on that
