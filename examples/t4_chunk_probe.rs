@@ -4,8 +4,43 @@
 //! in cache, or (forward only) sliced from the f32 rows; the medians of 6
 //! rounds, alternately (BENCHMARKS.md, session 27):
 //! `cargo run --release --example t4_chunk_probe -- CHUNK_ROWS`.
-use ndarray::{linalg::general_mat_mul, s, Array2};
+use ndarray::{linalg::general_mat_mul, s, Array2, ArrayViewMut2};
 use std::time::Instant;
+
+/// Seconds `f` takes.
+fn timed(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// Calls `f(r..e, rows)` for each chunk `r..e` of `0..n`, with `rows` the
+/// chunk's rows of `px` converted into `buf` when `buf` is given.
+fn chunks(
+    n: usize,
+    chunk: usize,
+    px: &Array2<u8>,
+    mut buf: Option<&mut Array2<f32>>,
+    mut f: impl FnMut(std::ops::Range<usize>, Option<ArrayViewMut2<f32>>),
+) {
+    let mut r = 0;
+    while r < n {
+        let e = (r + chunk).min(n);
+        let rows = buf.as_deref_mut().map(|buf| {
+            let mut b = buf.slice_mut(s![..e - r, ..]);
+            for (i, mut row) in b.rows_mut().into_iter().enumerate() {
+                <f32 as mnist_mlp::real::Real>::copy_from_u8(
+                    row.as_slice_mut().unwrap(),
+                    px.row(r + i).as_slice().unwrap(),
+                );
+            }
+            b
+        });
+        f(r..e, rows);
+        r = e;
+    }
+}
+
 fn main() {
     mnist_mlp::blas::set_threads(1);
     let chunk: usize = std::env::args()
@@ -21,67 +56,29 @@ fn main() {
     let mut c = Array2::<f32>::zeros((n, o));
     let mut gw = Array2::<f32>::zeros((k, o));
     let mut buf = Array2::<f32>::zeros((chunk, k));
-    let mut fw = [Vec::new(), Vec::new(), Vec::new()];
-    let mut wg = [Vec::new(), Vec::new(), Vec::new()];
+    // Forward: whole, chunks from bytes, chunks of the f32 rows; weight
+    // gradient: whole, chunks from bytes.
+    let (mut fw, mut wg) = ([(); 3].map(|_| Vec::new()), [(); 2].map(|_| Vec::new()));
     for _round in 0..6 {
-        // whole
-        let t = Instant::now();
-        general_mat_mul(1.0, &x, &w, 0.0, &mut c);
-        fw[0].push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        general_mat_mul(1.0, &x.t(), &d, 0.0, &mut gw);
-        wg[0].push(t.elapsed().as_secs_f64());
-        // chunks from bytes
-        let t = Instant::now();
-        let mut r = 0;
-        while r < n {
-            let e = (r + chunk).min(n);
-            let mut b = buf.slice_mut(s![..e - r, ..]);
-            for (i, mut row) in b.rows_mut().into_iter().enumerate() {
-                <f32 as mnist_mlp::real::Real>::copy_from_u8(
-                    row.as_slice_mut().unwrap(),
-                    px.row(r + i).as_slice().unwrap(),
-                );
-            }
-            general_mat_mul(1.0, &b, &w, 0.0, &mut c.slice_mut(s![r..e, ..]));
-            r = e;
-        }
-        fw[1].push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let mut r = 0;
-        while r < n {
-            let e = (r + chunk).min(n);
-            general_mat_mul(
-                1.0,
-                &x.slice(s![r..e, ..]),
-                &w,
-                0.0,
-                &mut c.slice_mut(s![r..e, ..]),
-            );
-            r = e;
-        }
-        fw[2].push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let mut r = 0;
-        while r < n {
-            let e = (r + chunk).min(n);
-            let mut b = buf.slice_mut(s![..e - r, ..]);
-            for (i, mut row) in b.rows_mut().into_iter().enumerate() {
-                <f32 as mnist_mlp::real::Real>::copy_from_u8(
-                    row.as_slice_mut().unwrap(),
-                    px.row(r + i).as_slice().unwrap(),
-                );
-            }
-            general_mat_mul(
-                1.0,
-                &b.t(),
-                &d.slice(s![r..e, ..]),
-                if r == 0 { 0.0 } else { 1.0 },
-                &mut gw,
-            );
-            r = e;
-        }
-        wg[1].push(t.elapsed().as_secs_f64());
+        fw[0].push(timed(|| general_mat_mul(1.0, &x, &w, 0.0, &mut c)));
+        wg[0].push(timed(|| general_mat_mul(1.0, &x.t(), &d, 0.0, &mut gw)));
+        fw[1].push(timed(|| {
+            chunks(n, chunk, &px, Some(&mut buf), |r, b| {
+                general_mat_mul(1.0, &b.unwrap(), &w, 0.0, &mut c.slice_mut(s![r, ..]))
+            })
+        }));
+        fw[2].push(timed(|| {
+            chunks(n, chunk, &px, None, |r, _| {
+                let xr = x.slice(s![r.clone(), ..]);
+                general_mat_mul(1.0, &xr, &w, 0.0, &mut c.slice_mut(s![r, ..]))
+            })
+        }));
+        wg[1].push(timed(|| {
+            chunks(n, chunk, &px, Some(&mut buf), |r, b| {
+                let beta = if r.start == 0 { 0.0 } else { 1.0 };
+                general_mat_mul(1.0, &b.unwrap().t(), &d.slice(s![r, ..]), beta, &mut gw)
+            })
+        }));
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -93,8 +90,13 @@ fn main() {
         "forward: chunks of {chunk} of f32 rows {b:.1} ms, {:.3}x",
         a / b
     );
-    for (name, v) in [("forward", &mut fw), ("weight grad", &mut wg)] {
+    for (name, v) in [("forward", &mut fw[..2]), ("weight grad", &mut wg[..])] {
         let (a, b) = (med(&mut v[0]), med(&mut v[1]));
-        println!("{name}: whole {a:.1} ms ({:.0} GFLOP/s), chunks of {chunk} from bytes {b:.1} ms ({:.0} GFLOP/s), {:.3}x", f / a / 1e6, f / b / 1e6, a / b);
+        println!(
+            "{name}: whole {a:.1} ms ({:.0} GFLOP/s), chunks of {chunk} from bytes {b:.1} ms ({:.0} GFLOP/s), {:.3}x",
+            f / a / 1e6,
+            f / b / 1e6,
+            a / b
+        );
     }
 }

@@ -227,6 +227,14 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    /// `n` samples of 4 x 5 pixels (a pattern of bytes) and labels 0..9 in
+    /// turn.
+    fn tiny_set(n: usize) -> crate::data::Dataset {
+        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        let labels = (0..n).map(|i| (i % 10) as u8).collect();
+        crate::data::Dataset::from_u8(n, 4, 5, &px, labels)
+    }
+
     /// One Adam step on the batch `rows` of `data`, from the bytes when
     /// `bytes`; returns the new weights of every layer.
     fn step_on<T: Real>(data: &crate::data::Dataset, rows: Rows, bytes: bool) -> Vec<Array2<T>> {
@@ -258,9 +266,7 @@ mod tests {
     /// or (f32) read in place trains to the same bits.
     fn gathered_batches_agree<T: Real>() {
         let n = 40;
-        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
-        let labels = (0..n).map(|i| (i % 10) as u8).collect();
-        let data = crate::data::Dataset::from_u8(n, 4, 5, &px, labels);
+        let data = tiny_set(n);
         let identity: Vec<u32> = (3..35).collect();
         let in_place = step_on::<T>(&data, Rows::Range(3, 35), false);
         assert_eq!(
@@ -289,9 +295,7 @@ mod tests {
     fn chunked_steps(plan: crate::plan::Plan, bytes: bool) -> (Vec<Array2<f32>>, Vec<Stats>) {
         use crate::optim::{OptConfig, OptKind, Optimizer};
         let n = 220;
-        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
-        let labels = (0..n).map(|i| (i % 10) as u8).collect();
-        let data = crate::data::Dataset::from_u8(n, 4, 5, &px, labels);
+        let data = tiny_set(n);
         let spec = NetSpec::parse("20,relu,16,tanh,12,softmax,10").unwrap();
         let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 7).unwrap();
         let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
@@ -374,9 +378,7 @@ mod tests {
     ) -> (Vec<Array2<f32>>, bool) {
         use crate::optim::{OptConfig, Optimizer};
         let n = 48;
-        let px: Vec<u8> = (0..n * 20).map(|i| ((i * 37 + 11) % 256) as u8).collect();
-        let labels = (0..n).map(|i| (i % 10) as u8).collect();
-        let data = crate::data::Dataset::from_u8(n, 4, 5, &px, labels);
+        let data = tiny_set(n);
         let spec = NetSpec::parse("20,relu,24,relu,16,softmax,10").unwrap();
         let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 3).unwrap();
         let mut opt = Optimizer::new(OptConfig::new(kind, 0.01), &net.param_shapes());
