@@ -227,7 +227,7 @@ impl Plan {
     /// the block holds at least two chunks, else 0 (the whole block).
     pub fn row_chunk_for(&self, rows: usize) -> usize {
         match self.row_chunk {
-            c if c > 0 && rows >= 2 * c => c,
+            c if c > 0 && rows >= c.saturating_mul(2) => c,
             _ => 0,
         }
     }
@@ -722,6 +722,42 @@ mod tests {
         assert!(!big.split_cols(128, 2, 784, 100, false), "narrow output");
         assert!(p.weight_grad_by_rows(784, 512));
         assert!(!p.weight_grad_by_rows(128, 512));
+    }
+
+    #[test]
+    fn row_chunks_apply_to_blocks_of_two_chunks_or_more() {
+        let p = Plan {
+            row_chunk: 1024,
+            ..Plan::default()
+        };
+        assert_eq!(p.row_chunk_for(2047), 0);
+        assert_eq!(p.row_chunk_for(2048), 1024);
+        assert_eq!(p.row_chunk_for(60_000), 1024);
+        let off = Plan { row_chunk: 0, ..p };
+        assert_eq!(off.row_chunk_for(60_000), 0);
+        let huge = Plan {
+            row_chunk: usize::MAX,
+            ..p
+        };
+        assert_eq!(huge.row_chunk_for(1 << 40), 0, "no overflow");
+        // Where the chunks apply, whole blocks are a candidate; where they
+        // do not, the two plans are one.
+        let shape = |rows| Shape {
+            widths: vec![784, 200, 80, 10],
+            rows,
+            blocks: 1,
+            threads: 1,
+            threading: crate::parallel::GemmThreading::Split,
+            elem_bytes: 4,
+        };
+        let chunked = |rows| {
+            candidates(p, &shape(rows))
+                .iter()
+                .map(|c| c.effect(&shape(rows)).chunk)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(chunked(60_000)[..2], [1024, 0]);
+        assert!(chunked(100).iter().all(|&c| c == 0));
     }
 
     #[test]
