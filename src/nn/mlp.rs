@@ -235,31 +235,47 @@ mod tests {
         crate::data::Dataset::from_u8(n, 4, 5, &px, labels)
     }
 
-    /// One Adam step on the batch `rows` of `data`, from the bytes when
-    /// `bytes`; returns the new weights of every layer.
-    fn step_on<T: Real>(data: &crate::data::Dataset, rows: Rows, bytes: bool) -> Vec<Array2<T>> {
+    /// `steps` Adam steps of the network `layers` on the batch `rows` of
+    /// `data` (from the bytes when `bytes`) under `plan` on two blocks, then
+    /// an evaluation of the same rows: the weights of every layer, and each
+    /// pass's sums.
+    fn steps_on<T: Real>(
+        data: &crate::data::Dataset,
+        layers: &str,
+        rows: Rows,
+        bytes: bool,
+        plan: crate::plan::Plan,
+        steps: usize,
+    ) -> (Vec<Array2<T>>, Vec<Stats>) {
         use crate::optim::{OptConfig, OptKind, Optimizer};
-        let spec = NetSpec::parse("20,relu,16,softmax,10").unwrap();
+        let spec = NetSpec::parse(layers).unwrap();
         let mut net = Mlp::<T>::new(spec.clone(), Loss::CrossEntropy, Init::He, 7).unwrap();
         let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
-        let mut ws = Workspace::new(&spec, rows.len(), 2);
+        let mut ws = Workspace::with_plan(&spec, rows.len(), 2, plan);
         let threads =
             crate::parallel::Threads::new(2, crate::parallel::GemmThreading::Split).unwrap();
         let batch = Batch {
             data: data.images.view(),
-            pixels: if bytes {
-                Some(data.pixels.as_ref().unwrap().view())
-            } else {
-                None
-            },
+            pixels: bytes.then(|| data.pixels.as_ref().unwrap().view()),
             labels: &data.labels,
             rows,
             augment: None,
             key: 0,
         };
-        opt.begin_step();
-        threads.install(|| net.train_step(&mut ws, &batch, Update::Apply(&opt)));
-        net.layers.iter().map(|l| l.w.clone()).collect()
+        let mut stats = Vec::new();
+        for _ in 0..steps {
+            opt.begin_step();
+            stats.push(threads.install(|| net.train_step(&mut ws, &batch, Update::Apply(&opt))));
+        }
+        stats.push(threads.install(|| net.forward(&mut ws, &batch)));
+        (net.layers.iter().map(|l| l.w.clone()).collect(), stats)
+    }
+
+    /// One Adam step on the batch `rows` of `data`, from the bytes when
+    /// `bytes`; returns the new weights of every layer.
+    fn step_on<T: Real>(data: &crate::data::Dataset, rows: Rows, bytes: bool) -> Vec<Array2<T>> {
+        let plan = crate::plan::Plan::from_env();
+        steps_on(data, "20,relu,16,softmax,10", rows, bytes, plan, 1).0
     }
 
     /// A batch gathered from the pixel bytes, gathered from the f32 images,
@@ -293,30 +309,9 @@ mod tests {
     /// (from the bytes when `bytes`) under `plan` on two blocks, then an
     /// evaluation of the same rows: the weights, and both passes' sums.
     fn chunked_steps(plan: crate::plan::Plan, bytes: bool) -> (Vec<Array2<f32>>, Vec<Stats>) {
-        use crate::optim::{OptConfig, OptKind, Optimizer};
-        let n = 220;
-        let data = tiny_set(n);
-        let spec = NetSpec::parse("20,relu,16,tanh,12,softmax,10").unwrap();
-        let mut net = Mlp::<f32>::new(spec.clone(), Loss::CrossEntropy, Init::He, 7).unwrap();
-        let mut opt = Optimizer::new(OptConfig::new(OptKind::Adam, 0.01), &net.param_shapes());
-        let mut ws = Workspace::with_plan(&spec, 200, 2, plan);
-        let threads =
-            crate::parallel::Threads::new(2, crate::parallel::GemmThreading::Split).unwrap();
-        let batch = Batch {
-            data: data.images.view(),
-            pixels: bytes.then(|| data.pixels.as_ref().unwrap().view()),
-            labels: &data.labels,
-            rows: Rows::Range(3, 203),
-            augment: None,
-            key: 0,
-        };
-        let mut stats = Vec::new();
-        for _ in 0..2 {
-            opt.begin_step();
-            stats.push(threads.install(|| net.train_step(&mut ws, &batch, Update::Apply(&opt))));
-        }
-        stats.push(threads.install(|| net.forward(&mut ws, &batch)));
-        (net.layers.iter().map(|l| l.w.clone()).collect(), stats)
+        let data = tiny_set(220);
+        let layers = "20,relu,16,tanh,12,softmax,10";
+        steps_on(&data, layers, Rows::Range(3, 203), bytes, plan, 2)
     }
 
     /// Row stages in chunks: the input converted from bytes a chunk at a
