@@ -23,12 +23,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
             return Some(kib * 1024);
         }
     }
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     // ru_maxrss is in KiB on Linux (bytes on macOS).
     let scale = if cfg!(target_os = "macos") { 1 } else { 1024 };
-    (r == 0).then(|| u.ru_maxrss as u64 * scale)
+    own_usage().map(|u| u.ru_maxrss as u64 * scale)
+}
+
+/// This process's resource usage so far (`getrusage(RUSAGE_SELF)`: every
+/// thread's CPU time, the peak resident set), or `None` where the call
+/// fails.
+pub(crate) fn own_usage() -> Option<libc::rusage> {
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0).then_some(u)
+    }
 }
 
 /// Makes glibc's malloc serve every allocation of 1 MiB or more by `mmap`

@@ -96,11 +96,7 @@ pub enum Apart {
 
 /// This process's CPU seconds so far (user and system, every thread).
 fn own_cpu_seconds() -> Option<f64> {
-    // SAFETY: getrusage writes the struct it is given and nothing else.
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        (libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0).then_some(u)
-    }?;
+    let u = crate::memory::own_usage()?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Some(secs(u.ru_utime) + secs(u.ru_stime))
 }
