@@ -9,10 +9,11 @@
 //! sgemm). Weights stored `[in, out]` (as the trainer does) and, for
 //! comparison, `[out, in]` (each product then transposes the other way).
 //!
-//!     cargo run --release --example gemm_ceiling -- T5 [ROWS]
+//!     cargo run --release --example gemm_ceiling -- T5 [ROWS] [--json]
 //!
 //! ROWS: the rows of a step (default: the workload's batch; T4's full
-//! batch is 60000).
+//! batch is 60000). `--json`: one JSON object instead of the table
+//! (`scripts/compare.py` reads it to set this ceiling beside the limit).
 use mnist_mlp::workloads::Workload;
 use ndarray::{linalg::general_mat_mul, Array2};
 use std::time::Instant;
@@ -32,7 +33,15 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    args.retain(|a| a != "--json");
+    // The table goes to stderr under --json, so stdout holds one object.
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if json { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
     let w = Workload::find(args.first().map_or("T5", |s| s.as_str())).expect("a workload T1..T6");
     let widths = w.spec().widths;
     let m: usize = args
@@ -40,7 +49,7 @@ fn main() {
         .map(|s| s.parse().expect("ROWS is a number"))
         .unwrap_or_else(|| w.batch.rows(60_000));
     mnist_mlp::blas::set_threads(1);
-    println!(
+    say!(
         "{} ({}), {m} rows; {}",
         w.id,
         w.layers,
@@ -53,9 +62,9 @@ fn main() {
     );
     let mut c = Array2::<f32>::zeros((n, n));
     let peak = 2.0 * (n * n * n) as f64 / best(|| general_mat_mul(1.0, &a, &b, 0.0, &mut c)) / 1e9;
-    println!("sgemm 2048^3: {peak:.1} GFLOP/s");
-    println!("| layer | forward [in,out] / [out,in] | back-prop | weight gradient |");
-    println!("| --- | --- | --- | --- |");
+    say!("sgemm 2048^3: {peak:.1} GFLOP/s");
+    say!("| layer | forward [in,out] / [out,in] | back-prop | weight gradient |");
+    say!("| --- | --- | --- | --- |");
     let (mut t_io, mut t_oi, mut flops) = (0.0, 0.0, 0.0);
     for (l, p) in widths.windows(2).enumerate() {
         let (i, o) = (p[0], p[1]);
@@ -91,7 +100,7 @@ fn main() {
         } else {
             format!("{:.1} / {:.1}", gf(bwd.0), gf(bwd.1))
         };
-        println!(
+        say!(
             "| {i}x{o} | {:.1} / {:.1} | {bwd_s} | {:.1} / {:.1} |",
             gf(fwd.0),
             gf(fwd.1),
@@ -103,7 +112,18 @@ fn main() {
         flops += fl * if l == 0 { 2.0 } else { 3.0 };
     }
     let (g_io, g_oi) = (flops / t_io / 1e9, flops / t_oi / 1e9);
-    println!(
+    if json {
+        let o = serde_json::json!({
+            "workload": w.id,
+            "rows": m,
+            "blas": mnist_mlp::blas::config(),
+            "sgemm_2048_gflop_per_s": peak,
+            "products_gflop_per_s": g_io,
+            "samples_per_s": m as f64 / t_io,
+        });
+        println!("{o}");
+    }
+    say!(
         "all products: {g_io:.1} GFLOP/s ({:.0}% of 2048^3), {:.0} samples/s if a step were only these ([out,in]: {g_oi:.1} GFLOP/s, {:.0} samples/s)",
         100.0 * g_io / peak,
         m as f64 / t_io,

@@ -10,7 +10,11 @@ time. The last column is the pace of mnist-mlp's fast steps (rows per step
 over its 10th-percentile step time, median over rounds; full-batch
 workloads have one step per epoch and none): other tenants of a shared
 machine only ever add time, so it shows what the code does when left
-alone, where the epoch medians show what a user got. `mnist-mlp bench` runs under `--plan auto` (the cached or measured plan)
+alone, where the epoch medians show what a user got. On one thread a
+column sets beside them what the linked OpenBLAS allows: the workload's
+products alone (`examples/gemm_ceiling`, operands hot in cache, best of
+seven), as samples/s over the same limit; a trainer cannot pass it by more
+than folding work into its products does. `mnist-mlp bench` runs under `--plan auto` (the cached or measured plan)
 unless MNIST_MLP_PLAN says otherwise; the machine (CPU model, OpenBLAS build)
 and each run's plan source are printed above the table, with the CPUs other
 programs and the host took while the planner measured and while each
@@ -22,7 +26,9 @@ round's epochs were timed (mnist-mlp's `busy.others`, NumPy's
     MNIST_DIR=../shared/datasets/mnist python3 scripts/compare.py --threads 1 2 --rounds 3
 
 Options: --reference DIR (default ../shared/reference), --workloads T1 T2 ...,
---epochs N (timed epochs per run), --json FILE (all raw results).
+--epochs N (timed epochs per run), --json FILE (all raw results), --ceiling
+BIN (default target/release/examples/gemm_ceiling, built by `cargo build
+--release --examples`; `none` leaves the column out).
 """
 import argparse
 import json
@@ -66,7 +72,12 @@ def main():
     p.add_argument("--json", help="write all raw results here")
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "mnist-mlp"),
                    help="the mnist-mlp binary (a copy keeps a rebuild from changing it mid-run)")
+    p.add_argument("--ceiling", default=os.path.join(ROOT, "target", "release", "examples", "gemm_ceiling"),
+                   help="the gemm_ceiling example binary (`none`: no ceiling column)")
     a = p.parse_args()
+    ceiling = a.ceiling if a.ceiling != "none" and os.path.exists(a.ceiling) else None
+    if a.ceiling != "none" and not ceiling:
+        print(f"no {a.ceiling}: the ceiling column is left out (cargo build --release --examples)", file=sys.stderr)
     steal0 = steal_ticks()
     env = dict(os.environ)
     binary = a.binary
@@ -102,20 +113,25 @@ def main():
                 busy[-1] = (busy[-1][0], r.get("other_cores"))
                 raw.append(r)
             o, n = statistics.median(ours), statistics.median(ref)
-            pending.append((w, o, n, statistics.median(fast) if fast else None))
+            ceil = None
+            if t == 1 and ceiling:
+                r = run_json([ceiling, w, "--json"], env)[0]
+                raw.append(r)
+                ceil = r["samples_per_s"]
+            pending.append((w, o, n, statistics.median(fast) if fast else None, ceil))
             others.append((w, t, busy))
             print(f"{w} threads={t}: ours {o:.0f} numpy {n:.0f} ratio {o / n:.2f}", file=sys.stderr, flush=True)
             lims.append(limit(t))
         lim = max(lims, key=lambda r: r["gflop_per_s_best"])
         print(f"threads={t}: sgemm GFLOP/s measured {[r['gflop_per_s_best'] for r in lims]}, using the best",
               file=sys.stderr, flush=True)
-        for w, o, n, f in pending:
+        for w, o, n, f, c in pending:
             # The physical limit: peak sgemm over the FLOPs a trainer must
             # perform (no input gradient for the first layer).
             bounds = lim.get("bound_samples_per_s_performed") or lim["bound_samples_per_s"]
             bound = bounds[w]
             rows.append((w, t, o, n, o / n, bound, o / bound, n / bound, lim["gflop_per_s_best"],
-                         f / bound if f else None))
+                         f / bound if f else None, c / bound if c else None))
     steal1 = steal_ticks()
     if steal0 and steal1 and steal1[1] > steal0[1]:
         # A VM's hypervisor taking the vCPUs away slows both programs and
@@ -137,11 +153,11 @@ def main():
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     print("CPUs others took during the timed epochs, per round (mnist-mlp|NumPy): "
           + "; ".join(f"{w}/{t} " + " ".join(f"{fmt(a)}|{fmt(b)}" for a, b in rounds) for w, t, rounds in others))
-    print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | physical limit samples/s (sgemm GFLOP/s) | mnist-mlp % of limit | NumPy % of limit | mnist-mlp fast steps % of limit |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for w, t, o, n, r, b, fo, fn, gf, ff in rows:
-        fast = f"{100 * ff:.0f}%" if ff else "-"
-        print(f"| {w} | {t} | {o:,.0f} | {n:,.0f} | {r:.2f} | {b:,.0f} ({gf:.0f}) | {100 * fo:.0f}% | {100 * fn:.0f}% | {fast} |")
+    print("| workload | threads | mnist-mlp samples/s | NumPy samples/s | ratio | physical limit samples/s (sgemm GFLOP/s) | mnist-mlp % of limit | NumPy % of limit | mnist-mlp fast steps % of limit | OpenBLAS's products alone % of limit |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    pct = lambda v: f"{100 * v:.0f}%" if v else "-"
+    for w, t, o, n, r, b, fo, fn, gf, ff, fc in rows:
+        print(f"| {w} | {t} | {o:,.0f} | {n:,.0f} | {r:.2f} | {b:,.0f} ({gf:.0f}) | {100 * fo:.0f}% | {100 * fn:.0f}% | {pct(ff)} | {pct(fc)} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(raw, f, indent=1)
