@@ -1,6 +1,8 @@
 //! What OpenBLAS alone allows a workload on this machine: each product of
-//! its training step timed on its own (one thread, operands hot in cache,
-//! the best of 7 timings of 10 calls), beside a 2048^3 sgemm of the same
+//! its training step timed on its own, called as the trainer calls it
+//! ([`mnist_mlp::blas::Gemm`]: column chunks for skinny products, and the
+//! fastest of tiles and small back-propagation chunks off and on), one thread, operands hot in cache, the
+//! best of 7 timings of 10 calls, beside a 2048^3 sgemm of the same
 //! library in the same process. Prints each product's GFLOP/s, and the
 //! step's samples/s if it were nothing but these products (no gather, no
 //! elementwise work, no optimizer, no cache misses): the ceiling that this
@@ -14,9 +16,30 @@
 //! ROWS: the rows of a step (default: the workload's batch; T4's full
 //! batch is 60000). `--json`: one JSON object instead of the table
 //! (`scripts/compare.py` reads it to set this ceiling beside the limit).
+use mnist_mlp::blas::Gemm;
+use mnist_mlp::parallel::RawMat;
 use mnist_mlp::workloads::Workload;
-use ndarray::{linalg::general_mat_mul, Array2};
+use ndarray::{linalg::general_mat_mul, Array2, ArrayView2};
 use std::time::Instant;
+
+/// Best seconds per call of `C = A B + beta C` through the trainer's entry
+/// to OpenBLAS, whichever of its ways is fastest (tiles off or on, small
+/// back-propagation chunks or not: plan choices). The trainer's weight
+/// gradients add onto what `C` holds (`beta = 1`: SGD's update folded in,
+/// or the zeros the other optimizers leave), which spares OpenBLAS the
+/// pass that zeroes `C` first; its forward and back-propagation products
+/// overwrite (`beta = 0`).
+fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: &mut Array2<f32>) -> f64 {
+    let c = RawMat::of(c);
+    [(false, false), (false, true), (true, false), (true, true)]
+        .map(|(tiles, small_bwd)| {
+            let g = Gemm { tiles, small_bwd };
+            // SAFETY: `c` is this product's own output; `a`, `b` are only read.
+            best(|| unsafe { g.run(1.0, a, b, beta, c) })
+        })
+        .into_iter()
+        .fold(f64::MAX, f64::min)
+}
 
 /// Best seconds per call of `f` (7 timings of 10 calls, after one call).
 fn best<F: FnMut()>(mut f: F) -> f64 {
@@ -79,21 +102,21 @@ fn main() {
         let fl = 2.0 * (m * i * o) as f64;
         let gf = |t: f64| fl / t / 1e9;
         let fwd = (
-            best(|| general_mat_mul(1.0, &x, &w_io, 0.0, &mut z)),
-            best(|| general_mat_mul(1.0, &x, &w_oi.t(), 0.0, &mut z)),
+            product(x.view(), w_io.view(), 0.0, &mut z),
+            product(x.view(), w_oi.t(), 0.0, &mut z),
         );
         // No trainer computes the first layer's input gradient.
         let bwd = if l == 0 {
             (0.0, 0.0)
         } else {
             (
-                best(|| general_mat_mul(1.0, &d, &w_io.t(), 0.0, &mut dx)),
-                best(|| general_mat_mul(1.0, &d, &w_oi, 0.0, &mut dx)),
+                product(d.view(), w_io.t(), 0.0, &mut dx),
+                product(d.view(), w_oi.view(), 0.0, &mut dx),
             )
         };
         let grad = (
-            best(|| general_mat_mul(1.0, &x.t(), &d, 0.0, &mut g_io)),
-            best(|| general_mat_mul(1.0, &d.t(), &x, 0.0, &mut g_oi)),
+            product(x.t(), d.view(), 1.0, &mut g_io),
+            product(d.t(), x.view(), 1.0, &mut g_oi),
         );
         let bwd_s = if l == 0 {
             "-".to_string()

@@ -7,12 +7,15 @@
 //! several on sub-blocks of `C` where that is faster:
 //! - skinny products (few rows, or a short inner dimension as in the weight
 //!   gradients of small batches) in column chunks ([`gemm_chunk`]) small
-//!   enough for OpenBLAS's unpacked small-matrix kernels;
+//!   enough for OpenBLAS's unpacked small-matrix kernels, and f32
+//!   back-propagation products of at most 32 rows in the smaller chunks
+//!   that those kernels take for that orientation ([`gemm_chunk_bwd`]);
 //! - big f32 products of batches up to [`TILE_MAX_BATCH`] rows per thread in
 //!   tiles ([`gemm_tile`]) that those kernels compute without packing.
 //!
-//! Whether tiles are used is a choice of the [`crate::plan::Plan`]; the
-//! shapes here are fixed by measurement (BENCHMARKS.md, "Tiles").
+//! Whether tiles and the back-propagation chunks are used are choices of
+//! the [`crate::plan::Plan`] (`tiles`, `small_bwd`); the shapes here are
+//! fixed by measurement (BENCHMARKS.md, "Tiles" and session 28).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::ArrayView2;
@@ -271,12 +274,41 @@ pub fn gemm_tile(o: Orient, m: usize, n: usize, k: usize) -> Option<(usize, usiz
     (cols >= 16).then_some((rows.min(m), cols.min(n)))
 }
 
+/// Output elements at most of a back-propagation product `D W^T` that
+/// OpenBLAS's small-matrix kernels take. In OpenBLAS's column-major terms
+/// that product is `C^T = W D^T` with the first operand transposed ("TN"),
+/// which its AVX-512 kernels (`SkylakeX`, `Cooperlake`) run unpacked only
+/// for `M * N <= 1200` and `K >= 32` (`sgemm_small_kernel_permit`), on top
+/// of the `M * N * K` limit of every orientation ([`SMALL_GEMM_MNK`]).
+pub const SMALL_BWD_OUT: usize = 1200;
+
+/// Columns per call for a back-propagation product `[m, k] x [k, n]` (`D
+/// W^T`) under [`crate::plan::Plan::small_bwd`]: a product of at most 32
+/// rows (and an inner dimension of at least 32) in chunks of at most
+/// [`SMALL_BWD_OUT`] output elements, so that each chunk reaches
+/// OpenBLAS's small-matrix kernels; anything else as [`gemm_chunk`]. On
+/// one Zen 5 core with OpenBLAS 0.3.21's `Cooperlake` kernels, 8 rows of
+/// `D` against a 512 x 512 layer ran at 189 GFLOP/s in chunks of 144
+/// columns against 54 in [`gemm_chunk`]'s chunks of 240 (4 rows: 171
+/// against 32; 32 rows: 171 against 99); its AVX2 kernels (`Haswell`,
+/// `Zen`) have no such path, and ran the chunks at 0.9-1.0x (BENCHMARKS.md,
+/// session 28).
+pub fn gemm_chunk_bwd(m: usize, n: usize, k: usize) -> usize {
+    let c = gemm_chunk(m, n, k);
+    if (1..=32).contains(&m) && k >= 32 && m * n > SMALL_BWD_OUT {
+        c.min((SMALL_BWD_OUT / m).max(16) / 16 * 16)
+    } else {
+        c
+    }
+}
+
 /// How many BLAS calls an f32 product `[m, k] x [k, n]` in orientation `o`
-/// takes, with tiles (per [`gemm_tile`]) allowed or not.
-pub fn gemm_calls(o: Orient, m: usize, n: usize, k: usize, tiles: bool) -> usize {
-    match gemm_tile(o, m, n, k).filter(|_| tiles) {
+/// takes under `g` (tiles per [`gemm_tile`], back-propagation chunks per
+/// [`gemm_chunk_bwd`]).
+pub fn gemm_calls(g: Gemm, o: Orient, m: usize, n: usize, k: usize) -> usize {
+    match gemm_tile(o, m, n, k).filter(|_| g.tiles) {
         Some((tr, tc)) => m.div_ceil(tr) * n.div_ceil(tc),
-        None => n.div_ceil(gemm_chunk(m, n, k)),
+        None => n.div_ceil(g.chunk(Some(o), m, n, k)),
     }
 }
 
@@ -292,27 +324,45 @@ fn orient<T>(a: &ArrayView2<T>, b: &ArrayView2<T>) -> Option<Orient> {
     }
 }
 
-/// How a step calls `gemm`: with tiles or without.
+/// How a step calls `gemm`: with tiles or without, back-propagation in
+/// small chunks or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gemm {
     /// Whether f32 products are cut into tiles per [`gemm_tile`].
     pub tiles: bool,
+    /// Whether f32 back-propagation products are chunked per
+    /// [`gemm_chunk_bwd`] (else per [`gemm_chunk`]).
+    pub small_bwd: bool,
 }
 
 impl Gemm {
-    /// The products of a step on `T` under a plan that asks for tiles or
-    /// not: tiles are single-threaded f32 calls, so never under `--threading
-    /// blas` (OpenBLAS multi-threaded) nor in f64.
-    pub fn new<T>(plan_tiles: bool) -> Self {
+    /// The products of a step on `T` under a plan that asks for tiles and
+    /// small back-propagation chunks or not: tiles are single-threaded f32
+    /// calls, so never under `--threading blas` (OpenBLAS multi-threaded)
+    /// nor in f64; the chunks are for f32 (sgemm's small-matrix kernels).
+    pub fn new<T>(plan_tiles: bool, plan_small_bwd: bool) -> Self {
+        let f32 = std::mem::size_of::<T>() == 4;
         Self {
-            tiles: plan_tiles && std::mem::size_of::<T>() == 4 && threads() == 1,
+            tiles: plan_tiles && f32 && threads() == 1,
+            small_bwd: plan_small_bwd && f32,
+        }
+    }
+
+    /// Columns per call of an untiled product `[m, k] x [k, n]` in
+    /// orientation `o`.
+    fn chunk(self, o: Option<Orient>, m: usize, n: usize, k: usize) -> usize {
+        if self.small_bwd && o == Some(Orient::NT) {
+            gemm_chunk_bwd(m, n, k)
+        } else {
+            gemm_chunk(m, n, k)
         }
     }
 
     /// `C = alpha * A * B + beta * C` on raw blocks, through
     /// `general_mat_mul` (BLAS sgemm/dgemm): in tiles per [`gemm_tile`]
     /// where that applies and `self.tiles`, else in column chunks per
-    /// [`gemm_chunk`].
+    /// [`gemm_chunk`] (back-propagation per [`gemm_chunk_bwd`] under
+    /// `self.small_bwd`).
     ///
     /// # Safety
     /// The blocks must be valid, `c` written by no one else, `a`, `b` by no one.
@@ -367,7 +417,7 @@ impl Gemm {
             }
             return;
         }
-        let nc = gemm_chunk(m, n, k);
+        let nc = self.chunk(o, m, n, k);
         let mut j = 0;
         while j < n {
             let e = (j + nc).min(n);
@@ -470,7 +520,11 @@ mod tests {
                 "{o:?} must be tiled at this size"
             );
             let mut c = Array2::<f32>::from_elem((m, n), 1.0);
-            unsafe { Gemm { tiles: true }.run(2.0, av, bv, 0.5, RawMat::of(&mut c)) };
+            let g = Gemm {
+                tiles: true,
+                small_bwd: false,
+            };
+            unsafe { g.run(2.0, av, bv, 0.5, RawMat::of(&mut c)) };
             assert_eq!(c, want, "{o:?}");
         }
     }
@@ -479,14 +533,48 @@ mod tests {
     fn chunked_products_equal_plain_ones() {
         for (m, k, n) in [(4, 784, 512), (8, 512, 300), (784, 8, 512), (40, 40, 40)] {
             let a =
-                Array2::<f64>::from_shape_fn((m, k), |(i, j)| ((i * 13 + j * 7) % 11) as f64 - 5.0);
+                Array2::<f32>::from_shape_fn((m, k), |(i, j)| ((i * 13 + j * 7) % 11) as f32 - 5.0);
             let b =
-                Array2::<f64>::from_shape_fn((k, n), |(i, j)| ((i * 3 + j * 5) % 7) as f64 - 3.0);
-            let mut c = Array2::<f64>::from_elem((m, n), 1.0);
-            let want = a.dot(&b) * 2.0 + &c * 0.5;
-            unsafe { Gemm { tiles: false }.run(2.0, a.view(), b.view(), 0.5, RawMat::of(&mut c)) };
-            assert_eq!(c, want, "{m}x{k}x{n}");
+                Array2::<f32>::from_shape_fn((k, n), |(i, j)| ((i * 3 + j * 5) % 7) as f32 - 3.0);
+            // B as the transpose of a stored matrix: a back-propagation
+            // product, which `small_bwd` cuts otherwise.
+            let bt = b.t().as_standard_layout().to_owned();
+            let want = a.dot(&b) * 2.0 + 0.5;
+            for small_bwd in [false, true] {
+                let g = Gemm {
+                    tiles: false,
+                    small_bwd,
+                };
+                for bv in [b.view(), bt.t()] {
+                    let mut c = Array2::<f32>::from_elem((m, n), 1.0);
+                    unsafe { g.run(2.0, a.view(), bv, 0.5, RawMat::of(&mut c)) };
+                    assert_eq!(c, want, "{m}x{k}x{n} small_bwd={small_bwd}");
+                }
+            }
         }
+        // Back-propagation chunks of at most 1200 outputs (rounded down to
+        // 16 columns), only for at most 32 rows and an inner dimension of
+        // at least 32, never larger than the plain chunks.
+        assert_eq!(gemm_chunk_bwd(8, 512, 512), 144);
+        assert_eq!(gemm_chunk_bwd(4, 512, 512), 288);
+        assert_eq!(gemm_chunk_bwd(32, 512, 784), 32);
+        assert_eq!(gemm_chunk_bwd(1, 2000, 64), 1200);
+        assert_eq!(gemm_chunk_bwd(64, 512, 512), gemm_chunk(64, 512, 512));
+        assert_eq!(gemm_chunk_bwd(8, 512, 16), gemm_chunk(8, 512, 16));
+        assert_eq!(gemm_chunk_bwd(8, 150, 512), 150, "1200 outputs: whole");
+        let (off, on) = (
+            Gemm {
+                tiles: false,
+                small_bwd: false,
+            },
+            Gemm {
+                tiles: false,
+                small_bwd: true,
+            },
+        );
+        assert_eq!(gemm_calls(off, Orient::NT, 8, 512, 512), 3);
+        assert_eq!(gemm_calls(on, Orient::NT, 8, 512, 512), 4);
+        assert_eq!(gemm_calls(on, Orient::NN, 8, 512, 512), 3, "only D W^T");
         assert_eq!(gemm_chunk(8, 512, 784), 144);
         assert_eq!(gemm_tile(Orient::NN, 128, 1024, 1024), Some((12, 64)));
         assert_eq!(gemm_tile(Orient::NT, 128, 1024, 1024), Some((4, 192)));

@@ -8,7 +8,7 @@ use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use mnist_mlp::blas::{gemm_calls, Orient};
+use mnist_mlp::blas::{gemm_calls, Gemm, Orient};
 use mnist_mlp::nn::{Batch, Init, Loss, Mlp, NetSpec, Rows, Update, Workspace};
 use mnist_mlp::optim::{OptConfig, OptKind, Optimizer};
 use mnist_mlp::parallel::{block, GemmThreading, Threads};
@@ -94,16 +94,17 @@ fn interposer_sees_plain_and_transposed_products() {
 /// Expected (calls, transposed calls) of one training step of `widths` with
 /// a batch of `b` rows in `nb` row blocks: per block, L forward, L-1
 /// back-propagation (`D W^T`, transposed) and L weight-gradient (`A^T D`,
-/// transposed) products, each one call or cut per the tiling rule.
-fn step_calls(widths: &[usize], b: usize, nb: usize, tiles: bool) -> (usize, usize) {
+/// transposed) products, each one call or cut per the tiling and chunking
+/// rules of `g`.
+fn step_calls(widths: &[usize], b: usize, nb: usize, g: Gemm) -> (usize, usize) {
     let (mut calls, mut transposed) = (0, 0);
     for t in 0..nb {
         let rows = block(t, nb, b, 1).len();
         for i in 0..widths.len() - 1 {
             let (n_in, n_out) = (widths[i], widths[i + 1]);
-            calls += gemm_calls(Orient::NN, rows, n_out, n_in, tiles);
+            calls += gemm_calls(g, Orient::NN, rows, n_out, n_in);
             if i >= 1 {
-                let c = gemm_calls(Orient::NT, rows, n_in, n_out, tiles);
+                let c = gemm_calls(g, Orient::NT, rows, n_in, n_out);
                 calls += c;
                 transposed += c;
             }
@@ -112,7 +113,7 @@ fn step_calls(widths: &[usize], b: usize, nb: usize, tiles: bool) -> (usize, usi
             } else {
                 (n_in, block(t, nb, n_out, 16).len())
             };
-            let c = gemm_calls(Orient::TN, gr, gc, b, tiles);
+            let c = gemm_calls(g, Orient::TN, gr, gc, b);
             calls += c;
             transposed += c;
         }
@@ -158,7 +159,11 @@ fn every_product_of_a_training_step_is_an_sgemm() {
         });
         let (c1, t1) = counts();
         let tiles = policy == GemmThreading::Split && Plan::from_env().tiles;
-        let (want, want_t) = step_calls(&spec.widths, 128, nb, tiles);
+        let g = Gemm {
+            tiles,
+            small_bwd: Plan::from_env().small_bwd,
+        };
+        let (want, want_t) = step_calls(&spec.widths, 128, nb, g);
         if tiles {
             assert!(want > nb * (3 * l - 1), "the rule must tile something here");
         } else {
@@ -186,9 +191,13 @@ fn evaluation_products_are_sgemm() {
     let mut ws = Workspace::new(&spec, 100, threads.blocks());
     let (c0, _) = counts();
     threads.install(|| net.evaluate(&mut ws, x.view(), &labels));
-    let tiles = Plan::from_env().tiles;
+    let p = Plan::from_env();
+    let g = Gemm {
+        tiles: p.tiles,
+        small_bwd: p.small_bwd,
+    };
     let per_block =
-        gemm_calls(Orient::NN, 50, 100, 784, tiles) + gemm_calls(Orient::NN, 50, 10, 100, tiles);
+        gemm_calls(g, Orient::NN, 50, 100, 784) + gemm_calls(g, Orient::NN, 50, 10, 100);
     assert_eq!(
         counts().0 - c0,
         3 * 2 * per_block,
@@ -206,8 +215,23 @@ fn chunked_small_batch_products_are_sgemm() {
     let b = 8;
     // One block: the column split of small batches has the shapes of a
     // single row block.
-    let (want, _) = step_calls(&spec.widths, b, 1, Plan::from_env().tiles);
+    let p = Plan::from_env();
+    let g = Gemm {
+        tiles: p.tiles,
+        small_bwd: p.small_bwd,
+    };
+    let (want, _) = step_calls(&spec.widths, b, 1, g);
     assert!(want > 3 * l - 1, "the rule must chunk something here");
+    if p.small_bwd {
+        let plain = Gemm {
+            small_bwd: false,
+            ..g
+        };
+        assert!(
+            want > step_calls(&spec.widths, b, 1, plain).0,
+            "small_bwd must cut back-propagation finer here"
+        );
+    }
     let x = Array2::<f32>::from_elem((b, 784), 0.5);
     let labels = vec![3u8; b];
     let threads = Threads::new(1, GemmThreading::Split).unwrap();

@@ -213,7 +213,10 @@ mod tests {
     /// so exact).
     #[test]
     fn the_math_matches_its_formulas() {
-        let g = Gemm { tiles: false };
+        let g = Gemm {
+            tiles: false,
+            small_bwd: false,
+        };
         let (n, i, o) = (6, 5, 4);
         let (mut x, mut w) = (grid(n, i, 3), grid(i, o, 2));
         let mut b = Array2::from_shape_fn((1, o), |(_, j)| j as f64);

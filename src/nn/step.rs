@@ -165,7 +165,7 @@ impl<'a, 'b, T: Real> Frame<'a, 'b, T> {
             n,
             nb,
             plan,
-            gemm: Gemm::new::<T>(plan.tiles),
+            gemm: Gemm::new::<T>(plan.tiles, plan.small_bwd),
             drops,
             smoothing: T::of(if training {
                 net.reg.label_smoothing

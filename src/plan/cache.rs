@@ -52,8 +52,9 @@ use super::{Plan, Shape};
 /// milliseconds' rounds do it; revision 6 keys the CPU by family, model
 /// and stepping too, records each entry's boot, and uses a plan other than
 /// the built-in one for good only once a second measurement confirmed it;
-/// revision 7 adds row chunks, [`Plan::row_chunk`], to the plans).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.7");
+/// revision 7 adds row chunks, [`Plan::row_chunk`], to the plans;
+/// revision 8 adds [`Plan::small_bwd`]).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+paired.8");
 
 /// The file's name inside the cache folder.
 pub const FILE: &str = "plans.json";

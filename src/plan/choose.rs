@@ -580,6 +580,7 @@ mod tests {
             Choice::Pinned(Plan {
                 weight_grad_split: super::super::WeightGradSplit::Cols,
                 row_chunk: 0,
+                small_bwd: false,
                 ..Plan::default()
             })
         );

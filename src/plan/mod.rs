@@ -19,6 +19,7 @@
 //! | `pad_bytes` | activation rows whose length is a multiple of this many bytes get one cache line of padding ([`crate::nn::layout`]); 0: none | [`crate::nn::layout::PAD_BYTES`] |
 //! | `blas_threads` | one block per region, each product threaded by OpenBLAS over the pool's threads (what `--threading blas` does for a whole run), instead of rayon blocks of single-threaded products | off |
 //! | `row_chunk` | a block of at least twice this many rows runs its row stages (forward, loss, back-propagation) one chunk of rows at a time through every layer, so that each chunk's activations stay in cache; a batch read in place has each chunk of its input converted from the pixel bytes; 0: whole blocks | [`ROW_CHUNK`] (a plan recorded without the field: 0) |
+//! | `small_bwd` | f32 back-propagation products `D W^T` of at most 32 rows are cut into column chunks of at most [`crate::blas::SMALL_BWD_OUT`] output elements, which OpenBLAS's small-matrix kernels take unpacked ([`crate::blas::gemm_chunk_bwd`]) | on (a plan recorded without the field: off) |
 //!
 //! The thread count and threading policy (`--threads`, `--threading`) are
 //! the run's own settings, recorded beside the plan in the same places.
@@ -33,7 +34,8 @@
 //! environment; it is the only code that reads these variables:
 //! `MLP_COL_SPLIT_ROWS=N`, `MLP_BIG_COLS=MIN[:f|b|fb]`,
 //! `MLP_GW_SPLIT=rows|cols`, `MLP_TILES=0|1`, `MLP_PAD_BYTES=N`,
-//! `MLP_BLOCKS=N`, `MLP_BLAS_THREADS=0|1`, `MLP_ROW_CHUNK=N`.
+//! `MLP_BLOCKS=N`, `MLP_BLAS_THREADS=0|1`, `MLP_ROW_CHUNK=N`,
+//! `MLP_SMALL_BWD=0|1`.
 //!
 //! # Who chooses
 //! The defaults are the plan of `--plan default`: rules that held on every
@@ -41,7 +43,12 @@
 //! Zen 5 with OpenBLAS's Haswell kernels (an environment's
 //! `OPENBLAS_CORETYPE`) and its own Cooperlake choice, Intel Xeon with its
 //! SkylakeX kernels). Tiles are off by default: they made T5 1.05x faster on one
-//! Zen 4 machine and 2x slower on the Xeon, so no rule decides them.
+//! Zen 4 machine and 2x slower on the Xeon, so no rule decides them. Small
+//! back-propagation chunks are on by default: with OpenBLAS's AVX-512
+//! kernels (`Cooperlake` on Zen 4 and Zen 5, `SkylakeX` on the Xeon) they
+//! made T3's step 1.3-1.4x faster on Zen 5; its AVX2 kernels (`Zen` on
+//! Zen 3, `Haswell`) have no small-matrix path for them and ran T3's step
+//! at 0.95-0.98x, where the planner's candidate without them wins.
 //! Everything else is measured on the user's machine: the planner
 //! ([`search`], [`measure`]) times every distinct candidate of
 //! [`candidates`] on the run's real buffers, picks the fastest, and caches
@@ -67,9 +74,10 @@ pub use choose::{Choice, Chosen};
 use serde::{Deserialize, Serialize};
 
 /// The environment variables [`Plan::from_env`] reads.
-const ENV_VARS: [&str; 8] = [
+const ENV_VARS: [&str; 9] = [
     "MLP_BLOCKS",
     "MLP_ROW_CHUNK",
+    "MLP_SMALL_BWD",
     "MLP_BLAS_THREADS",
     "MLP_COL_SPLIT_ROWS",
     "MLP_BIG_COLS",
@@ -148,6 +156,11 @@ pub struct Plan {
     /// whole blocks.
     #[serde(default)]
     pub row_chunk: usize,
+    /// Back-propagation products of few rows in column chunks small enough
+    /// for OpenBLAS's small-matrix kernels ([`crate::blas::gemm_chunk_bwd`]).
+    /// A plan recorded without it did not chunk them so.
+    #[serde(default)]
+    pub small_bwd: bool,
 }
 
 impl Default for Plan {
@@ -164,6 +177,7 @@ impl Default for Plan {
             blocks: 0,
             blas_threads: false,
             row_chunk: ROW_CHUNK,
+            small_bwd: true,
         }
     }
 }
@@ -219,6 +233,11 @@ impl Plan {
         }
         if let Some(n) = var("MLP_ROW_CHUNK").and_then(|s| s.parse().ok()) {
             self.row_chunk = n;
+        }
+        match var("MLP_SMALL_BWD").as_deref() {
+            Some("0") => self.small_bwd = false,
+            Some("1") => self.small_bwd = true,
+            _ => {}
         }
         self
     }
@@ -287,6 +306,7 @@ impl Plan {
             + usize::from(self.blocks != other.blocks)
             + usize::from(self.blas_threads != other.blas_threads)
             + usize::from(self.row_chunk != other.row_chunk)
+            + usize::from(self.small_bwd != other.small_bwd)
     }
 
     /// As JSON (for `--json` records).
@@ -328,6 +348,21 @@ impl Plan {
                     || gemm_tile(Orient::NT, m, k, c).is_some()
                     || gemm_tile(Orient::TN, k, c, m).is_some()
             });
+        // Small back-propagation chunks need an f32 product that is not
+        // tiled and that they cut otherwise than the plain chunks do.
+        let small_bwd = self.small_bwd
+            && shape.elem_bytes == 4
+            && (1..l).any(|i| {
+                use crate::blas::{gemm_chunk, gemm_chunk_bwd, gemm_tile, Orient};
+                let (k, c) = (w[i + 1], w[i]);
+                let (rows, cols) = if split[l - 1 + i - 1] {
+                    (n, c.div_ceil(nb))
+                } else {
+                    (m, c)
+                };
+                !(tiles && gemm_tile(Orient::NT, rows, cols, k).is_some())
+                    && gemm_chunk_bwd(rows, cols, k) != gemm_chunk(rows, cols, k)
+            });
         let strides = w
             .iter()
             .map(|&c| match shape.elem_bytes {
@@ -343,6 +378,7 @@ impl Plan {
             tiles,
             strides,
             chunk: self.row_chunk_for(n.div_ceil(nb)),
+            small_bwd,
         }
     }
 }
@@ -380,6 +416,11 @@ impl std::fmt::Display for Plan {
             0 => write!(f, " row_chunk=off")?,
             c => write!(f, " row_chunk={c}")?,
         }
+        write!(
+            f,
+            " small_bwd={}",
+            if self.small_bwd { "on" } else { "off" }
+        )?;
         // OpenBLAS's threads make a region one block, whatever `blocks` says.
         match (self.blas_threads, self.blocks) {
             (true, _) => write!(f, " blas_threads=on")?,
@@ -436,6 +477,8 @@ pub struct Effect {
     pub strides: Vec<usize>,
     /// Rows per chunk of a block's row stages (0: whole blocks).
     pub chunk: usize,
+    /// Whether some back-propagation product is cut into small chunks.
+    pub small_bwd: bool,
 }
 
 /// The plans worth timing for `shape`, `base` first: every combination of
@@ -473,6 +516,12 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
         row_chunk: if base.row_chunk == 0 { ROW_CHUNK } else { 0 },
         ..base
     });
+    // Back-propagation of few rows in small chunks or not (where it has
+    // such products).
+    add(Plan {
+        small_bwd: !base.small_bwd,
+        ..base
+    });
     let splits = [
         (base.col_split_rows, base.big_cols),
         (ALWAYS_COLS, None),
@@ -504,6 +553,7 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
                             blocks,
                             blas_threads: false,
                             row_chunk: base.row_chunk,
+                            small_bwd: base.small_bwd,
                         });
                     }
                 }
@@ -568,6 +618,7 @@ mod tests {
             ("MLP_BLOCKS", "1"),
             ("MLP_BLAS_THREADS", "1"),
             ("MLP_ROW_CHUNK", "0"),
+            ("MLP_SMALL_BWD", "0"),
         ]));
         assert_eq!(
             p,
@@ -582,14 +633,61 @@ mod tests {
                 blocks: 1,
                 blas_threads: true,
                 row_chunk: 0,
+                small_bwd: false,
             }
         );
         let g = base.with_overrides(&env(&[
             ("MLP_COL_SPLIT_ROWS", "many"),
             ("MLP_GW_SPLIT", "diagonal"),
             ("MLP_TILES", "yes"),
+            ("MLP_SMALL_BWD", "maybe"),
         ]));
         assert_eq!(g, base);
+    }
+
+    #[test]
+    fn small_bwd_chunks_apply_to_back_propagation_of_few_rows() {
+        let shape = |widths: Vec<usize>, rows, blocks| Shape {
+            widths,
+            rows,
+            blocks,
+            threads: blocks,
+            threading: crate::parallel::GemmThreading::Split,
+            elem_bytes: 4,
+        };
+        let t3 = || vec![784, 512, 512, 256, 128, 10];
+        let on = Plan::default();
+        let off = Plan {
+            small_bwd: false,
+            ..on
+        };
+        // T3's 8 rows, one block or two (columns split), and 32 rows per
+        // block: some D W^T is cut otherwise; 64 rows per block: none is.
+        for (rows, blocks) in [(8, 1), (8, 2), (64, 2)] {
+            let s = shape(t3(), rows, blocks);
+            assert!(on.effect(&s).small_bwd, "{rows}x{blocks}");
+            assert!(!off.effect(&s).small_bwd);
+            assert!(candidates(on, &s).contains(&off), "{rows}x{blocks}");
+        }
+        for s in [
+            shape(t3(), 128, 2),
+            shape(t3(), 256, 1),
+            // One hidden layer: no back-propagation product at all.
+            shape(vec![784, 50, 10], 8, 1),
+            // f64 (gradient checks): sgemm's kernels only.
+            Shape {
+                elem_bytes: 8,
+                ..shape(t3(), 8, 1)
+            },
+        ] {
+            assert!(!on.effect(&s).small_bwd, "{s:?}");
+            assert_eq!(on.effect(&s), off.effect(&s));
+            assert!(!candidates(on, &s).contains(&off), "{s:?}");
+        }
+        // A plan recorded before the field runs without the chunks.
+        let old: Plan = toml::from_str("tiles = false").unwrap();
+        assert!(!old.small_bwd);
+        assert!(on.to_string().contains("small_bwd=on"));
     }
 
     #[test]
@@ -768,14 +866,16 @@ mod tests {
         };
         let t = toml::to_string(&p).unwrap();
         assert_eq!(toml::from_str::<Plan>(&t).unwrap(), p);
-        // A partial table takes the defaults, but for row chunks: a plan
-        // recorded before they existed ran whole blocks.
+        // A partial table takes the defaults, but for row chunks and small
+        // back-propagation chunks: a plan recorded before they existed ran
+        // without them.
         let partial: Plan = toml::from_str("tiles = false").unwrap();
         assert_eq!(
             partial,
             Plan {
                 tiles: false,
                 row_chunk: 0,
+                small_bwd: false,
                 ..Plan::default()
             }
         );
