@@ -477,7 +477,10 @@ pub struct Effect {
     pub strides: Vec<usize>,
     /// Rows per chunk of a block's row stages (0: whole blocks).
     pub chunk: usize,
-    /// Whether some back-propagation product is cut into small chunks.
+    /// Whether some back-propagation product of a full batch is cut into
+    /// small chunks (an epoch's last, shorter batch can have such products
+    /// where a full one has none: there the two settings differ in bits
+    /// but not in the time this shape's step takes).
     pub small_bwd: bool,
 }
 
