@@ -15,6 +15,7 @@ use super::{training_set, DataArgs, ThreadArgs};
 #[command(
     after_help = "Every candidate is a plan that makes the step run different code for this shape \
 (products split by rows or columns, weight gradients split by rows or columns, tiles, row padding, \
+long blocks in row chunks or whole, back-propagation of few rows in small chunks or not, \
 fewer blocks than threads, OpenBLAS's own threads instead of blocks); \
 they are timed in interleaved rounds, the slower half dropped after each level, and the fastest \
 is chosen unless it beats the default plan by less than 1% (a plan with OpenBLAS's threads that wins \
