@@ -201,7 +201,14 @@ impl Plan {
 
     /// This plan with the overrides that `var` (an environment) gives.
     fn with_overrides(mut self, var: &dyn Fn(&str) -> Option<String>) -> Self {
-        if let Some(n) = var("MLP_COL_SPLIT_ROWS").and_then(|s| s.parse().ok()) {
+        // A number, or a switch `0|1`; anything else leaves the field.
+        let num = |k: &str| var(k).and_then(|s| s.parse::<usize>().ok());
+        let switch = |k: &str| match var(k).as_deref() {
+            Some("0") => Some(false),
+            Some("1") => Some(true),
+            _ => None,
+        };
+        if let Some(n) = num("MLP_COL_SPLIT_ROWS") {
             self.col_split_rows = n;
         }
         if let Some(big) = var("MLP_BIG_COLS") {
@@ -215,29 +222,23 @@ impl Plan {
             Some("cols") => self.weight_grad_split = WeightGradSplit::Cols,
             _ => {}
         }
-        match var("MLP_TILES").as_deref() {
-            Some("0") => self.tiles = false,
-            Some("1") => self.tiles = true,
-            _ => {}
+        if let Some(b) = switch("MLP_TILES") {
+            self.tiles = b;
         }
-        if let Some(n) = var("MLP_PAD_BYTES").and_then(|s| s.parse().ok()) {
+        if let Some(n) = num("MLP_PAD_BYTES") {
             self.pad_bytes = n;
         }
-        if let Some(n) = var("MLP_BLOCKS").and_then(|s| s.parse().ok()) {
+        if let Some(n) = num("MLP_BLOCKS") {
             self.blocks = n;
         }
-        match var("MLP_BLAS_THREADS").as_deref() {
-            Some("0") => self.blas_threads = false,
-            Some("1") => self.blas_threads = true,
-            _ => {}
+        if let Some(b) = switch("MLP_BLAS_THREADS") {
+            self.blas_threads = b;
         }
-        if let Some(n) = var("MLP_ROW_CHUNK").and_then(|s| s.parse().ok()) {
+        if let Some(n) = num("MLP_ROW_CHUNK") {
             self.row_chunk = n;
         }
-        match var("MLP_SMALL_BWD").as_deref() {
-            Some("0") => self.small_bwd = false,
-            Some("1") => self.small_bwd = true,
-            _ => {}
+        if let Some(b) = switch("MLP_SMALL_BWD") {
+            self.small_bwd = b;
         }
         self
     }
