@@ -1,9 +1,9 @@
 //! What OpenBLAS alone allows a workload on this machine: each product of
 //! its training step timed on its own, called as the trainer calls it
 //! ([`mnist_mlp::blas::Gemm`]: column chunks for skinny products, and the
-//! fastest of tiles and small back-propagation chunks off and on), one thread, operands hot in cache, the
-//! best of 7 timings of 10 calls, beside a 2048^3 sgemm of the same
-//! library in the same process. Prints each product's GFLOP/s, and the
+//! fastest of tiles and small back-propagation chunks off and on), one
+//! thread, operands hot in cache, the best of 7 timings of 10 calls,
+//! beside a 2048^3 sgemm of the same library in the same process. Prints each product's GFLOP/s, and the
 //! step's samples/s if it were nothing but these products (no gather, no
 //! elementwise work, no optimizer, no cache misses): the ceiling that this
 //! OpenBLAS puts on the workload, to set beside `bench`'s figure and the
