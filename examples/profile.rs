@@ -1,10 +1,14 @@
 //! Where a workload's step time goes at each thread count: per kind of
 //! work (gather, forward, output and loss, back-propagation, weight
-//! gradient, optimizer), waiting at the joins of the parallel regions, and
-//! the serial part between them, in thread-milliseconds per step
-//! ([`mnist_mlp::profile`]).
+//! gradient, optimizer), waiting at the joins of the parallel regions (in
+//! parentheses: before a block started, and after it ended while the
+//! region's slowest block ran), and the serial part between them, in
+//! thread-milliseconds per step ([`mnist_mlp::profile`]).
 //!
 //!     MNIST_DIR=../shared/datasets/mnist cargo run --release --example profile -- T5 1 2
+//!
+//! The first argument is a workload (T1..T6) or `train`: the network,
+//! batch and optimizer of `mnist-mlp train`'s defaults.
 //!
 //! Each thread count: one warm-up epoch, then `EPOCHS` (default 2) profiled
 //! epochs, under the plan `--plan auto` would choose (MNIST_MLP_PLAN pins
@@ -24,7 +28,24 @@ static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePa
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let w = Workload::find(args.first().map_or("T5", |s| s.as_str())).expect("a workload T1..T6");
+    let w = match args.first().map(|s| s.as_str()) {
+        // The network, batch and optimizer `mnist-mlp train` uses by
+        // default, on MNIST's shape (no workload of its own).
+        Some(s) if s.eq_ignore_ascii_case("train") => {
+            let d = mnist_mlp::config::RunConfig::default()
+                .settings()
+                .expect("the defaults are valid");
+            let spec = d.network(784, 10).expect("the default network");
+            &*Box::leak(Box::new(Workload {
+                id: "train",
+                layers: Box::leak(spec.to_string().into_boxed_str()),
+                batch: d.batch,
+                opt: d.opt.kind,
+                lr: d.opt.lr,
+            }))
+        }
+        s => Workload::find(s.unwrap_or("T5")).expect("a workload T1..T6 or `train`"),
+    };
     let counts: Vec<usize> = if args.len() > 1 {
         args[1..]
             .iter()
@@ -57,7 +78,7 @@ fn main() {
         mnist_mlp::plan::cache::cpu_model(),
         mnist_mlp::blas::config()
     );
-    let mut rows: Vec<(usize, f64, Vec<f64>, f64, f64)> = Vec::new();
+    let mut rows: Vec<(usize, f64, Vec<f64>, String, f64)> = Vec::new();
     for &n in &counts {
         let threads = Threads::new(n, GemmThreading::Split).expect("threads");
         let mut model = w.model(0);
@@ -79,13 +100,19 @@ fn main() {
         let ms = |s: f64| s / steps * 1e3;
         let busy: Vec<f64> = p.busy.iter().map(|(_, s)| ms(*s)).collect();
         let serial = ms((wall - p.region_wall) * n as f64);
-        rows.push((n, ms(wall), busy, ms(p.waiting()), serial));
+        let wait = format!(
+            "{:.3} ({:.3} + {:.3})",
+            ms(p.waiting()),
+            ms(p.start_wait),
+            ms(p.end_wait)
+        );
+        rows.push((n, ms(wall), busy, wait, serial));
     }
     let mut head = String::from("| threads | step wall ms | thread-ms per step |");
     for w in WORK {
         head += &format!(" {} |", w.name());
     }
-    head += " waiting at joins | serial (outside regions) |";
+    head += " waiting at joins (to start + at the end) | serial (outside regions) |";
     println!("{head}");
     println!("{}", "| --- ".repeat(5 + WORK.len()) + "|");
     let one = rows.iter().find(|r| r.0 == 1).cloned();
@@ -94,14 +121,14 @@ fn main() {
         for b in busy {
             line += &format!(" {b:.3} |");
         }
-        line += &format!(" {wait:.3} | {serial:.3} |");
+        line += &format!(" {wait} | {serial:.3} |");
         println!("{line}");
         if let (Some(o), true) = (&one, *n > 1) {
             let mut ideal = format!("| {n}, ideal | {:.3} | {:.3} |", o.1 / *n as f64, o.1);
             for b in &o.2 {
                 ideal += &format!(" {b:.3} |");
             }
-            ideal += &format!(" {:.3} | {:.3} |", o.3, o.4);
+            ideal += &format!(" {} | {:.3} |", o.3, o.4);
             println!("{ideal}");
         }
     }

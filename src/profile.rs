@@ -10,7 +10,10 @@
 //! step of wall time `S`, the threads have `nb x S` thread-time: the spans'
 //! sums, plus the waits inside regions (`nb x region wall - busy`), plus
 //! the serial part outside regions (`nb x (S - region wall)`: the loop,
-//! the schedule, statistics, with the other threads idle).
+//! the schedule, statistics, with the other threads idle). The waits are
+//! split by when they fall: before a block starts (its thread was still
+//! being woken, or busy elsewhere) or after it ends (the thread waits for
+//! the region's slowest block).
 //! `examples/profile.rs` prints it for a workload at several thread counts;
 //! `tests/profile.rs` checks the accounting (in a test binary of its own:
 //! the timers are global).
@@ -65,6 +68,10 @@ static BUSY: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
 static HELD: AtomicU64 = AtomicU64::new(0);
 static REGION_WALL: AtomicU64 = AtomicU64::new(0);
 static REGIONS: AtomicU64 = AtomicU64::new(0);
+/// Sums over blocks of the time from their region's start to theirs, and
+/// to their end (ns).
+static STARTS: AtomicU64 = AtomicU64::new(0);
+static ENDS: AtomicU64 = AtomicU64::new(0);
 
 /// Turns the timers on or off (and clears them when turning on).
 pub fn enable(on: bool) {
@@ -79,9 +86,9 @@ pub fn reset() {
     for b in &BUSY {
         b.store(0, Relaxed);
     }
-    HELD.store(0, Relaxed);
-    REGION_WALL.store(0, Relaxed);
-    REGIONS.store(0, Relaxed);
+    for a in [&HELD, &REGION_WALL, &REGIONS, &STARTS, &ENDS] {
+        a.store(0, Relaxed);
+    }
 }
 
 /// A span of work of one kind on one thread; timed while the profiler is
@@ -103,14 +110,19 @@ impl Drop for Span {
     }
 }
 
-/// [`crate::parallel::par_for`] over `nb` blocks, its wall time recorded.
+/// [`crate::parallel::par_for`] over `nb` blocks, its wall time recorded,
+/// and for each block when it started and ended within the region.
 #[inline]
 pub fn region<F: Fn(usize) + Sync>(nb: usize, f: &F) {
     if !ON.load(Relaxed) {
         return crate::parallel::par_for(nb, f);
     }
     let t = Instant::now();
-    crate::parallel::par_for(nb, f);
+    crate::parallel::par_for(nb, &|b| {
+        STARTS.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+        f(b);
+        ENDS.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+    });
     let ns = t.elapsed().as_nanos() as u64;
     REGION_WALL.fetch_add(ns, Relaxed);
     HELD.fetch_add(ns * nb as u64, Relaxed);
@@ -128,6 +140,13 @@ pub struct Profile {
     pub region_wall: f64,
     /// Parallel regions run.
     pub regions: u64,
+    /// Thread-time from each region's start to the start of each of its
+    /// blocks: a block waiting for a thread to take it up (a thread that
+    /// went to sleep since the last region must be woken first).
+    pub start_wait: f64,
+    /// Thread-time from the end of each block to the end of its region:
+    /// the thread waiting for the slowest block (imbalance).
+    pub end_wait: f64,
 }
 
 impl Profile {
@@ -136,7 +155,8 @@ impl Profile {
         self.busy.iter().map(|(_, s)| s).sum()
     }
     /// Thread-time held inside regions without work: waiting at the
-    /// joins (and the scheduling of the blocks).
+    /// joins (and the scheduling of the blocks): [`Profile::start_wait`] +
+    /// [`Profile::end_wait`] + whatever a block did outside the spans.
     pub fn waiting(&self) -> f64 {
         (self.held - self.busy_total()).max(0.0)
     }
@@ -153,5 +173,7 @@ pub fn snapshot() -> Profile {
         held: s(&HELD),
         region_wall: s(&REGION_WALL),
         regions: REGIONS.load(Relaxed),
+        start_wait: s(&STARTS),
+        end_wait: (s(&HELD) - s(&ENDS)).max(0.0),
     }
 }

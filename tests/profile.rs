@@ -43,6 +43,13 @@ fn a_profiled_step_accounts_for_every_kind_of_work() {
     assert_eq!(p.regions, 2, "one row region, one weight region");
     assert!(p.held >= p.busy_total() * 0.999, "{p:?}");
     assert!(p.held <= 2.0 * p.region_wall * 1.001);
+    // The waits before and after the blocks are part of the waiting, and
+    // the region's first block starts at once.
+    assert!(p.start_wait >= 0.0 && p.end_wait >= 0.0, "{p:?}");
+    assert!(
+        p.start_wait + p.end_wait <= p.waiting() * 1.001 + 1e-6,
+        "{p:?}"
+    );
     // Off: nothing recorded (the sums stay as they were).
     let off = step(false);
     assert_eq!(off.regions, p.regions);
