@@ -20,7 +20,7 @@ use std::time::Instant;
 use mnist_mlp::data::{load_dir, LoadOptions};
 use mnist_mlp::parallel::{GemmThreading, Threads};
 use mnist_mlp::plan::Choice;
-use mnist_mlp::profile::{self, WORK};
+use mnist_mlp::profile::{self, StepProfile, WORK};
 use mnist_mlp::workloads::{synthetic, Workload};
 
 #[global_allocator]
@@ -78,7 +78,7 @@ fn main() {
         mnist_mlp::plan::cache::cpu_model(),
         mnist_mlp::blas::config()
     );
-    let mut rows: Vec<(usize, f64, Vec<f64>, String, f64)> = Vec::new();
+    let mut rows: Vec<StepProfile> = Vec::new();
     for &n in &counts {
         let threads = Threads::new(n, GemmThreading::Split).expect("threads");
         let mut model = w.model(0);
@@ -96,17 +96,7 @@ fn main() {
         let wall = t.elapsed().as_secs_f64();
         let p = profile::snapshot();
         profile::enable(false);
-        let steps = (tr.steps_per_epoch() * epochs) as f64;
-        let ms = |s: f64| s / steps * 1e3;
-        let busy: Vec<f64> = p.busy.iter().map(|(_, s)| ms(*s)).collect();
-        let serial = ms((wall - p.region_wall) * n as f64);
-        let wait = format!(
-            "{:.3} ({:.3} + {:.3})",
-            ms(p.waiting()),
-            ms(p.start_wait),
-            ms(p.end_wait)
-        );
-        rows.push((n, ms(wall), busy, wait, serial));
+        rows.push(StepProfile::of(&p, wall, tr.steps_per_epoch() * epochs, n));
     }
     let mut head = String::from("| threads | step wall ms | thread-ms per step |");
     for w in WORK {
@@ -115,21 +105,24 @@ fn main() {
     head += " waiting at joins (to start + at the end) | serial (outside regions) |";
     println!("{head}");
     println!("{}", "| --- ".repeat(5 + WORK.len()) + "|");
-    let one = rows.iter().find(|r| r.0 == 1).cloned();
-    for (n, wall, busy, wait, serial) in &rows {
-        let mut line = format!("| {n} | {wall:.3} | {:.3} |", wall * *n as f64);
-        for b in busy {
-            line += &format!(" {b:.3} |");
+    // The cells after the thread count, for a row of `step_ms` per step.
+    let cells = |r: &StepProfile, step_ms: f64, n: usize| {
+        let mut line = format!(" {step_ms:.3} | {:.3} |", step_ms * n as f64);
+        for (_, v) in &r.work_ms {
+            line += &format!(" {v:.3} |");
         }
-        line += &format!(" {wait} | {serial:.3} |");
-        println!("{line}");
-        if let (Some(o), true) = (&one, *n > 1) {
-            let mut ideal = format!("| {n}, ideal | {:.3} | {:.3} |", o.1 / *n as f64, o.1);
-            for b in &o.2 {
-                ideal += &format!(" {b:.3} |");
-            }
-            ideal += &format!(" {} | {:.3} |", o.3, o.4);
-            println!("{ideal}");
+        line + &format!(
+            " {:.3} ({:.3} + {:.3}) | {:.3} |",
+            r.waiting_ms, r.start_wait_ms, r.end_wait_ms, r.serial_ms
+        )
+    };
+    let one = rows.iter().find(|r| r.threads == 1).cloned();
+    for r in &rows {
+        let n = r.threads;
+        println!("| {n} |{}", cells(r, r.step_ms, n));
+        if let (Some(o), true) = (&one, n > 1) {
+            // The one-thread step's thread-time spread over n threads.
+            println!("| {n}, ideal |{}", cells(o, o.step_ms / n as f64, n));
         }
     }
 }

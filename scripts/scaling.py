@@ -23,7 +23,11 @@ in turn, so a slow minute of a shared machine falls on all of them alike.
 Options: --workloads T1 T4 T5 (default), --rounds R (default 2), --epochs E
 (timed epochs per run, default 2), --binary PATH, --json FILE (every raw
 result), --max-seconds S (start no run after S seconds: the table then
-holds what was measured, and says which runs are missing).
+holds what was measured, and says which runs are missing), --profile (each
+run adds one epoch with the step's timers on, `bench --profile`, and a
+second table gives where a step's thread-time went at each thread count:
+each kind of work, waiting at the joins before blocks start and after they
+end, the serial part; medians over the rounds).
 Needs nothing but the binary, its OpenBLAS and the data: it runs on a
 machine without Rust or NumPy.
 """
@@ -38,9 +42,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def bench(binary, workload, threads, epochs):
+def bench(binary, workload, threads, epochs, profile=False):
     cmd = [binary, "bench", "--workload", workload, "--threads", str(threads),
-           "--epochs", str(epochs), "--limit", "--json"]
+           "--epochs", str(epochs), "--limit", "--json"] + (["--profile"] if profile else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
@@ -81,6 +85,8 @@ def main():
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--json", help="write every raw result here")
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "mnist-mlp"))
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one epoch per run (bench --profile) and print where the time went")
     a = p.parse_args()
     if 1 not in a.threads:
         sys.exit("--threads must include 1: speedups are over one thread")
@@ -99,7 +105,7 @@ def main():
                 if a.max_seconds is not None and time.time() - start > a.max_seconds:
                     skipped += 1
                     continue
-                r = bench(a.binary, w, t, a.epochs)
+                r = bench(a.binary, w, t, a.epochs, a.profile)
                 r["round"] = rnd
                 raw.append(r)
                 runs.setdefault((w, t), []).append(r)
@@ -148,6 +154,39 @@ def main():
                   + (f"{peak / base_peak:.2f}x" if base_peak else "-")
                   + f" | {max((others(r) for r in rs), key=lambda v: -1.0 if v == '-' else float(v))}"
                   + f" | {'; '.join(plans)} |")
+    if a.profile:
+        profile_table(a, runs)
+
+
+def profile_table(a, runs):
+    """Thread-ms per step by kind of work, the waits and the serial part,
+    medians over the rounds (`bench --profile`)."""
+    kinds = None
+    rows = []
+    for w in a.workloads:
+        for t in a.threads:
+            ps = [r["profile"] for r in runs.get((w, t), []) if r.get("profile")]
+            if not ps:
+                continue
+            kinds = kinds or [k for k, _ in ps[0]["work_ms"]]
+            med = lambda f: statistics.median(f(p) for p in ps)
+            cells = [med(lambda p: p["step_ms"]), med(lambda p: p["step_ms"] * p["threads"])]
+            cells += [med(lambda p, i=i: p["work_ms"][i][1]) for i in range(len(kinds))]
+            wait = (f"{med(lambda p: p['waiting_ms']):.3f} ({med(lambda p: p['start_wait_ms']):.3f}"
+                    f" + {med(lambda p: p['end_wait_ms']):.3f})")
+            rows.append(f"| {w} | {t} | " + " | ".join(f"{c:.3f}" for c in cells)
+                        + f" | {wait} | {med(lambda p: p['serial_ms']):.3f} |")
+    if not rows:
+        return
+    print()
+    print("Where a step's thread-time went (`bench --profile`: one more epoch with the timers on; "
+          "thread-ms per step, medians over the rounds):")
+    print()
+    print("| workload | threads | step ms | thread-ms | " + " | ".join(kinds)
+          + " | waiting at joins (before blocks + after) | serial |")
+    print("|" + " --- |" * (6 + len(kinds)))
+    for r in rows:
+        print(r)
 
 
 if __name__ == "__main__":

@@ -177,3 +177,106 @@ pub fn snapshot() -> Profile {
         end_wait: (s(&HELD) - s(&ENDS)).max(0.0),
     }
 }
+
+/// A [`Profile`] of whole epochs per step: thread-milliseconds per step of
+/// each kind of work, of the waits at the joins and of the serial part.
+/// With `n` threads the kinds, the waiting and the serial part add up to
+/// `n x` the step's wall time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepProfile {
+    /// Threads (blocks per region).
+    pub threads: usize,
+    /// Steps profiled.
+    pub steps: usize,
+    /// Wall time per step (ms).
+    pub step_ms: f64,
+    /// Thread-ms per step in each kind of work ([`WORK`]'s order, by name).
+    pub work_ms: Vec<(&'static str, f64)>,
+    /// Thread-ms per step held inside regions without work
+    /// ([`Profile::waiting`]) ...
+    pub waiting_ms: f64,
+    /// ... of which before a block started ([`Profile::start_wait`]) ...
+    pub start_wait_ms: f64,
+    /// ... and after it ended ([`Profile::end_wait`]).
+    pub end_wait_ms: f64,
+    /// Thread-ms per step outside the regions (the loop, with the other
+    /// threads idle).
+    pub serial_ms: f64,
+}
+
+impl StepProfile {
+    /// The profile `p` of `steps` steps that took `wall` seconds on
+    /// `threads` threads.
+    pub fn of(p: &Profile, wall: f64, steps: usize, threads: usize) -> Self {
+        let ms = |s: f64| s / steps.max(1) as f64 * 1e3;
+        Self {
+            threads,
+            steps,
+            step_ms: ms(wall),
+            work_ms: p.busy.iter().map(|&(k, s)| (k, ms(s))).collect(),
+            waiting_ms: ms(p.waiting()),
+            start_wait_ms: ms(p.start_wait),
+            end_wait_ms: ms(p.end_wait),
+            serial_ms: ms((wall - p.region_wall).max(0.0) * threads as f64),
+        }
+    }
+
+    /// One line: `step 1.001 ms (2.002 thread-ms): gather 0.022, ...,
+    /// waiting at joins 0.092 (0.022 before blocks + 0.068 after), serial
+    /// 0.006`.
+    pub fn line(&self) -> String {
+        let work: Vec<String> = self
+            .work_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.3}"))
+            .collect();
+        format!(
+            "step {:.3} ms ({:.3} thread-ms): {}, waiting at joins {:.3} ({:.3} before blocks + {:.3} after), serial {:.3}",
+            self.step_ms,
+            self.step_ms * self.threads as f64,
+            work.join(", "),
+            self.waiting_ms,
+            self.start_wait_ms,
+            self.end_wait_ms,
+            self.serial_ms
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_profile_is_per_step_and_adds_up() {
+        // Two threads, 4 steps in 0.010 s, 0.008 s of it in regions.
+        let p = Profile {
+            busy: WORK.iter().map(|w| (w.name(), 0.002)).collect(),
+            held: 0.016,
+            region_wall: 0.008,
+            regions: 8,
+            start_wait: 0.001,
+            end_wait: 0.002,
+        };
+        let s = StepProfile::of(&p, 0.010, 4, 2);
+        assert_eq!(s.step_ms, 2.5);
+        assert!(s.work_ms.iter().all(|&(_, v)| (v - 0.5).abs() < 1e-12));
+        assert!((s.waiting_ms - 1.0).abs() < 1e-12, "{s:?}");
+        assert!((s.start_wait_ms - 0.25).abs() < 1e-12);
+        assert!((s.end_wait_ms - 0.5).abs() < 1e-12);
+        assert!((s.serial_ms - 1.0).abs() < 1e-12);
+        let total: f64 = s.work_ms.iter().map(|(_, v)| v).sum::<f64>() + s.waiting_ms + s.serial_ms;
+        assert!((total - 2.0 * s.step_ms).abs() < 1e-9, "{total}");
+        let line = s.line();
+        assert!(
+            line.starts_with("step 2.500 ms (5.000 thread-ms): gather 0.500"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "waiting at joins 1.000 (0.250 before blocks + 0.500 after), serial 1.000"
+            ),
+            "{line}"
+        );
+    }
+}

@@ -199,6 +199,10 @@ pub struct BenchResult {
     /// reference reports the same as `other_cores`); `None` where the
     /// system does not say.
     pub busy: Option<crate::plan::measure::Busy>,
+    /// Where a step's thread-time went in one more epoch run with the
+    /// step's timers on (`bench --profile`; [`crate::profile`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::StepProfile>,
 }
 
 /// A run against the physical limit: this machine's peak sgemm rate over
@@ -276,7 +280,9 @@ impl Workload {
 }
 
 /// Times `epochs` epochs after one warm-up epoch, under the plan `choice`
-/// gives; the median gives samples/s.
+/// gives; the median gives samples/s. With `profile`, one more epoch runs
+/// with the step's timers on ([`BenchResult::profile`]), after the timed
+/// ones, which the timers leave alone.
 pub fn run(
     w: &Workload,
     train: &Dataset,
@@ -284,6 +290,7 @@ pub fn run(
     epochs: usize,
     seed: u64,
     choice: &Choice,
+    profile: bool,
 ) -> Result<BenchResult, TrainError> {
     let mut model = w.model(seed);
     let per_epoch = w.batch.rows(train.len());
@@ -318,6 +325,23 @@ pub fn run(
     let busy = cpu0
         .zip(crate::plan::measure::cpu_reading())
         .and_then(|(a, b)| crate::plan::measure::Busy::between(&a, &b));
+    let profile = if profile {
+        crate::profile::enable(true);
+        let t = Instant::now();
+        let run = tr.train_epoch(&mut model, train, &noop);
+        let wall = t.elapsed().as_secs_f64();
+        let p = crate::profile::snapshot();
+        crate::profile::enable(false);
+        run?;
+        Some(crate::profile::StepProfile::of(
+            &p,
+            wall,
+            per_epoch,
+            threads.blocks(),
+        ))
+    } else {
+        None
+    };
     let med = quantile(&secs, 0.5).expect("at least one timed epoch");
     let fps = w.spec().train_flops_per_sample();
     let performed = w.spec().performed_flops_per_sample();
@@ -352,6 +376,7 @@ pub fn run(
         step_ms_p10: quantile(&steps_ms, 0.1),
         step_ms_median: quantile(&steps_ms, 0.5),
         busy,
+        profile,
     })
 }
 
@@ -407,7 +432,7 @@ mod tests {
         let data = synthetic(3_000, 1);
         let threads = Threads::new(1, crate::parallel::GemmThreading::Split).unwrap();
         let t2 = Workload::find("T2").unwrap();
-        let r = run(t2, &data, &threads, 2, 7, &Choice::Default).unwrap();
+        let r = run(t2, &data, &threads, 2, 7, &Choice::Default, false).unwrap();
         assert_eq!(r.epoch_secs.len(), 2);
         assert!(r.samples_per_s > 0.0 && r.final_batch_loss.is_finite());
         let (p10, med) = (r.step_ms_p10.unwrap(), r.step_ms_median.unwrap());
@@ -453,7 +478,7 @@ mod tests {
         assert_eq!(r.disturbed(), None, "5% short is not disturbed");
         // One step per epoch: no step times.
         let t4 = Workload::find("T4").unwrap();
-        let mut r = run(t4, &data, &threads, 1, 7, &Choice::Default).unwrap();
+        let mut r = run(t4, &data, &threads, 1, 7, &Choice::Default, false).unwrap();
         assert_eq!((r.step_ms_p10, r.step_ms_median), (None, None));
         assert_eq!(r.rows_per_step, 3_000);
         r.set_limit(vec![10.0]);

@@ -497,5 +497,43 @@ fn bench_limit_measures_the_peak_and_gives_the_fraction() {
     // Without the flag, nothing is measured.
     let r = bench_t2(&[]);
     assert!(r.get("limit").is_none(), "{r}");
+    assert!(r.get("profile").is_none(), "{r}");
     assert_eq!(r["performed_flops_per_sample"], 159_800);
+}
+
+#[test]
+fn bench_profile_says_where_a_steps_time_went() {
+    // `bench --profile`: one more epoch with the timers on; every kind of
+    // work, the waits and the serial part add up to the step's thread-time.
+    let r = bench_t2(&["--profile"]);
+    let p = &r["profile"];
+    let f = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    assert_eq!(p["threads"], 1, "{r}");
+    assert_eq!(p["steps"], 600, "{r}");
+    let work = p["work_ms"].as_array().unwrap();
+    let names: Vec<&str> = work.iter().map(|w| w[0].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "gather",
+            "forward",
+            "output+loss",
+            "back-propagation",
+            "weight gradient",
+            "optimizer"
+        ]
+    );
+    let busy: f64 = work.iter().map(|w| w[1].as_f64().unwrap()).sum();
+    assert!(
+        work[1][1].as_f64().unwrap() > 0.0,
+        "forward took no time: {r}"
+    );
+    let total = busy + f("waiting_ms") + f("serial_ms");
+    assert!((total - f("step_ms")).abs() <= 0.01 * f("step_ms"), "{r}");
+    // One thread: nothing to wait for.
+    assert!(
+        f("start_wait_ms") + f("end_wait_ms") <= f("waiting_ms") + 1e-9,
+        "{r}"
+    );
+    assert!(f("end_wait_ms") < 0.05 * f("step_ms"), "{r}");
 }

@@ -33,6 +33,9 @@ pub(crate) struct BenchArgs {
     /// Also measure this machine's peak sgemm rate (2048^3 through the linked OpenBLAS, on the run's threads, before and after the timed epochs; the best counts) and print the run as a fraction of the physical limit: that peak over the FLOPs a trainer performs per sample. About a second per measurement on one thread.
     #[arg(long)]
     limit: bool,
+    /// Also run one more epoch with the step's timers on, after the timed ones, and print where a step's thread-time went: each kind of work (gather, forward, output and loss, back-propagation, weight gradients, optimizer), waiting at the joins of the parallel regions (before a block started: a thread still being woken; after it ended: waiting for the slowest block) and the serial part between regions, in thread-ms per step (`profile` in --json).
+    #[arg(long)]
+    profile: bool,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -49,7 +52,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
     let choice = Choice::from_flag(a.plan.as_deref())?;
     let peak = || mnist_mlp::blas::sgemm_peak(threads.n(), 2048, 3);
     let before = a.limit.then(peak);
-    let mut r = workloads::run(w, &train, &threads, a.epochs, a.seed, &choice).with_context(|| {
+    let mut r = workloads::run(w, &train, &threads, a.epochs, a.seed, &choice, a.profile).with_context(|| {
         format!(
             "--workload {} on {}: the standard workloads are defined on MNIST's shape (784 inputs, 10 classes; --synthetic times them without data)",
             w.id,
@@ -97,6 +100,9 @@ pub(crate) fn run(a: BenchArgs) -> Result<()> {
                     b.lacked(r.threads)
                 ))
             );
+        }
+        if let Some(p) = &r.profile {
+            println!("profile (one more epoch, timers on): {}", p.line());
         }
         if let Some(l) = &r.limit {
             let peaks: Vec<String> = l
