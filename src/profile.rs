@@ -184,7 +184,8 @@ pub fn snapshot() -> Profile {
 /// `n x` the step's wall time.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepProfile {
-    /// Threads (blocks per region).
+    /// Blocks per region: the threads whose time is accounted for (one
+    /// under `--threading blas`, whose products OpenBLAS threads unseen).
     pub threads: usize,
     /// Steps profiled.
     pub steps: usize,
