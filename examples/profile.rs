@@ -78,7 +78,7 @@ fn main() {
         mnist_mlp::plan::cache::cpu_model(),
         mnist_mlp::blas::config()
     );
-    let mut rows: Vec<StepProfile> = Vec::new();
+    let mut rows: Vec<(usize, StepProfile)> = Vec::new();
     for &n in &counts {
         let threads = Threads::new(n, GemmThreading::Split).expect("threads");
         let mut model = w.model(0);
@@ -96,7 +96,7 @@ fn main() {
         let wall = t.elapsed().as_secs_f64();
         let p = profile::snapshot();
         profile::enable(false);
-        rows.push(StepProfile::of(&p, wall, tr.steps_per_epoch() * epochs, n));
+        rows.push((n, StepProfile::of(&p, wall, tr.steps_per_epoch() * epochs)));
     }
     let mut head = String::from("| threads | step wall ms | thread-ms per step |");
     for w in WORK {
@@ -105,7 +105,8 @@ fn main() {
     head += " waiting at joins (to start + at the end) | serial (outside regions) |";
     println!("{head}");
     println!("{}", "| --- ".repeat(5 + WORK.len()) + "|");
-    // The cells after the thread count, for a row of `step_ms` per step.
+    // The cells after the thread count, for a row of `step_ms` per step
+    // on `n` threads.
     let cells = |r: &StepProfile, step_ms: f64, n: usize| {
         let mut line = format!(" {step_ms:.3} | {:.3} |", step_ms * n as f64);
         for (_, v) in &r.work_ms {
@@ -116,9 +117,9 @@ fn main() {
             r.waiting_ms, r.start_wait_ms, r.end_wait_ms, r.serial_ms
         )
     };
-    let one = rows.iter().find(|r| r.threads == 1).cloned();
-    for r in &rows {
-        let n = r.threads;
+    let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1.clone());
+    for (n, r) in &rows {
+        let n = *n;
         println!("| {n} |{}", cells(r, r.step_ms, n));
         if let (Some(o), true) = (&one, n > 1) {
             // The one-thread step's thread-time spread over n threads.

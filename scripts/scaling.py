@@ -170,7 +170,7 @@ def profile_table(a, runs):
                 continue
             kinds = kinds or [k for k, _ in ps[0]["work_ms"]]
             med = lambda f: statistics.median(f(p) for p in ps)
-            cells = [med(lambda p: p["step_ms"]), med(lambda p: p["step_ms"] * p["threads"])]
+            cells = [med(lambda p: p["step_ms"]), med(lambda p: p["step_ms"] * p["blocks"])]
             cells += [med(lambda p, i=i: p["work_ms"][i][1]) for i in range(len(kinds))]
             wait = (f"{med(lambda p: p['waiting_ms']):.3f} ({med(lambda p: p['start_wait_ms']):.3f}"
                     f" + {med(lambda p: p['end_wait_ms']):.3f})")

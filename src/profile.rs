@@ -180,13 +180,14 @@ pub fn snapshot() -> Profile {
 
 /// A [`Profile`] of whole epochs per step: thread-milliseconds per step of
 /// each kind of work, of the waits at the joins and of the serial part.
-/// With `n` threads the kinds, the waiting and the serial part add up to
-/// `n x` the step's wall time.
+/// With `n` blocks per region the kinds, the waiting and the serial part
+/// add up to `n x` the step's wall time.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepProfile {
-    /// Blocks per region: the threads whose time is accounted for (one
-    /// under `--threading blas`, whose products OpenBLAS threads unseen).
-    pub threads: usize,
+    /// Blocks per region: the threads whose time is accounted for (fewer
+    /// than the pool's under a plan of fewer blocks; one under OpenBLAS's
+    /// threads, whose own threads are not seen).
+    pub blocks: usize,
     /// Steps profiled.
     pub steps: usize,
     /// Wall time per step (ms).
@@ -206,19 +207,25 @@ pub struct StepProfile {
 }
 
 impl StepProfile {
-    /// The profile `p` of `steps` steps that took `wall` seconds on
-    /// `threads` threads.
-    pub fn of(p: &Profile, wall: f64, steps: usize, threads: usize) -> Self {
+    /// The profile `p` of `steps` steps that took `wall` seconds (the
+    /// blocks per region are the regions' held thread-time over their wall
+    /// time: every region of a step has the same number).
+    pub fn of(p: &Profile, wall: f64, steps: usize) -> Self {
         let ms = |s: f64| s / steps.max(1) as f64 * 1e3;
+        let blocks = if p.region_wall > 0.0 {
+            ((p.held / p.region_wall).round() as usize).max(1)
+        } else {
+            1
+        };
         Self {
-            threads,
+            blocks,
             steps,
             step_ms: ms(wall),
             work_ms: p.busy.iter().map(|&(k, s)| (k, ms(s))).collect(),
             waiting_ms: ms(p.waiting()),
             start_wait_ms: ms(p.start_wait),
             end_wait_ms: ms(p.end_wait),
-            serial_ms: ms((wall - p.region_wall).max(0.0) * threads as f64),
+            serial_ms: ms((wall - p.region_wall).max(0.0) * blocks as f64),
         }
     }
 
@@ -234,7 +241,7 @@ impl StepProfile {
         format!(
             "step {:.3} ms ({:.3} thread-ms): {}, waiting at joins {:.3} ({:.3} before blocks + {:.3} after), serial {:.3}",
             self.step_ms,
-            self.step_ms * self.threads as f64,
+            self.step_ms * self.blocks as f64,
             work.join(", "),
             self.waiting_ms,
             self.start_wait_ms,
@@ -259,7 +266,8 @@ mod tests {
             start_wait: 0.001,
             end_wait: 0.002,
         };
-        let s = StepProfile::of(&p, 0.010, 4, 2);
+        let s = StepProfile::of(&p, 0.010, 4);
+        assert_eq!(s.blocks, 2);
         assert_eq!(s.step_ms, 2.5);
         assert!(s.work_ms.iter().all(|&(_, v)| (v - 0.5).abs() < 1e-12));
         assert!((s.waiting_ms - 1.0).abs() < 1e-12, "{s:?}");

@@ -333,12 +333,7 @@ pub fn run(
         let p = crate::profile::snapshot();
         crate::profile::enable(false);
         run?;
-        Some(crate::profile::StepProfile::of(
-            &p,
-            wall,
-            per_epoch,
-            threads.blocks(),
-        ))
+        Some(crate::profile::StepProfile::of(&p, wall, per_epoch))
     } else {
         None
     };

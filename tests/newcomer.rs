@@ -508,7 +508,7 @@ fn bench_profile_says_where_a_steps_time_went() {
     let r = bench_t2(&["--profile"]);
     let p = &r["profile"];
     let f = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
-    assert_eq!(p["threads"], 1, "{r}");
+    assert_eq!(p["blocks"], 1, "{r}");
     assert_eq!(p["steps"], 600, "{r}");
     let work = p["work_ms"].as_array().unwrap();
     let names: Vec<&str> = work.iter().map(|w| w[0].as_str().unwrap()).collect();
