@@ -15,8 +15,6 @@
 //! one). With `n` threads a step of wall time S gives n x S thread-ms; the
 //! row "ideal" is the 1-thread figure over n.
 
-use std::time::Instant;
-
 use mnist_mlp::data::{load_dir, LoadOptions};
 use mnist_mlp::parallel::{GemmThreading, Threads};
 use mnist_mlp::plan::Choice;
@@ -88,14 +86,11 @@ fn main() {
         println!("{n} threads: {}", chosen.line());
         let noop = |_: usize, _: &mnist_mlp::nn::Stats| {};
         tr.train_epoch(&mut model, &train, &noop).expect("finite");
-        profile::enable(true);
-        let t = Instant::now();
-        for _ in 0..epochs {
-            tr.train_epoch(&mut model, &train, &noop).expect("finite");
-        }
-        let wall = t.elapsed().as_secs_f64();
-        let p = profile::snapshot();
-        profile::enable(false);
+        let ((), p, wall) = profile::record(|| {
+            for _ in 0..epochs {
+                tr.train_epoch(&mut model, &train, &noop).expect("finite");
+            }
+        });
         rows.push((n, StepProfile::of(&p, wall, tr.steps_per_epoch() * epochs)));
     }
     let mut head = String::from("| threads | step wall ms | thread-ms per step |");

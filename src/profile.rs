@@ -178,6 +178,19 @@ pub fn snapshot() -> Profile {
     }
 }
 
+/// Runs `f` with the timers on (cleared first, off again after), and
+/// returns what it returned, what the timers recorded, and its wall time
+/// in seconds.
+pub fn record<R>(f: impl FnOnce() -> R) -> (R, Profile, f64) {
+    enable(true);
+    let t = Instant::now();
+    let r = f();
+    let wall = t.elapsed().as_secs_f64();
+    let p = snapshot();
+    enable(false);
+    (r, p, wall)
+}
+
 /// A [`Profile`] of whole epochs per step: thread-milliseconds per step of
 /// each kind of work, of the waits at the joins and of the serial part.
 /// With `n` blocks per region the kinds, the waiting and the serial part

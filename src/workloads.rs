@@ -326,12 +326,7 @@ pub fn run(
         .zip(crate::plan::measure::cpu_reading())
         .and_then(|(a, b)| crate::plan::measure::Busy::between(&a, &b));
     let profile = if profile {
-        crate::profile::enable(true);
-        let t = Instant::now();
-        let run = tr.train_epoch(&mut model, train, &noop);
-        let wall = t.elapsed().as_secs_f64();
-        let p = crate::profile::snapshot();
-        crate::profile::enable(false);
+        let (run, p, wall) = crate::profile::record(|| tr.train_epoch(&mut model, train, &noop));
         run?;
         Some(crate::profile::StepProfile::of(&p, wall, per_epoch))
     } else {
