@@ -32,7 +32,9 @@
 //! region per product split by columns. Each product then finds in cache
 //! only what the one before left there, and each region ends in a join, as
 //! in the trainer, whose step adds only its elementwise passes, the
-//! optimizer and the gather to these products: the nearer ceiling.
+//! optimizer and the gather to these products: the nearer ceiling. Its
+//! figure is the 10th percentile of single steps' times, the statistic of
+//! `bench`'s fast steps (`step_ms_p10`), which it is set beside.
 //!
 //!     cargo run --release --example gemm_ceiling -- T5 [ROWS] [--threads N] [--json]
 //!
@@ -181,8 +183,8 @@ impl Step {
         }
     }
 
-    /// Best seconds per step on `nb` blocks (the pool's threads), laid out
-    /// `layout`, its products called as `g` calls them.
+    /// Seconds of a fast step ([`fast_step`]) on `nb` blocks (the pool's
+    /// threads), laid out `layout`, its products called as `g` calls them.
     fn time(&mut self, threads: &Threads, layout: Layout, g: Gemm) -> f64 {
         let (nb, m, l) = (threads.n(), self.rows, self.widths.len() - 1);
         let widths = &self.widths;
@@ -259,7 +261,7 @@ impl Step {
                 }
             });
         };
-        threads.install(|| best_of(|reps| (0..reps).for_each(|_| step())))
+        threads.install(|| fast_step(step))
     }
 
     /// Which of [`GEMMS`] make calls of their own on this step (the others
@@ -293,7 +295,7 @@ impl Step {
             .collect()
     }
 
-    /// Best seconds per step of each layout a plan can choose (columns
+    /// Seconds of a fast step of each layout a plan can choose (columns
     /// only with several threads), over the ways to call the products.
     fn best(&mut self, threads: &Threads) -> Vec<(Layout, f64)> {
         let layouts: &[Layout] = if threads.n() > 1 {
@@ -310,6 +312,26 @@ impl Step {
             })
             .collect()
     }
+}
+
+/// The 10th percentile of the seconds of single calls of `step`, as
+/// `bench` reports a trainer's fast steps (`step_ms_p10`): after two
+/// calls, as many timed calls as last about a second (7 to 1000; the
+/// fastest of them below 10).
+fn fast_step<F: Fn()>(step: F) -> f64 {
+    step();
+    let t = Instant::now();
+    step();
+    let n = ((1.0 / t.elapsed().as_secs_f64().max(1e-9)) as usize).clamp(7, 1000);
+    let mut ts: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            step();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    ts.sort_by(f64::total_cmp);
+    ts[n / 10]
 }
 
 /// Best seconds per call of `f` (after one call, 7 timings of up to 10
@@ -537,7 +559,7 @@ fn main() {
         );
     }
     say!(
-        "in step order (forward, back-propagation, weight gradients; no elementwise work between them): {:.1} GFLOP/s, {:.0} samples/s, in {layout} (samples/s: {each})",
+        "in step order (forward, back-propagation, weight gradients; no elementwise work between them), fast steps (10th percentile): {:.1} GFLOP/s, {:.0} samples/s, in {layout} (samples/s: {each})",
         flops / t_step / 1e9,
         m as f64 / t_step
     );

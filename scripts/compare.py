@@ -16,8 +16,9 @@ beside them what the linked OpenBLAS allows at that thread count
 the workload's products each on its own (operands hot in cache, best of
 seven; on several threads each product split its fastest way), and the
 same products one after the other in a step's order and layouts, with no
-elementwise work between them (what a trainer that did nothing else
-would reach; it passes this only by what it folds into its products). `mnist-mlp bench` runs under `--plan auto` (the cached or measured plan)
+elementwise work between them, as fast steps (the 10th percentile of
+single steps, the statistic of mnist-mlp's fast-steps column): what a
+trainer that did nothing else would reach. `mnist-mlp bench` runs under `--plan auto` (the cached or measured plan)
 unless MNIST_MLP_PLAN says otherwise; the machine (CPU model, OpenBLAS build)
 and each run's plan source are printed above the table, with the CPUs other
 programs and the host took while the planner measured and while each
