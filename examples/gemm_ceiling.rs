@@ -184,8 +184,10 @@ impl Step {
     }
 
     /// Seconds of a fast step ([`fast_step`]) on `nb` blocks (the pool's
-    /// threads), laid out `layout`, its products called as `g` calls them.
-    fn time(&mut self, threads: &Threads, layout: Layout, g: Gemm) -> f64 {
+    /// threads), laid out `layout`, its products called as `g` calls them,
+    /// and of its two phases: the row stages (forward and
+    /// back-propagation) and the weight gradients.
+    fn time(&mut self, threads: &Threads, layout: Layout, g: Gemm) -> [f64; 3] {
         let (nb, m, l) = (threads.n(), self.rows, self.widths.len() - 1);
         let widths = &self.widths;
         let w = &self.w;
@@ -205,6 +207,7 @@ impl Step {
             }
         };
         let step = || unsafe {
+            let t0 = Instant::now();
             match layout {
                 Layout::Rows => par_for(nb, &|t| {
                     let r = block(t, nb, m, 1);
@@ -237,6 +240,7 @@ impl Step {
                     }
                 }
             }
+            let t1 = Instant::now();
             // Weight gradients along the longer side (the plan's `auto`).
             par_for(nb, &|t| {
                 for i in 0..l {
@@ -260,6 +264,7 @@ impl Step {
                     }
                 }
             });
+            [(t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64()]
         };
         threads.install(|| fast_step(step))
     }
@@ -297,7 +302,7 @@ impl Step {
 
     /// Seconds of a fast step of each layout a plan can choose (columns
     /// only with several threads), over the ways to call the products.
-    fn best(&mut self, threads: &Threads) -> Vec<(Layout, f64)> {
+    fn best(&mut self, threads: &Threads) -> Vec<(Layout, [f64; 3])> {
         let layouts: &[Layout] = if threads.n() > 1 {
             &[Layout::Rows, Layout::Cols]
         } else {
@@ -308,7 +313,8 @@ impl Step {
             .iter()
             .map(|&layout| {
                 let t = gemms.iter().map(|&g| self.time(threads, layout, g));
-                (layout, t.fold(f64::MAX, f64::min))
+                let fastest = t.fold([f64::MAX; 3], |b, x| if x[0] < b[0] { x } else { b });
+                (layout, fastest)
             })
             .collect()
     }
@@ -318,20 +324,24 @@ impl Step {
 /// `bench` reports a trainer's fast steps (`step_ms_p10`): after two
 /// calls, as many timed calls as last about a second (7 to 1000; the
 /// fastest of them below 10).
-fn fast_step<F: Fn()>(step: F) -> f64 {
+/// `step` returns the seconds of its two phases, whose 10th percentiles
+/// come back too (each on its own: they need not add up to the step's).
+fn fast_step<F: Fn() -> [f64; 2]>(step: F) -> [f64; 3] {
     step();
     let t = Instant::now();
     step();
     let n = ((1.0 / t.elapsed().as_secs_f64().max(1e-9)) as usize).clamp(7, 1000);
-    let mut ts: Vec<f64> = (0..n)
+    let mut ts: Vec<[f64; 3]> = (0..n)
         .map(|_| {
             let t = Instant::now();
-            step();
-            t.elapsed().as_secs_f64()
+            let [a, b] = step();
+            [t.elapsed().as_secs_f64(), a, b]
         })
         .collect();
-    ts.sort_by(f64::total_cmp);
-    ts[n / 10]
+    std::array::from_fn(|k| {
+        ts.sort_by(|x, y| x[k].total_cmp(&y[k]));
+        ts[n / 10][k]
+    })
 }
 
 /// Best seconds per call of `f` (after one call, 7 timings of up to 10
@@ -484,15 +494,16 @@ fn main() {
         Layout::Rows => "row blocks",
         Layout::Cols => "column blocks",
     };
-    let (layout, t_step) =
-        layouts.iter().copied().fold(
-            (Layout::Rows, f64::MAX),
-            |b, x| if x.1 < b.1 { x } else { b },
-        );
+    let fastest =
+        |b: (Layout, [f64; 3]), x: (Layout, [f64; 3])| if x.1[0] < b.1[0] { x } else { b };
+    let (layout, [t_step, t_rows, t_grad]) = layouts
+        .iter()
+        .copied()
+        .fold((Layout::Rows, [f64::MAX; 3]), fastest);
     let layout = name(layout);
     let each = layouts
         .iter()
-        .map(|&(l, t)| format!("{} {:.0}", name(l), m as f64 / t))
+        .map(|&(l, t)| format!("{} {:.0}", name(l), m as f64 / t[0]))
         .collect::<Vec<_>>()
         .join(", ");
     if nt > 1 {
@@ -541,6 +552,7 @@ fn main() {
             "samples_per_s": m as f64 / t_io,
             "step_order_samples_per_s": m as f64 / t_step,
             "step_order_layout": layout,
+            "step_order_ms": [t_step * 1e3, t_rows * 1e3, t_grad * 1e3],
         });
         println!("{o}");
     }
@@ -559,8 +571,11 @@ fn main() {
         );
     }
     say!(
-        "in step order (forward, back-propagation, weight gradients; no elementwise work between them), fast steps (10th percentile): {:.1} GFLOP/s, {:.0} samples/s, in {layout} (samples/s: {each})",
+        "in step order (forward, back-propagation, weight gradients; no elementwise work between them), fast steps (10th percentile): {:.1} GFLOP/s, {:.0} samples/s, in {layout} (samples/s: {each}); {:.3} ms a step: forward and back-propagation {:.3} ms, weight gradients {:.3} ms",
         flops / t_step / 1e9,
-        m as f64 / t_step
+        m as f64 / t_step,
+        t_step * 1e3,
+        t_rows * 1e3,
+        t_grad * 1e3
     );
 }
