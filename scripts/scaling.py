@@ -27,7 +27,12 @@ holds what was measured, and says which runs are missing), --profile (each
 run adds one epoch with the step's timers on, `bench --profile`, and a
 second table gives where a step's thread-time went at each thread count:
 each kind of work, waiting at the joins before blocks start and after they
-end, the serial part; medians over the rounds).
+end, the serial part; medians over the rounds), --ceiling BIN (the
+`gemm_ceiling` example, `cargo build --release --examples`: in the first
+round, after each workload's run, what OpenBLAS's products alone allow
+at that thread count, as fractions of the run's limit: each product on
+its own, split its fastest way, and the step's products in step order as
+fast steps, the statistic of the fast-steps column).
 Needs nothing but the binary, its OpenBLAS and the data: it runs on a
 machine without Rust or NumPy.
 """
@@ -76,6 +81,13 @@ def pct(x):
     return f"{100 * x:.0f}%" if x is not None else "-"
 
 
+def ceiling_cell(c, lim):
+    """gemm_ceiling's two figures as fractions of the limit `lim` (samples/s)."""
+    if not c:
+        return " - |"
+    return f" {pct(c['samples_per_s'] / lim)} \\| {pct(c.get('step_order_samples_per_s', 0) / lim)} |"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, nargs="+", default=default_threads())
@@ -87,6 +99,7 @@ def main():
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "mnist-mlp"))
     p.add_argument("--profile", action="store_true",
                    help="also profile one epoch per run (bench --profile) and print where the time went")
+    p.add_argument("--ceiling", help="the gemm_ceiling example binary: OpenBLAS's products alone per thread count")
     a = p.parse_args()
     if 1 not in a.threads:
         sys.exit("--threads must include 1: speedups are over one thread")
@@ -98,6 +111,7 @@ def main():
 
     start = time.time()
     runs = {}  # (workload, threads) -> [result]
+    ceilings = {}  # (workload, threads) -> gemm_ceiling's result
     raw, skipped = [], 0
     for rnd in range(a.rounds):
         for t in a.threads:
@@ -109,6 +123,12 @@ def main():
                 r["round"] = rnd
                 raw.append(r)
                 runs.setdefault((w, t), []).append(r)
+                if a.ceiling and rnd == 0:
+                    out = subprocess.run([a.ceiling, w, "--threads", str(t), "--json"], capture_output=True, text=True)
+                    if out.returncode != 0:
+                        sys.exit(f"failed: {a.ceiling} {w} --threads {t}\n{out.stderr}")
+                    ceilings[(w, t)] = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
+                    raw.append(ceilings[(w, t)])
                 print(f"[{time.time() - start:6.0f} s] round {rnd + 1} {w} {t:>2} threads: "
                       f"{r['samples_per_s']:,.0f} samples/s, {pct(r['limit']['fraction'])} of the limit, "
                       f"others took {others(r)} CPUs",
@@ -119,7 +139,7 @@ def main():
     if not raw:
         sys.exit("no run fitted in --max-seconds")
 
-    first = raw[0]
+    first = next(r for r in raw if "cpu" in r)
     print(f"machine: {first['cpu']}, {cpus()} logical CPUs; {first['blas']}")
     print(f"`scripts/scaling.py --threads {' '.join(map(str, a.threads))} --workloads {' '.join(a.workloads)} "
           f"--rounds {a.rounds} --epochs {a.epochs}`; medians over the rounds"
@@ -130,8 +150,9 @@ def main():
               "so threads share cores (correctness, not speed)")
     print()
     print("| workload | threads | runs | samples/s | speedup | parallel efficiency | limit samples/s "
-          "(sgemm GFLOP/s) | % of limit | fast steps % | sgemm scaling | others' CPUs (most) | plan |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "(sgemm GFLOP/s) | % of limit | fast steps % | sgemm scaling | others' CPUs (most) | plan |"
+          + (" OpenBLAS's products alone % of limit: each on its own \\| in step order |" if a.ceiling else ""))
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if a.ceiling else ""))
     for w in a.workloads:
         base = runs.get((w, 1))
         base_sps = statistics.median(r["samples_per_s"] for r in base) if base else None
@@ -153,7 +174,8 @@ def main():
                   + f" | {lim:,.0f} ({peak:.0f}) | {pct(frac)} | {pct(fast)} | "
                   + (f"{peak / base_peak:.2f}x" if base_peak else "-")
                   + f" | {max((others(r) for r in rs), key=lambda v: -1.0 if v == '-' else float(v))}"
-                  + f" | {'; '.join(plans)} |")
+                  + f" | {'; '.join(plans)} |"
+                  + (ceiling_cell(ceilings.get((w, t)), lim) if a.ceiling else ""))
     if a.profile:
         profile_table(a, runs)
 
