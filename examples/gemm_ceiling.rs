@@ -48,6 +48,11 @@ use mnist_mlp::workloads::Workload;
 use ndarray::{linalg::general_mat_mul, s, Array2, ArrayView2};
 use std::time::Instant;
 
+/// Large buffers on transparent huge pages, as the trainer's (`mnist-mlp`'s
+/// allocator): fewer TLB misses on a step's megabytes of operands.
+#[global_allocator]
+static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePageAlloc;
+
 /// The trainer's ways to call a product: tiles off or on, small
 /// back-propagation chunks or not (plan choices).
 const GEMMS: [Gemm; 4] = [
