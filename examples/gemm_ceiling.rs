@@ -143,6 +143,15 @@ fn split(
     }
 }
 
+/// An activation-like `[rows, cols]` buffer holding `v`, its rows as far
+/// apart as the trainer's (padded by a cache line where they would be a
+/// multiple of 4 KiB apart: the built-in plan's `pad_bytes`).
+fn act(rows: usize, cols: usize, v: f32) -> Array2<f32> {
+    let mut a = mnist_mlp::nn::layout::zeros(rows, cols, mnist_mlp::nn::layout::PAD_BYTES);
+    a.fill(v);
+    a
+}
+
 /// A step's products on its own buffers, in the trainer's order: the
 /// forward products of every layer, back-propagation through every layer
 /// but the first, then the weight gradients (`beta = 1`), with no
@@ -183,8 +192,8 @@ impl Step {
             rows,
             w: mats(&|i| (widths[i], widths[i + 1]), 0.01, l),
             g: mats(&|i| (widths[i], widths[i + 1]), 0.0, l),
-            a: mats(&|i| (rows, widths[i]), 0.5, l + 1),
-            d: mats(&|i| (rows, widths[i]), 0.5, l + 1),
+            a: (0..=l).map(|i| act(rows, widths[i], 0.5)).collect(),
+            d: (0..=l).map(|i| act(rows, widths[i], 0.5)).collect(),
         }
     }
 
@@ -431,13 +440,12 @@ fn main() {
     let mut ways: Vec<[[f64; 3]; 3]> = Vec::new();
     let layers: Vec<(usize, usize)> = widths.windows(2).map(|p| (p[0], p[1])).collect();
     for (l, &(i, o)) in layers.iter().enumerate() {
-        let x = Array2::<f32>::from_elem((m, i), 0.5);
-        let d = Array2::<f32>::from_elem((m, o), 0.5);
+        let (x, d) = (act(m, i, 0.5), act(m, o, 0.5));
         let (w_io, w_oi) = (
             Array2::<f32>::from_elem((i, o), 0.01),
             Array2::<f32>::from_elem((o, i), 0.01),
         );
-        let (mut z, mut dx) = (Array2::<f32>::zeros((m, o)), Array2::<f32>::zeros((m, i)));
+        let (mut z, mut dx) = (act(m, o, 0.0), act(m, i, 0.0));
         let (mut g_io, mut g_oi) = (Array2::<f32>::zeros((i, o)), Array2::<f32>::zeros((o, i)));
         let fl = 2.0 * (m * i * o) as f64;
         let gf = |t: f64| fl / t / 1e9;
@@ -514,10 +522,9 @@ fn main() {
     if nt > 1 {
         // OpenBLAS's own threads, every product after all the split ones.
         for (l, &(i, o)) in layers.iter().enumerate() {
-            let x = Array2::<f32>::from_elem((m, i), 0.5);
-            let d = Array2::<f32>::from_elem((m, o), 0.5);
+            let (x, d) = (act(m, i, 0.5), act(m, o, 0.5));
             let w_io = Array2::<f32>::from_elem((i, o), 0.01);
-            let (mut z, mut dx) = (Array2::<f32>::zeros((m, o)), Array2::<f32>::zeros((m, i)));
+            let (mut z, mut dx) = (act(m, o, 0.0), act(m, i, 0.0));
             let mut g_io = Array2::<f32>::zeros((i, o));
             let t = &mut ways[l];
             t[0][2] = split(&threads, Way::Blas, x.view(), w_io.view(), 0.0, &mut z);
