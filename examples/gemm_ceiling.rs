@@ -56,23 +56,16 @@ static ALLOC: mnist_mlp::hugepages::HugePageAlloc = mnist_mlp::hugepages::HugePa
 /// The trainer's ways to call a product: tiles off or on, small
 /// back-propagation chunks or not (plan choices).
 const GEMMS: [Gemm; 4] = [
-    Gemm {
-        tiles: false,
-        small_bwd: false,
-    },
-    Gemm {
-        tiles: false,
-        small_bwd: true,
-    },
-    Gemm {
-        tiles: true,
-        small_bwd: false,
-    },
-    Gemm {
-        tiles: true,
-        small_bwd: true,
-    },
+    way(false, false),
+    way(false, true),
+    way(true, false),
+    way(true, true),
 ];
+
+/// One way to call a product.
+const fn way(tiles: bool, small_bwd: bool) -> Gemm {
+    Gemm { tiles, small_bwd }
+}
 
 /// Best seconds per call of `C = A B + beta C` through the trainer's entry
 /// to OpenBLAS, whichever of its ways is fastest. The trainer's weight
