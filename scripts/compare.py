@@ -6,7 +6,7 @@ workload alternates runs of `mnist-mlp bench` and `bench_numpy.py` (--rounds
 times each), and prints the medians, their ratio and the fraction of the
 physical limit (`bound_samples_per_s_performed`: peak sgemm over the FLOPs a
 trainer must perform). All figures of one row come from the same window of
-time. The last column is the pace of mnist-mlp's fast steps (rows per step
+time. A column gives the pace of mnist-mlp's fast steps (rows per step
 over its 10th-percentile step time, median over rounds; full-batch
 workloads have one step per epoch and none): other tenants of a shared
 machine only ever add time, so it shows what the code does when left
