@@ -21,7 +21,10 @@
 //!
 //! The entries of one machine's other shapes are hints too ([`hints`]): a
 //! run that cannot time every candidate of a new shape times their plans
-//! first.
+//! first. An entry whose search left candidates out for time records how
+//! many and the plans it timed ([`Entry::left_out`], [`Entry::screened`]):
+//! the next run of the shape carries the search on with the rest, until
+//! none is left (an older version reads such an entry as a plain choice).
 //!
 //! A cache that cannot be read, does not parse or was written by another
 //! version of mnist-mlp or of its candidate list ([`VERSION`]) is ignored with a
@@ -80,6 +83,21 @@ pub struct Entry {
     /// then a run measures the pair again ([`super::choose`]).
     #[serde(default)]
     pub confirmed: bool,
+    /// Candidates of the shape that the search left out for time (0: it
+    /// timed them all, or carried on until it had). While some are left,
+    /// a later run of the same boot carries the search on from here,
+    /// timing those against the built-in plan and this entry's
+    /// ([`super::choose`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left_out: usize,
+    /// The plans the search timed so far, in this run and the runs it
+    /// carried on from (kept only while some are left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub screened: Vec<Plan>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Entry {
@@ -92,7 +110,18 @@ impl Entry {
             measured_at: now(),
             boot: boot_id(),
             confirmed: false,
+            left_out: m.left_out,
+            screened: if m.left_out > 0 {
+                m.candidates.clone()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// Whether the search behind it timed every candidate of the shape.
+    pub fn complete(&self) -> bool {
+        self.left_out == 0
     }
 
     /// Whether a run may use the plan as it is: the built-in plan (which
@@ -372,6 +401,8 @@ mod tests {
             measured_at: 1,
             boot: Some("b1".into()),
             confirmed: false,
+            left_out: 0,
+            screened: Vec::new(),
         }
     }
 

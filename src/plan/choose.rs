@@ -14,7 +14,9 @@
 use std::path::{Path, PathBuf};
 
 use super::cache::{self, Entry};
-use super::measure::{measure_among, measure_hinted, run_budget, Busy, Measured, Target};
+use super::measure::{
+    measure_among, measure_carried, measure_hinted, run_budget, Busy, Measured, Target,
+};
 use super::Plan;
 
 /// The environment variable read when `--plan` is not given.
@@ -223,14 +225,18 @@ impl Chosen {
                 },
             ),
             Source::Measured { measured, cached } => format!(
-                "measured now: {} candidates{} in {:.2} s, {:.2}x the default plan's step{}{}{}",
+                "measured now: {} candidates{}{} in {:.2} s, {:.2}x the default plan's step{}{}{}",
                 measured.candidates.len(),
                 match (measured.left_out, measured.hinted) {
                     (0, _) => String::new(),
-                    (out, 0) => format!(" ({out} left out for time)"),
+                    (out, 0) => format!(" ({out} left out for time, for a later run)"),
                     (out, h) => format!(
-                        " ({out} left out for time; {h} first for what this machine chose before)"
+                        " ({out} left out for time, for a later run; {h} first for what this machine chose before)"
                     ),
+                },
+                match measured.carried {
+                    0 => String::new(),
+                    n => format!(", carrying on an earlier run's search of {n} others"),
                 },
                 measured.seconds,
                 measured.speedup(),
@@ -305,11 +311,20 @@ enum Earlier {
     /// A plan other than the built-in one that won once: measured again
     /// against the built-in plan.
     Unconfirmed(Entry),
+    /// A settled plan whose search left candidates out for time: the
+    /// search carries on with those (the plan runs where it decides
+    /// nothing).
+    Partial(Chosen, Entry),
 }
 
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
 /// machine and `target`'s shape, else a measurement of `target` within
-/// `budget(step_seconds)` seconds, then cached. An entry from an earlier
+/// `budget(step_seconds)` seconds, then cached. A settled entry whose
+/// search left candidates out for time ([`Entry::complete`]) is carried on:
+/// the run times the candidates left out against the built-in plan, the
+/// entry's plan first among them, and caches the outcome with what is
+/// still left, so that repeated short runs of a large network time every
+/// candidate in the end; where it decides nothing the entry's plan runs. An entry from an earlier
 /// boot is measured again; an entry whose plan is not the built-in one and
 /// won only once is measured again against the built-in plan, and the
 /// winner cached as settled ([`Entry::settled`]). A measurement during
@@ -385,8 +400,15 @@ pub fn choose(
                 // The earlier boot's plan first of all.
                 hints.push(entry.plan);
                 earlier = Earlier::Stale(cached);
-            } else if entry.settled() {
+            } else if entry.settled() && entry.complete() {
                 return Chosen { warnings, ..cached };
+            } else if entry.settled() {
+                // Its search left candidates out for time: this run times
+                // them against the built-in plan and the plan kept so far,
+                // until none is left (a short run of a large network
+                // times a few of its candidates each time).
+                hints.push(entry.plan);
+                earlier = Earlier::Partial(cached, entry.clone());
             } else {
                 // A neighbour busy through one whole measurement can make a
                 // plan win that runs slower once it is gone (T3 on two Zen 5
@@ -418,6 +440,17 @@ pub fn choose(
                     ..c.clone()
                 }
             }
+            Earlier::Partial(c, e) => {
+                warnings.push(format!(
+                    "note: the search of the {} candidates left out before decided nothing {}; the plan it kept runs",
+                    e.left_out,
+                    why(&source)
+                ));
+                Chosen {
+                    warnings,
+                    ..c.clone()
+                }
+            }
             Earlier::Unconfirmed(e) => {
                 warnings.push(format!(
                     "note: the plan cached before ({}, {:.2}x) was not confirmed {}; the built-in plan runs, and a later run measures the two again",
@@ -440,6 +473,9 @@ pub fn choose(
     }
     let measured = match &earlier {
         Earlier::Unconfirmed(e) => measure_among(target, vec![Plan::default(), e.plan], budget),
+        Earlier::Partial(_, e) => {
+            measure_carried(target, Plan::default(), &hints, &e.screened, budget)
+        }
         _ => measure_hinted(target, Plan::default(), &hints, budget),
     };
     // Timed while other programs or the host took the CPU time the run's
@@ -475,7 +511,6 @@ pub fn choose(
             warnings,
         );
     }
-    let confirming = matches!(earlier, Earlier::Unconfirmed(_));
     if let Earlier::Unconfirmed(e) = &earlier {
         warnings.push(if measured.outcome.chosen == 0 {
             format!(
@@ -490,9 +525,38 @@ pub fn choose(
             )
         });
     }
-    let entry = Entry {
-        confirmed: confirming && measured.outcome.chosen != 0,
-        ..Entry::of(&measured)
+    let entry = match &earlier {
+        // A confirming run times two plans only: what the search behind the
+        // entry left out is still left.
+        Earlier::Unconfirmed(e) => Entry {
+            confirmed: measured.outcome.chosen != 0,
+            left_out: e.left_out,
+            screened: e.screened.clone(),
+            ..Entry::of(&measured)
+        },
+        // Carried on: what the earlier runs timed counts as timed, and the
+        // plan they kept stays confirmed if it won again.
+        Earlier::Partial(_, e) => {
+            let mut screened = e.screened.clone();
+            screened.extend(
+                measured
+                    .candidates
+                    .iter()
+                    .filter(|p| !e.screened.contains(p)),
+            );
+            let plan = measured.plan();
+            Entry {
+                confirmed: e.confirmed && plan == e.plan,
+                candidates: measured.candidates.len() + measured.carried,
+                screened: if measured.left_out > 0 {
+                    screened
+                } else {
+                    Vec::new()
+                },
+                ..Entry::of(&measured)
+            }
+        }
+        _ => Entry::of(&measured),
     };
     let cached = cache_path.and_then(|path| match cache::store(path, &key, entry) {
         Ok(()) => Some(path.to_path_buf()),
@@ -700,6 +764,8 @@ mod tests {
             measured_at: 1,
             boot,
             confirmed,
+            left_out: 0,
+            screened: Vec::new(),
         };
         cache::store(path, key, entry).unwrap();
     }
@@ -835,6 +901,86 @@ mod tests {
         let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
         assert_cached(&c);
         assert!(path.exists());
+    }
+
+    #[test]
+    fn a_search_that_left_candidates_out_is_carried_on_by_the_next_run() {
+        let Some((_dir, path, f, n)) = empty_cache() else {
+            return;
+        };
+        let target = f.target(8);
+        let shape = target.shape();
+        let key = cache::key(&shape);
+        let plain = super::super::candidates(Plan::default(), &shape);
+        assert!(n >= 4, "{plain:?}");
+        // An earlier run timed the built-in plan and two others, kept the
+        // built-in plan and left the rest out for time.
+        let entry = Entry {
+            plan: Plan::default(),
+            speedup: 1.0,
+            candidates: 3,
+            measured_at: 1,
+            boot: cache::boot_id(),
+            confirmed: false,
+            left_out: n - 3,
+            screened: plain[..3].to_vec(),
+        };
+        assert!(entry.settled() && !entry.complete());
+        cache::store(&path, &key, entry).unwrap();
+        // With room: the base and the candidates left out, not the two
+        // timed before.
+        let c = measured_with_room(target, &path);
+        let Source::Measured { measured, cached } = &c.source else {
+            panic!("{c:?}")
+        };
+        assert!(cached.is_some());
+        assert_eq!(measured.candidates[0], Plan::default());
+        assert!(
+            !measured.candidates.contains(&plain[1]) && !measured.candidates.contains(&plain[2]),
+            "{:?}",
+            measured.candidates
+        );
+        assert_eq!(measured.carried, 2);
+        assert_eq!(measured.shape_candidates(), n);
+        assert!(c.line().contains("carrying on"), "{}", c.line());
+        let after = &cache::load(&path).0.entries[&key];
+        assert_eq!(after.plan, c.plan);
+        assert_eq!(after.left_out, measured.left_out);
+        if after.complete() {
+            assert!(after.screened.is_empty(), "{after:?}");
+        } else {
+            // Still some left: what was timed now counts as timed too.
+            assert!(after.screened.contains(&plain[1]), "{after:?}");
+            assert!(
+                after.screened.contains(&measured.candidates[1]),
+                "{after:?}"
+            );
+        }
+        // A search that cannot decide keeps the (settled) plan the entry
+        // holds.
+        let mut partial = after.clone();
+        partial.confirmed = true;
+        partial.left_out = 1;
+        partial.screened = plain[..n - 1].to_vec();
+        cache::store(&path, &key, partial.clone()).unwrap();
+        let c = choose(&Choice::Auto, target, Some(&path), &undecidable(n), TRUSTED);
+        assert_eq!(c.plan, partial.plan, "{c:?}");
+        assert!(matches!(c.source, Source::Cached { .. }), "{c:?}");
+        assert!(
+            c.warnings[0].contains("decided nothing"),
+            "{:?}",
+            c.warnings
+        );
+        // A complete entry is read as it is.
+        let done = Entry {
+            left_out: 0,
+            screened: Vec::new(),
+            ..partial
+        };
+        cache::store(&path, &key, done).unwrap();
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
+        assert!(matches!(c.source, Source::Cached { .. }), "{c:?}");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct Measured {
     /// Candidates that follow the base because this machine chose them
     /// for other shapes ([`super::with_hints`]), timed before the rest.
     pub hinted: usize,
+    /// Plans that earlier runs' searches of this shape timed, which this
+    /// one, carrying their search on, left out (0: a search of its own).
+    pub carried: usize,
     /// How busy other programs and the host kept the machine while the
     /// candidates were timed ([`Busy`]); `None` where the system does not
     /// say (not Linux) or the measurement was too short to tell.
@@ -132,9 +135,10 @@ impl Measured {
     pub fn plan(&self) -> Plan {
         self.candidates[self.outcome.chosen]
     }
-    /// The shape's candidates: those measured and those left out for time.
+    /// The shape's candidates: those measured, those left out for time and
+    /// those an earlier run's search timed ([`Measured::carried`]).
     pub fn shape_candidates(&self) -> usize {
-        self.candidates.len() + self.left_out
+        self.candidates.len() + self.left_out + self.carried
     }
     /// How much faster the chosen plan's step is than the base's: round
     /// by round ([`Outcome::speedup`]), or as timed apart where [`Apart`]
@@ -270,10 +274,35 @@ pub fn measure_hinted(
     hints: &[Plan],
     budget: &(dyn Fn(f64) -> f64 + Sync),
 ) -> Measured {
+    measure_carried(target, base, hints, &[], budget)
+}
+
+/// [`measure_hinted`] carrying on an earlier search of the same shape:
+/// the candidates that do what a plan of `screened` does (timed by that
+/// search) are left out, but for the base and the hints (the earlier
+/// search's choice among them).
+pub fn measure_carried(
+    target: Target,
+    base: Plan,
+    hints: &[Plan],
+    screened: &[Plan],
+    budget: &(dyn Fn(f64) -> f64 + Sync),
+) -> Measured {
     let shape = target.shape();
-    let (cands, hinted) = super::with_hints(candidates(base, &shape), &shape, hints);
+    let done: Vec<_> = screened.iter().map(|p| p.effect(&shape)).collect();
+    let all = candidates(base, &shape);
+    let mut cands = all.clone();
+    cands.retain(|p| *p == base || !done.contains(&p.effect(&shape)));
+    let (cands, hinted) = super::with_hints(cands, &shape, hints);
+    // The shape's candidates timed before and not again now.
+    let carried = all
+        .iter()
+        .map(|p| p.effect(&shape))
+        .filter(|e| done.contains(e) && !cands.iter().any(|c| c.effect(&shape) == *e))
+        .count();
     let mut m = measure_among(target, cands, budget);
     m.hinted = hinted.min(m.candidates.len() - 1);
+    m.carried = carried;
     m
 }
 
@@ -428,6 +457,7 @@ pub fn measure_among(
         left_out,
         step_s,
         hinted: 0,
+        carried: 0,
         apart,
         busy: cpu0
             .zip(cpu_reading())
@@ -772,6 +802,7 @@ mod tests {
             left_out: 0,
             step_s: 0.01,
             hinted: 0,
+            carried: 0,
             busy: None,
             apart: None,
         };
