@@ -317,6 +317,18 @@ enum Earlier {
     Partial(Chosen, Entry),
 }
 
+/// Whether some candidate of `shape` other than the built-in plan does
+/// what no plan `entry`'s search timed does (an entry that says it left
+/// candidates out, of a candidate list that has since changed, may have
+/// none left).
+fn left_to_time(entry: &Entry, shape: &super::Shape) -> bool {
+    let done: Vec<_> = entry.screened.iter().map(|p| p.effect(shape)).collect();
+    super::candidates(Plan::default(), shape)
+        .iter()
+        .skip(1)
+        .any(|p| !done.contains(&p.effect(shape)))
+}
+
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
 /// machine and `target`'s shape, else a measurement of `target` within
 /// `budget(step_seconds)` seconds, then cached. A settled entry whose
@@ -400,7 +412,7 @@ pub fn choose(
                 // The earlier boot's plan first of all.
                 hints.push(entry.plan);
                 earlier = Earlier::Stale(cached);
-            } else if entry.settled() && entry.complete() {
+            } else if entry.settled() && (entry.complete() || !left_to_time(entry, &shape)) {
                 return Chosen { warnings, ..cached };
             } else if entry.settled() {
                 // Its search left candidates out for time: this run times
@@ -971,6 +983,16 @@ mod tests {
             "{:?}",
             c.warnings
         );
+        // One that says it left some out, but whose screened plans do what
+        // every candidate does, has nothing left to time.
+        let covered = Entry {
+            screened: plain.clone(),
+            ..partial.clone()
+        };
+        cache::store(&path, &key, covered).unwrap();
+        let c = choose(&Choice::Auto, target, Some(&path), &|_| 0.8, TRUSTED);
+        assert!(matches!(c.source, Source::Cached { .. }), "{c:?}");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // A complete entry is read as it is.
         let done = Entry {
             left_out: 0,
