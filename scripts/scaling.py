@@ -47,15 +47,21 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def bench(binary, workload, threads, epochs, profile=False):
-    cmd = [binary, "bench", "--workload", workload, "--threads", str(threads),
-           "--epochs", str(epochs), "--limit", "--json"] + (["--profile"] if profile else [])
+def run_json(cmd):
+    """The JSON object `cmd` prints on a line of its own, and its stderr;
+    exits with that stderr where the command fails."""
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
-    r = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
+    return json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{"))), out.stderr
+
+
+def bench(binary, workload, threads, epochs, profile=False):
+    cmd = [binary, "bench", "--workload", workload, "--threads", str(threads),
+           "--epochs", str(epochs), "--limit", "--json"] + (["--profile"] if profile else [])
+    r, err = run_json(cmd)
     # The plan as `bench` prints it on stderr: "plan <fields> (<source>)".
-    line = next((l for l in out.stderr.splitlines() if l.startswith("plan ")), "plan ?")
+    line = next((l for l in err.splitlines() if l.startswith("plan ")), "plan ?")
     r["plan_line"] = line[len("plan "):].split(" (")[0]
     return r
 
@@ -124,10 +130,7 @@ def main():
                 raw.append(r)
                 runs.setdefault((w, t), []).append(r)
                 if a.ceiling and rnd == 0:
-                    out = subprocess.run([a.ceiling, w, "--threads", str(t), "--json"], capture_output=True, text=True)
-                    if out.returncode != 0:
-                        sys.exit(f"failed: {a.ceiling} {w} --threads {t}\n{out.stderr}")
-                    ceilings[(w, t)] = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("{")))
+                    ceilings[(w, t)] = run_json([a.ceiling, w, "--threads", str(t), "--json"])[0]
                     raw.append(ceilings[(w, t)])
                 print(f"[{time.time() - start:6.0f} s] round {rnd + 1} {w} {t:>2} threads: "
                       f"{r['samples_per_s']:,.0f} samples/s, {pct(r['limit']['fraction'])} of the limit, "

@@ -322,11 +322,8 @@ enum Earlier {
 /// candidates out, of a candidate list that has since changed, may have
 /// none left).
 fn left_to_time(entry: &Entry, shape: &super::Shape) -> bool {
-    let done: Vec<_> = entry.screened.iter().map(|p| p.effect(shape)).collect();
-    super::candidates(Plan::default(), shape)
-        .iter()
-        .skip(1)
-        .any(|p| !done.contains(&p.effect(shape)))
+    let all = super::candidates(Plan::default(), shape);
+    super::unscreened(all, shape, &entry.screened).len() > 1
 }
 
 /// The plan of a run with `choice`: for `auto`, the cache's entry for this
@@ -412,9 +409,10 @@ pub fn choose(
                 // The earlier boot's plan first of all.
                 hints.push(entry.plan);
                 earlier = Earlier::Stale(cached);
-            } else if entry.settled() && (entry.complete() || !left_to_time(entry, &shape)) {
-                return Chosen { warnings, ..cached };
             } else if entry.settled() {
+                if entry.complete() || !left_to_time(entry, &shape) {
+                    return Chosen { warnings, ..cached };
+                }
                 // Its search left candidates out for time: this run times
                 // them against the built-in plan and the plan kept so far,
                 // until none is left (a short run of a large network

@@ -289,16 +289,14 @@ pub fn measure_carried(
     budget: &(dyn Fn(f64) -> f64 + Sync),
 ) -> Measured {
     let shape = target.shape();
-    let done: Vec<_> = screened.iter().map(|p| p.effect(&shape)).collect();
     let all = candidates(base, &shape);
-    let mut cands = all.clone();
-    cands.retain(|p| *p == base || !done.contains(&p.effect(&shape)));
+    let cands = super::unscreened(all.clone(), &shape, screened);
     let (cands, hinted) = super::with_hints(cands, &shape, hints);
-    // The shape's candidates timed before and not again now.
+    // The shape's candidates timed before and not again now (only those
+    // were taken out; the hints may have put some back).
     let carried = all
         .iter()
-        .map(|p| p.effect(&shape))
-        .filter(|e| done.contains(e) && !cands.iter().any(|c| c.effect(&shape) == *e))
+        .filter(|p| !cands.iter().any(|c| c.effect(&shape) == p.effect(&shape)))
         .count();
     let mut m = measure_among(target, cands, budget);
     m.hinted = hinted.min(m.candidates.len() - 1);

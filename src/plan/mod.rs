@@ -571,6 +571,15 @@ pub fn candidates(base: Plan, shape: &Shape) -> Vec<Plan> {
     plans
 }
 
+/// `cands` (the base first) without the plans that do what a plan of
+/// `screened` does (an earlier search timed them); the base stays.
+pub fn unscreened(mut cands: Vec<Plan>, shape: &Shape, screened: &[Plan]) -> Vec<Plan> {
+    let done: Vec<Effect> = screened.iter().map(|p| p.effect(shape)).collect();
+    let base = cands.first().copied();
+    cands.retain(|p| Some(*p) == base || !done.contains(&p.effect(shape)));
+    cands
+}
+
 /// `cands` (the base first, as [`candidates`] orders them) with the plans
 /// of `hints` that do something for `shape` other than the base moved up
 /// to follow the base, in the hints' order; a hint that does what no
